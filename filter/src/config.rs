@@ -1,0 +1,174 @@
+//! The plugin's configuration: the WasmPlugin's `pluginConfig`, exactly as users write it.
+//!
+//! This is the one type both sides use: the generator serializes it, the filter parses it.
+//! Unknown fields are rejected so a typo never silently weakens the policy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What the filter does with a peer the policy refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse the request with `denyStatus`.
+    #[default]
+    Enforce,
+    /// Let the request through; log and count what would have been refused.
+    Audit,
+}
+
+impl Mode {
+    /// The name used in the configuration and the decision log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// The `pluginConfig` of the peergate WasmPlugin.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginConfig {
+    /// `enforce` (default) or `audit`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// PEM CA certificates; the peer's leaf must be signed directly by one of them.
+    pub trusted_issuers: Vec<String>,
+    /// SAN patterns for every authority without its own entry in `hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_sans: Option<Vec<String>>,
+    /// Per-authority overrides, keyed by host name (no port, case-insensitive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, HostConfig>,
+    /// Serial numbers (hex) that are refused even when everything else passes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_serials: Vec<String>,
+    /// SHA-256 fingerprints (hex, of the DER) that are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_fingerprints: Vec<String>,
+    /// HTTP status of the local reply on a denial (400-599); 403 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_status: Option<u16>,
+    /// Also write a decision-log line for allowed requests (denials are always logged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_allowed: bool,
+}
+
+/// The rule for one authority.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostConfig {
+    /// SAN patterns allowed on this authority, instead of the top-level list.
+    pub allowed_sans: Vec<String>,
+}
+
+/// The configuration could not be read as JSON of the expected shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pluginConfig{}: {message}", path_suffix(.path))]
+pub struct ParseError {
+    /// Where in the document the problem is, as a dotted path (`hosts.example.com.allowedSans`).
+    pub path: String,
+    /// What is wrong there, with serde's line and column.
+    pub message: String,
+}
+
+fn path_suffix(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!(" field `{path}`")
+    }
+}
+
+impl PluginConfig {
+    /// Reads the configuration from the JSON the proxy hands the plugin.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ParseError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let config: PluginConfig =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| ParseError {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        de.end().map_err(|e| ParseError {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// The JSON form, as it goes into the WasmPlugin's `pluginConfig`.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with non-string keys, no
+        // custom serializers.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let config =
+            PluginConfig::from_json(br#"{"trustedIssuers":["x"],"allowedSans":["a"]}"#).unwrap();
+        assert_eq!(config.mode, Mode::Enforce);
+        assert_eq!(config.deny_status, None);
+        assert!(config.hosts.is_empty());
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_named() {
+        let err =
+            PluginConfig::from_json(br#"{"trustedIssuers":[],"allowedSan":["a"]}"#).unwrap_err();
+        assert!(err.message.contains("unknown field `allowedSan`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_nested_field_is_named_with_its_path() {
+        let err = PluginConfig::from_json(
+            br#"{"trustedIssuers":[],"hosts":{"a.example":{"allowedSans":[],"mode":"audit"}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("hosts.a.example"), "{err}");
+        assert!(err.to_string().contains("unknown field `mode`"), "{err}");
+    }
+
+    #[test]
+    fn bad_mode_is_named() {
+        let err =
+            PluginConfig::from_json(br#"{"trustedIssuers":[],"mode":"permissive"}"#).unwrap_err();
+        assert_eq!(err.path, "mode");
+        assert!(err.message.contains("permissive"), "{err}");
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        assert!(PluginConfig::from_json(br#"{"trustedIssuers":[]} x"#).is_err());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut config = PluginConfig {
+            mode: Mode::Audit,
+            trusted_issuers: vec!["pem".into()],
+            allowed_sans: Some(vec!["spiffe://a/*".into()]),
+            deny_status: Some(401),
+            log_allowed: true,
+            ..Default::default()
+        };
+        config.hosts.insert(
+            "h.example".into(),
+            HostConfig {
+                allowed_sans: vec!["x".into()],
+            },
+        );
+        let json = config.to_json();
+        assert!(json.contains("\"trustedIssuers\""), "{json}");
+        assert!(json.contains("\"allowedSans\""), "{json}");
+        assert_eq!(PluginConfig::from_json(json.as_bytes()).unwrap(), config);
+    }
+}

@@ -1,0 +1,281 @@
+//! The proxy-wasm glue: reads what the proxy knows about the connection, asks the policy core,
+//! and acts. Every host call's `Status` is handled here; the SDK's trait helpers are not used
+//! because they `unwrap()` and a host error there aborts the VM.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::cache::AssessmentCache;
+use crate::config::Mode;
+use crate::decision_log::{decision_log_line, CertSource};
+use crate::peer::fingerprint;
+use crate::policy::{compile_json, unix_seconds, Decision, Policy, Reason};
+use crate::xfcc::{certificate_der_from_pem, parse_digest, xfcc_cert_matching};
+
+const XFCC: &str = "x-forwarded-client-cert";
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+fn log(level: LogLevel, message: &str) {
+    // Nothing sensible can be done if logging itself fails.
+    let _ = hostcalls::log(level, message);
+}
+
+/// Envoy counters, defined once per VM (counters are summed across worker VMs).
+struct Metrics {
+    allowed: Option<u32>,
+    denied_total: Option<u32>,
+    audit_total: Option<u32>,
+    denied: Vec<(Reason, Option<u32>)>,
+    audit_would_deny: Vec<(Reason, Option<u32>)>,
+    config_rejected: Option<u32>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log(
+                LogLevel::Warn,
+                &format!("peergate: cannot define counter {name}: {status:?}"),
+            );
+            None
+        }
+    }
+}
+
+fn bump(id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let per_reason = |prefix: &str| {
+            Reason::ALL
+                .iter()
+                .filter(|r| **r != Reason::Allowed)
+                .map(|r| (*r, counter(&format!("{prefix}.{}", r.code()))))
+                .collect()
+        };
+        Self {
+            allowed: counter("peergate.allowed"),
+            denied_total: counter("peergate.denied"),
+            audit_total: counter("peergate.audit_would_deny"),
+            denied: per_reason("peergate.denied"),
+            audit_would_deny: per_reason("peergate.audit_would_deny"),
+            config_rejected: counter("peergate.config_rejected"),
+        }
+    }
+
+    fn record(&self, decision: &Decision, mode: Mode) {
+        if decision.is_allowed() {
+            bump(self.allowed);
+            return;
+        }
+        let (total, by_reason) = match mode {
+            Mode::Enforce => (self.denied_total, &self.denied),
+            Mode::Audit => (self.audit_total, &self.audit_would_deny),
+        };
+        bump(total);
+        if let Some((_, id)) = by_reason.iter().find(|(r, _)| *r == decision.reason) {
+            bump(*id);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    policy: Option<Rc<Policy>>,
+    cache: Rc<RefCell<AssessmentCache>>,
+    metrics: Option<Rc<Metrics>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        log(
+            LogLevel::Info,
+            concat!("peergate filter ", env!("CARGO_PKG_VERSION"), " starting"),
+        );
+        true
+    }
+
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let metrics = Rc::clone(
+            self.metrics
+                .get_or_insert_with(|| Rc::new(Metrics::define())),
+        );
+        let bytes = match hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    &format!("peergate: rejecting configuration: cannot read it ({status:?})"),
+                );
+                bump(metrics.config_rejected);
+                return false;
+            }
+        };
+        match compile_json(&bytes) {
+            Ok(policy) => {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "peergate: configured: mode={} trusted_issuers={} deny_status={}",
+                        policy.mode().as_str(),
+                        policy.issuer_count(),
+                        policy.deny_status()
+                    ),
+                );
+                self.policy = Some(Rc::new(policy));
+                self.cache.borrow_mut().clear();
+                true
+            }
+            Err(error) => {
+                // Returning false makes the proxy refuse the plugin: fail closed.
+                log(
+                    LogLevel::Error,
+                    &format!("peergate: rejecting configuration: {error}"),
+                );
+                bump(metrics.config_rejected);
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            policy: self.policy.clone(),
+            cache: Rc::clone(&self.cache),
+            metrics: self.metrics.clone(),
+        }))
+    }
+}
+
+struct Request {
+    policy: Option<Rc<Policy>>,
+    cache: Rc<RefCell<AssessmentCache>>,
+    metrics: Option<Rc<Metrics>>,
+}
+
+impl Context for Request {}
+
+fn property(path: &[&str]) -> Result<Option<Vec<u8>>, proxy_wasm::types::Status> {
+    hostcalls::get_property(path.to_vec()).map(|v| v.filter(|b| !b.is_empty()))
+}
+
+impl Request {
+    /// Finds the peer certificate and judges it. Any failure to learn about the connection
+    /// is a denial.
+    fn decide(&self, policy: &Policy, authority: &str) -> (Decision, CertSource) {
+        let fail = |reason| (Decision::without_certificate(reason), CertSource::None);
+        let Ok(now) = hostcalls::get_current_time() else {
+            return fail(Reason::ProxyError);
+        };
+        let now_secs = unix_seconds(now);
+        let digest = match property(&["connection", "sha256_peer_certificate_digest"]) {
+            Ok(Some(text)) => match parse_digest(&text) {
+                Some(digest) => digest,
+                None => return fail(Reason::ProxyError),
+            },
+            Ok(None) => return fail(Reason::NoPeerCertificate),
+            Err(_) => return fail(Reason::ProxyError),
+        };
+        if let Some(assessment) = self.cache.borrow_mut().get(&digest, now_secs) {
+            return (policy.judge(&assessment, authority, now), CertSource::Cache);
+        }
+        let (der, source) = match property(&["connection", "peer_certificate"]) {
+            Ok(Some(pem)) => match certificate_der_from_pem(&pem) {
+                Some(der) if fingerprint(&der) == digest => (der, CertSource::Connection),
+                Some(_) => return fail(Reason::ProxyError),
+                None => return fail(Reason::UnparsableCertificate),
+            },
+            // Proxies before Envoy 1.38 lack the property: fall back to the header the gateway
+            // sets, trusting it only where it carries the connection's own certificate.
+            Ok(None) => {
+                let header = hostcalls::get_map_value(MapType::HttpRequestHeaders, XFCC);
+                match header {
+                    Ok(Some(value)) => match xfcc_cert_matching(&value, &digest) {
+                        Some(der) => (der, CertSource::Xfcc),
+                        None => return fail(Reason::XfccMismatch),
+                    },
+                    Ok(None) => return fail(Reason::XfccMismatch),
+                    Err(_) => return fail(Reason::ProxyError),
+                }
+            }
+            Err(_) => return fail(Reason::ProxyError),
+        };
+        let assessment = Arc::new(policy.assess(&der));
+        self.cache
+            .borrow_mut()
+            .insert(Arc::clone(&assessment), now_secs);
+        (policy.judge(&assessment, authority, now), source)
+    }
+
+    fn refuse(&self, status: u16, reason: Reason) {
+        let body = format!("{}\n", reason.code());
+        let sent = hostcalls::send_http_response(
+            u32::from(status),
+            vec![
+                ("content-type", "text/plain"),
+                ("x-peergate-reason", reason.code()),
+            ],
+            Some(body.as_bytes()),
+        );
+        if let Err(status) = sent {
+            log(
+                LogLevel::Error,
+                &format!("peergate: local reply failed ({status:?}); resetting the stream"),
+            );
+            let _ = hostcalls::reset_http_request();
+        }
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(policy) = self.policy.clone() else {
+            // Only reachable if the proxy runs a plugin whose configuration was refused.
+            self.refuse(503, Reason::ProxyError);
+            return Action::Pause;
+        };
+        let authority = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let (decision, source) = self.decide(&policy, &authority);
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&decision, policy.mode());
+        }
+        if !decision.is_allowed() || policy.log_allowed() {
+            log(
+                LogLevel::Info,
+                &decision_log_line(&decision, policy.mode(), &authority, source),
+            );
+        }
+        if policy.refuses(&decision) {
+            self.refuse(policy.deny_status(), decision.reason);
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,22 @@
+//! peergate's filter: peer-certificate policy for istio-ingressgateway.
+//!
+//! The policy core ([`config`], [`policy`], [`pattern`], [`peer`], [`signature`], [`xfcc`],
+//! [`cache`], [`decision_log`]) is plain Rust with no proxy-wasm types: it is tested natively
+//! and shared with the `peergate` CLI. The proxy-wasm glue is compiled for wasm32 only.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod config;
+pub mod decision_log;
+pub mod pattern;
+pub mod peer;
+pub mod policy;
+pub mod signature;
+pub mod xfcc;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+
+pub use config::{HostConfig, Mode, PluginConfig};
+pub use policy::{compile, compile_json, Assessment, CompileError, Decision, Policy, Reason};

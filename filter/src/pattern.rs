@@ -1,0 +1,258 @@
+//! SAN allow-list patterns: exact names, DNS wildcards and URI prefixes.
+
+use std::net::IpAddr;
+
+use crate::peer::San;
+
+/// One compiled `allowedSans` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SanPattern {
+    /// Matches a DNS SAN equal to it, ASCII case-insensitively.
+    Dns(String),
+    /// `scheme://...`: matches a URI SAN equal to it byte for byte.
+    Uri(String),
+    /// `local@domain`: matches an email SAN equal to it byte for byte.
+    Email(String),
+    /// Matches an IP SAN with this address, whatever notation the pattern used.
+    Ip(IpAddr),
+    /// `*.example.com`: a DNS SAN with exactly one non-empty label before `.example.com`.
+    /// Holds the lower-cased suffix including its leading dot.
+    DnsWildcard(String),
+    /// `spiffe://cluster-a/*`: a URI SAN starting with everything before the `*`.
+    UriPrefix(String),
+}
+
+/// Why a pattern is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The pattern is empty.
+    #[error("empty pattern")]
+    Empty,
+    /// The pattern has whitespace or control characters, which no SAN carries.
+    #[error("pattern {0:?} contains whitespace or control characters")]
+    BadCharacter(String),
+    /// A `*` somewhere other than a whole leftmost DNS label or a trailing `/*` of a URI.
+    #[error(
+        "pattern {0:?} has a misplaced `*`: use `*.domain` (one leftmost DNS label) or `scheme://.../*` (URI prefix)"
+    )]
+    MisplacedWildcard(String),
+    /// `*.` must be followed by a domain name.
+    #[error("pattern {0:?}: the wildcard must be followed by a domain name of non-empty labels")]
+    BadWildcardDomain(String),
+}
+
+impl SanPattern {
+    /// Compiles one pattern as written in `allowedSans`.
+    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
+        if pattern.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(PatternError::BadCharacter(pattern.to_owned()));
+        }
+        let stars = pattern.matches('*').count();
+        if stars == 0 {
+            // The pattern's form says which kind of SAN it names, so a DNS SAN can never pass
+            // for a URI (or the reverse) just by carrying the same text.
+            let owned = pattern.to_owned();
+            return Ok(if has_uri_scheme(pattern) {
+                SanPattern::Uri(owned)
+            } else if pattern.contains('@') {
+                SanPattern::Email(owned)
+            } else if let Ok(ip) = pattern.parse::<IpAddr>() {
+                SanPattern::Ip(ip)
+            } else {
+                SanPattern::Dns(owned)
+            });
+        }
+        if stars > 1 {
+            return Err(PatternError::MisplacedWildcard(pattern.to_owned()));
+        }
+        if let Some(domain) = pattern.strip_prefix("*.") {
+            if domain.contains("://") || domain.contains('/') {
+                return Err(PatternError::MisplacedWildcard(pattern.to_owned()));
+            }
+            if domain.split('.').any(str::is_empty) {
+                return Err(PatternError::BadWildcardDomain(pattern.to_owned()));
+            }
+            return Ok(SanPattern::DnsWildcard(format!(
+                ".{}",
+                domain.to_ascii_lowercase()
+            )));
+        }
+        if let Some(prefix) = pattern.strip_suffix("/*") {
+            // Only URIs are prefix-matched: a scheme is required so `foo/*` is not taken for a
+            // DNS pattern by mistake.
+            if has_uri_scheme(prefix) {
+                return Ok(SanPattern::UriPrefix(format!("{prefix}/")));
+            }
+        }
+        Err(PatternError::MisplacedWildcard(pattern.to_owned()))
+    }
+
+    /// Whether this pattern admits the SAN.
+    pub fn matches(&self, san: &San) -> bool {
+        match (self, san) {
+            (SanPattern::Dns(p), San::Dns(d)) => p.eq_ignore_ascii_case(d),
+            (SanPattern::Uri(p), San::Uri(u)) => p == u,
+            (SanPattern::Email(p), San::Email(e)) => p == e,
+            (SanPattern::Ip(p), San::Ip(ip)) => p == ip,
+            (SanPattern::DnsWildcard(suffix), San::Dns(d)) => {
+                d.len() > suffix.len()
+                    && d.is_char_boundary(d.len() - suffix.len())
+                    && d[d.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && is_plain_label(&d[..d.len() - suffix.len()])
+            }
+            (SanPattern::UriPrefix(prefix), San::Uri(u)) => {
+                u.len() > prefix.len() && u.starts_with(prefix.as_str())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A label a wildcard may stand for: non-empty, no dot, and not itself a wildcard.
+fn is_plain_label(label: &str) -> bool {
+    !label.is_empty() && !label.contains('.') && !label.contains('*')
+}
+
+fn has_uri_scheme(s: &str) -> bool {
+    match s.split_once("://") {
+        Some((scheme, rest)) => {
+            !rest.is_empty()
+                && scheme
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+/// A compiled allow-list: the peer passes when any of its SANs matches any pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SanAllowList {
+    patterns: Vec<SanPattern>,
+}
+
+impl SanAllowList {
+    /// Compiles a list; an error carries the index of the bad entry.
+    pub fn parse(patterns: &[String]) -> Result<Self, (usize, PatternError)> {
+        let patterns = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SanPattern::parse(p).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { patterns })
+    }
+
+    /// Whether any SAN matches any pattern.
+    pub fn admits(&self, sans: &[San]) -> bool {
+        sans.iter()
+            .any(|san| self.patterns.iter().any(|p| p.matches(san)))
+    }
+
+    /// The compiled patterns.
+    pub fn patterns(&self) -> &[SanPattern] {
+        &self.patterns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dns(s: &str) -> San {
+        San::Dns(s.into())
+    }
+    fn uri(s: &str) -> San {
+        San::Uri(s.into())
+    }
+
+    #[test]
+    fn exact_dns_is_case_insensitive_uri_is_not() {
+        let p = SanPattern::parse("Client.Example.com").unwrap();
+        assert!(p.matches(&dns("client.example.COM")));
+        let p = SanPattern::parse("spiffe://cluster-a/ns/client/sa/sleep").unwrap();
+        assert!(p.matches(&uri("spiffe://cluster-a/ns/client/sa/sleep")));
+        assert!(!p.matches(&uri("spiffe://cluster-a/ns/client/sa/Sleep")));
+        assert!(!p.matches(&dns("spiffe://cluster-a/ns/client/sa/sleep")));
+    }
+
+    #[test]
+    fn ip_patterns_compare_addresses() {
+        let p = SanPattern::parse("0:0::1").unwrap();
+        assert!(p.matches(&San::Ip("::1".parse().unwrap())));
+        assert!(!p.matches(&San::Ip("127.0.0.1".parse().unwrap())));
+        assert!(!p.matches(&dns("::1")));
+    }
+
+    #[test]
+    fn wildcard_matches_exactly_one_leftmost_label() {
+        let p = SanPattern::parse("*.cluster-a.example.com").unwrap();
+        assert!(p.matches(&dns("svc.cluster-a.example.com")));
+        assert!(p.matches(&dns("SVC.Cluster-A.example.com")));
+        assert!(!p.matches(&dns("a.b.cluster-a.example.com")));
+        assert!(!p.matches(&dns("cluster-a.example.com")));
+        assert!(!p.matches(&dns(".cluster-a.example.com")));
+        assert!(!p.matches(&dns("*.cluster-a.example.com")));
+        assert!(!p.matches(&dns("evilcluster-a.example.com")));
+        assert!(!p.matches(&uri("spiffe://svc.cluster-a.example.com")));
+    }
+
+    #[test]
+    fn single_label_wildcard_does_not_match_two_labels() {
+        let p = SanPattern::parse("*.x").unwrap();
+        assert!(p.matches(&dns("a.x")));
+        assert!(!p.matches(&dns("a.b.x")));
+    }
+
+    #[test]
+    fn uri_prefix_matches_below_the_slash_only() {
+        let p = SanPattern::parse("spiffe://cluster-a/*").unwrap();
+        assert!(p.matches(&uri("spiffe://cluster-a/ns/client/sa/sleep")));
+        assert!(!p.matches(&uri("spiffe://cluster-a/")));
+        assert!(!p.matches(&uri("spiffe://cluster-a")));
+        assert!(!p.matches(&uri("spiffe://cluster-ab/ns/x")));
+        assert!(!p.matches(&dns("spiffe://cluster-a/x")));
+    }
+
+    #[test]
+    fn malformed_patterns_are_rejected() {
+        for bad in [
+            "",
+            " a",
+            "a\n",
+            "*",
+            "*.",
+            "*.a..b",
+            "a.*.b",
+            "foo*.bar",
+            "*.*.x",
+            "spiffe://a/*/b",
+            "spiffe://a*",
+            "a/*",
+            "://x/*",
+            "*.a/b",
+        ] {
+            assert!(SanPattern::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn allow_list_reports_the_bad_index() {
+        let err = SanAllowList::parse(&["a".into(), "b*".into()]).unwrap_err();
+        assert_eq!(err.0, 1);
+    }
+
+    #[test]
+    fn allow_list_admits_when_any_san_matches_any_pattern() {
+        let list = SanAllowList::parse(&["x.example".into(), "spiffe://a/*".into()]).unwrap();
+        assert!(list.admits(&[dns("other"), uri("spiffe://a/b")]));
+        assert!(!list.admits(&[dns("other"), uri("spiffe://b/a")]));
+        assert!(!list.admits(&[]));
+    }
+}

@@ -1,0 +1,186 @@
+//! What the policy reads from a peer certificate, and how it is described in logs.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+
+/// A subject alternative name, in the forms the allow-list can match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    /// dNSName.
+    Dns(String),
+    /// uniformResourceIdentifier (SPIFFE IDs among them).
+    Uri(String),
+    /// iPAddress.
+    Ip(IpAddr),
+    /// rfc822Name.
+    Email(String),
+    /// Any other kind (directoryName, otherName, ...): shown, never matched.
+    Other(String),
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(v) => write!(f, "DNS:{v}"),
+            San::Uri(v) => write!(f, "URI:{v}"),
+            San::Ip(v) => write!(f, "IP:{v}"),
+            San::Email(v) => write!(f, "email:{v}"),
+            San::Other(v) => write!(f, "other:{v}"),
+        }
+    }
+}
+
+impl Serialize for San {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl San {
+    fn from_general_name(name: &GeneralName<'_>) -> Self {
+        match name {
+            GeneralName::DNSName(v) => San::Dns((*v).to_owned()),
+            GeneralName::URI(v) => San::Uri((*v).to_owned()),
+            GeneralName::RFC822Name(v) => San::Email((*v).to_owned()),
+            GeneralName::IPAddress(bytes) => match ip_from_bytes(bytes) {
+                Some(ip) => San::Ip(ip),
+                None => San::Other(format!("ip-bytes:{}", hex(bytes))),
+            },
+            GeneralName::DirectoryName(name) => San::Other(format!("dirName:{name}")),
+            GeneralName::OtherName(oid, _) => San::Other(format!("otherName:{oid}")),
+            GeneralName::RegisteredID(oid) => San::Other(format!("registeredID:{oid}")),
+            GeneralName::X400Address(_) => San::Other("x400Address".into()),
+            GeneralName::EDIPartyName(_) => San::Other("ediPartyName".into()),
+            GeneralName::Invalid(tag, _) => San::Other(format!("invalid:{}", tag.0)),
+        }
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        return Some(IpAddr::from(v4));
+    }
+    <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from)
+}
+
+/// Lower-case hex without separators.
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The SHA-256 of a certificate's DER.
+pub fn fingerprint(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
+}
+
+/// The peer as a human reads it in a decision log or an audit report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerSummary {
+    /// Subject DN (RFC 4514 style).
+    pub subject: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Every SAN, as `DNS:`, `URI:`, `IP:`, `email:` or `other:`.
+    pub sans: Vec<San>,
+    /// Serial number, lower-case hex of its DER content.
+    pub serial: String,
+    /// SHA-256 of the DER, lower-case hex.
+    pub fingerprint: String,
+    /// notBefore, seconds since the Unix epoch.
+    pub not_before: i64,
+    /// notAfter, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// Why the SAN extension could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSanExtension;
+
+impl PeerSummary {
+    /// Reads the summary of a parsed certificate whose DER hashes to `fingerprint`.
+    pub fn of(cert: &X509Certificate<'_>, fingerprint: &[u8; 32]) -> Result<Self, BadSanExtension> {
+        let sans = match cert.subject_alternative_name() {
+            Ok(Some(ext)) => ext
+                .value
+                .general_names
+                .iter()
+                .map(San::from_general_name)
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(_) => return Err(BadSanExtension),
+        };
+        let validity = cert.validity();
+        Ok(Self {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            sans,
+            serial: hex(cert.raw_serial()),
+            fingerprint: hex(fingerprint),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+}
+
+/// Decodes hex written by a person: either case, optional `:` separators.
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|&b| b != b':').collect();
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let text = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(text, 16).ok()
+        })
+        .collect()
+}
+
+/// A serial number without leading zero bytes, so `00ab` (DER of a positive number with the
+/// high bit set) and `ab` compare equal.
+pub fn normalize_serial(bytes: &[u8]) -> Vec<u8> {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_with_separators_and_case() {
+        assert_eq!(parse_hex("0A:bc:FF"), Some(vec![0x0a, 0xbc, 0xff]));
+        assert_eq!(hex(&[0x0a, 0xbc]), "0abc");
+        assert_eq!(parse_hex("abc"), None);
+        assert_eq!(parse_hex(""), None);
+        assert_eq!(parse_hex("zz"), None);
+        assert_eq!(parse_hex("é1"), None);
+    }
+
+    #[test]
+    fn serial_normalization_drops_leading_zero_bytes() {
+        assert_eq!(normalize_serial(&[0, 0, 0x80, 1]), vec![0x80, 1]);
+        assert_eq!(normalize_serial(&[0]), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn ip_sans_decode_both_families() {
+        assert_eq!(
+            ip_from_bytes(&[127, 0, 0, 1]),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(ip_from_bytes(&[0; 16]), Some("::".parse().unwrap()));
+        assert_eq!(ip_from_bytes(&[1, 2, 3]), None);
+    }
+}

@@ -1,0 +1,626 @@
+//! The executable policy: `compile()` turns a [`PluginConfig`] into a [`Policy`], and
+//! [`Policy::decide`] judges a peer certificate for one request.
+//!
+//! Deciding is split in two so the proxy can cache the expensive half:
+//! [`Policy::assess`] depends only on the certificate (parsing, issuer signature, deny lists) and
+//! [`Policy::judge`] adds the request's authority and the current time (validity, SANs).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::FromDer;
+
+use crate::config::{Mode, ParseError, PluginConfig};
+use crate::pattern::{PatternError, SanAllowList};
+use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
+use crate::signature::{verify_leaf_signature, IssuerKey, KeyError, SignatureFailure};
+
+/// Status of the local reply when `denyStatus` is absent.
+pub const DEFAULT_DENY_STATUS: u16 = 403;
+
+/// Why the configuration cannot become a policy. Every variant names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// Not JSON, or not of the expected shape (unknown field, wrong type).
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// `trustedIssuers` is empty.
+    #[error("trustedIssuers: at least one CA certificate is required")]
+    NoTrustedIssuers,
+    /// An entry of `trustedIssuers` holds no PEM certificate.
+    #[error("trustedIssuers[{index}]: not a PEM certificate: {detail}")]
+    IssuerNotPem {
+        /// Position in `trustedIssuers`.
+        index: usize,
+        /// What the PEM reader said.
+        detail: String,
+    },
+    /// A PEM block of `trustedIssuers` is not a parsable X.509 certificate.
+    #[error("trustedIssuers[{index}]: certificate does not parse: {detail}")]
+    IssuerUnparsable {
+        /// Position in `trustedIssuers`.
+        index: usize,
+        /// What the parser said.
+        detail: String,
+    },
+    /// A trusted issuer lacks basicConstraints CA:true.
+    #[error("trustedIssuers[{index}]: {subject:?} is not a CA certificate (basicConstraints CA:true is required)")]
+    IssuerNotCa {
+        /// Position in `trustedIssuers`.
+        index: usize,
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// A trusted issuer's key cannot be used to verify signatures.
+    #[error("trustedIssuers[{index}]: {source}")]
+    IssuerKey {
+        /// Position in `trustedIssuers`.
+        index: usize,
+        /// The key problem.
+        source: KeyError,
+    },
+    /// Neither `allowedSans` nor `hosts` says who may pass.
+    #[error("allowedSans: required unless hosts gives every authority its own allowedSans")]
+    NoAllowList,
+    /// An allow-list is present but empty, which would deny everyone.
+    #[error("{field}: the list is empty; list at least one SAN pattern")]
+    EmptyAllowList {
+        /// `allowedSans` or `hosts.<host>.allowedSans`.
+        field: String,
+    },
+    /// A SAN pattern is malformed.
+    #[error("{field}: {source}")]
+    BadPattern {
+        /// The field and index, e.g. `allowedSans[2]`.
+        field: String,
+        /// What is wrong with it.
+        source: PatternError,
+    },
+    /// A key of `hosts` is not a bare host name.
+    #[error("hosts.{host}: {why}")]
+    BadHost {
+        /// The key as written.
+        host: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A serial number is not hex.
+    #[error("deniedSerials[{index}]: {value:?} is not a hex serial number")]
+    BadSerial {
+        /// Position in `deniedSerials`.
+        index: usize,
+        /// The entry as written.
+        value: String,
+    },
+    /// A fingerprint is not 32 bytes of hex.
+    #[error("deniedFingerprints[{index}]: {value:?} is not a SHA-256 fingerprint (64 hex digits)")]
+    BadFingerprint {
+        /// Position in `deniedFingerprints`.
+        index: usize,
+        /// The entry as written.
+        value: String,
+    },
+    /// `denyStatus` is not an HTTP error status.
+    #[error("denyStatus: {0} is not an HTTP error status (400-599)")]
+    BadDenyStatus(u16),
+}
+
+/// Why a peer was allowed or denied. `code()` is what logs, counters and reply bodies carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Every check passed.
+    Allowed,
+    /// The connection carries no client certificate.
+    NoPeerCertificate,
+    /// The forwarded client certificate header does not match the connection's certificate.
+    XfccMismatch,
+    /// The certificate is not parsable DER, or its SAN extension is malformed.
+    UnparsableCertificate,
+    /// No trusted issuer's subject equals the leaf's issuer name.
+    UntrustedIssuer,
+    /// The leaf's authority key identifier differs from the issuer's subject key identifier.
+    IssuerKeyIdMismatch,
+    /// The leaf is signed with an algorithm the filter does not verify.
+    UnsupportedSignatureAlgorithm,
+    /// The leaf's signature does not verify under the trusted issuer's key.
+    BadSignature,
+    /// Before notBefore.
+    NotYetValid,
+    /// After notAfter.
+    Expired,
+    /// The serial number is in `deniedSerials`.
+    DeniedSerial,
+    /// The fingerprint is in `deniedFingerprints`.
+    DeniedFingerprint,
+    /// No SAN matches the allow-list for the authority.
+    SanNotAllowed,
+    /// The authority has no `hosts` entry and there is no top-level `allowedSans`.
+    NoRuleForHost,
+    /// The proxy could not tell the filter what it needs (a failed host call): fail closed.
+    ProxyError,
+}
+
+impl Reason {
+    /// Every reason, for defining counters up front.
+    pub const ALL: [Reason; 15] = [
+        Reason::Allowed,
+        Reason::NoPeerCertificate,
+        Reason::XfccMismatch,
+        Reason::UnparsableCertificate,
+        Reason::UntrustedIssuer,
+        Reason::IssuerKeyIdMismatch,
+        Reason::UnsupportedSignatureAlgorithm,
+        Reason::BadSignature,
+        Reason::NotYetValid,
+        Reason::Expired,
+        Reason::DeniedSerial,
+        Reason::DeniedFingerprint,
+        Reason::SanNotAllowed,
+        Reason::NoRuleForHost,
+        Reason::ProxyError,
+    ];
+
+    /// The stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::NoPeerCertificate => "no_peer_certificate",
+            Reason::XfccMismatch => "xfcc_mismatch",
+            Reason::UnparsableCertificate => "unparsable_certificate",
+            Reason::UntrustedIssuer => "untrusted_issuer",
+            Reason::IssuerKeyIdMismatch => "issuer_key_id_mismatch",
+            Reason::UnsupportedSignatureAlgorithm => "unsupported_signature_algorithm",
+            Reason::BadSignature => "bad_signature",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Expired => "expired",
+            Reason::DeniedSerial => "denied_serial",
+            Reason::DeniedFingerprint => "denied_fingerprint",
+            Reason::SanNotAllowed => "san_not_allowed",
+            Reason::NoRuleForHost => "no_rule_for_host",
+            Reason::ProxyError => "proxy_error",
+        }
+    }
+
+    /// A sentence for people (audit reports).
+    pub fn explain(self) -> &'static str {
+        match self {
+            Reason::Allowed => "every check passed",
+            Reason::NoPeerCertificate => "the connection presented no client certificate",
+            Reason::XfccMismatch => {
+                "the x-forwarded-client-cert header does not carry the connection's certificate"
+            }
+            Reason::UnparsableCertificate => "the certificate is not valid X.509 DER",
+            Reason::UntrustedIssuer => "the issuer name is not the subject of any trusted issuer",
+            Reason::IssuerKeyIdMismatch => {
+                "the authority key identifier does not match the trusted issuer's key"
+            }
+            Reason::UnsupportedSignatureAlgorithm => {
+                "the signature algorithm is not supported (RSA PKCS#1 v1.5, ECDSA P-256/P-384, Ed25519)"
+            }
+            Reason::BadSignature => {
+                "the signature does not verify under the trusted issuer's key (a different CA with the same name?)"
+            }
+            Reason::NotYetValid => "the certificate is not valid yet (notBefore is in the future)",
+            Reason::Expired => "the certificate has expired (notAfter is in the past)",
+            Reason::DeniedSerial => "the serial number is on the deny list",
+            Reason::DeniedFingerprint => "the fingerprint is on the deny list",
+            Reason::SanNotAllowed => "no SAN matches the allowed patterns for this authority",
+            Reason::NoRuleForHost => "no rule covers this authority",
+            Reason::ProxyError => "the proxy failed to provide the connection's details",
+        }
+    }
+}
+
+/// One trusted issuer, ready to verify signatures.
+#[derive(Debug, Clone)]
+struct TrustedIssuer {
+    subject_der: Vec<u8>,
+    key_id: Option<Vec<u8>>,
+    key: IssuerKey,
+}
+
+/// The compiled, executable form of a [`PluginConfig`].
+#[derive(Debug, Clone)]
+pub struct Policy {
+    mode: Mode,
+    issuers: Vec<TrustedIssuer>,
+    default_sans: Option<SanAllowList>,
+    hosts: HashMap<String, SanAllowList>,
+    denied_serials: HashSet<Vec<u8>>,
+    denied_fingerprints: HashSet<[u8; 32]>,
+    deny_status: u16,
+    log_allowed: bool,
+}
+
+/// Parses the JSON `pluginConfig` and compiles it.
+pub fn compile_json(bytes: &[u8]) -> Result<Policy, CompileError> {
+    compile(&PluginConfig::from_json(bytes)?)
+}
+
+/// Turns the configuration into an executable policy, or says which field is wrong.
+pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
+    if config.trusted_issuers.is_empty() {
+        return Err(CompileError::NoTrustedIssuers);
+    }
+    let mut issuers = Vec::new();
+    for (index, pem) in config.trusted_issuers.iter().enumerate() {
+        issuers.extend(compile_issuer(index, pem)?);
+    }
+
+    let default_sans = match &config.allowed_sans {
+        Some(list) => Some(compile_allow_list("allowedSans", list)?),
+        None if config.hosts.is_empty() => return Err(CompileError::NoAllowList),
+        None => None,
+    };
+
+    let mut hosts = HashMap::new();
+    for (host, rule) in &config.hosts {
+        let key = check_host_key(host)?;
+        let field = format!("hosts.{host}.allowedSans");
+        let list = compile_allow_list(&field, &rule.allowed_sans)?;
+        if hosts.insert(key, list).is_some() {
+            return Err(CompileError::BadHost {
+                host: host.clone(),
+                why: "listed twice (host names are case-insensitive)",
+            });
+        }
+    }
+
+    let mut denied_serials = HashSet::new();
+    for (index, value) in config.denied_serials.iter().enumerate() {
+        let bytes = parse_hex(value.trim()).ok_or_else(|| CompileError::BadSerial {
+            index,
+            value: value.clone(),
+        })?;
+        denied_serials.insert(normalize_serial(&bytes));
+    }
+
+    let mut denied_fingerprints = HashSet::new();
+    for (index, value) in config.denied_fingerprints.iter().enumerate() {
+        let digest = parse_hex(value.trim())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| CompileError::BadFingerprint {
+                index,
+                value: value.clone(),
+            })?;
+        denied_fingerprints.insert(digest);
+    }
+
+    let deny_status = config.deny_status.unwrap_or(DEFAULT_DENY_STATUS);
+    if !(400..=599).contains(&deny_status) {
+        return Err(CompileError::BadDenyStatus(deny_status));
+    }
+
+    Ok(Policy {
+        mode: config.mode,
+        issuers,
+        default_sans,
+        hosts,
+        denied_serials,
+        denied_fingerprints,
+        deny_status,
+        log_allowed: config.log_allowed,
+    })
+}
+
+fn compile_issuer(index: usize, pem: &str) -> Result<Vec<TrustedIssuer>, CompileError> {
+    let not_pem = |detail: String| CompileError::IssuerNotPem { index, detail };
+    let mut blocks = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| not_pem(e.to_string()))?;
+        if block.label != "CERTIFICATE" {
+            return Err(not_pem(format!("found a {:?} block", block.label)));
+        }
+        blocks.push(block.contents);
+    }
+    if blocks.is_empty() {
+        return Err(not_pem("no -----BEGIN CERTIFICATE----- block".into()));
+    }
+    blocks
+        .iter()
+        .map(|der| {
+            let unparsable = |detail: String| CompileError::IssuerUnparsable { index, detail };
+            let (rest, cert) =
+                X509Certificate::from_der(der).map_err(|e| unparsable(e.to_string()))?;
+            if !rest.is_empty() {
+                return Err(unparsable("trailing bytes after the certificate".into()));
+            }
+            if !cert.is_ca() {
+                return Err(CompileError::IssuerNotCa {
+                    index,
+                    subject: cert.subject().to_string(),
+                });
+            }
+            let key = IssuerKey::from_spki(cert.public_key())
+                .map_err(|source| CompileError::IssuerKey { index, source })?;
+            let key_id = cert
+                .iter_extensions()
+                .find_map(|ext| match ext.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                    _ => None,
+                });
+            Ok(TrustedIssuer {
+                subject_der: cert.subject().as_raw().to_vec(),
+                key_id,
+                key,
+            })
+        })
+        .collect()
+}
+
+fn compile_allow_list(field: &str, patterns: &[String]) -> Result<SanAllowList, CompileError> {
+    if patterns.is_empty() {
+        return Err(CompileError::EmptyAllowList {
+            field: field.to_owned(),
+        });
+    }
+    SanAllowList::parse(patterns).map_err(|(i, source)| CompileError::BadPattern {
+        field: format!("{field}[{i}]"),
+        source,
+    })
+}
+
+fn check_host_key(host: &str) -> Result<String, CompileError> {
+    let bad = |why| CompileError::BadHost {
+        host: host.to_owned(),
+        why,
+    };
+    if host.is_empty() {
+        return Err(bad("empty host name"));
+    }
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '*')
+    {
+        return Err(bad("not a host name (no spaces, slashes or wildcards)"));
+    }
+    let normalized = normalize_authority(host);
+    if normalized != host.to_ascii_lowercase().trim_end_matches('.') {
+        return Err(bad("write the host without a port: the port is ignored"));
+    }
+    Ok(normalized)
+}
+
+/// The host part of an `:authority`, lower-cased, without port or trailing dot.
+pub fn normalize_authority(authority: &str) -> String {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        match rest.split_once(']') {
+            Some((inside, _)) => inside,
+            None => authority,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port))
+                if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                host
+            }
+            _ => authority,
+        }
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// What a certificate alone says about the peer: the costly part of a decision, cacheable by
+/// the certificate's digest.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    /// The certificate's digest (SHA-256 of the DER).
+    pub fingerprint: [u8; 32],
+    /// The parsed summary; `None` when the certificate does not parse.
+    pub peer: Option<PeerSummary>,
+    issuer_failure: Option<Reason>,
+    denial: Option<Reason>,
+}
+
+impl Assessment {
+    /// notAfter, when known: a cached assessment must not outlive it.
+    pub fn not_after(&self) -> Option<i64> {
+        self.peer.as_ref().map(|p| p.not_after)
+    }
+}
+
+/// The verdict on one request.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Why; [`Reason::Allowed`] when the peer passes.
+    pub reason: Reason,
+    /// What the certificate said, when there was one.
+    pub assessment: Option<Arc<Assessment>>,
+}
+
+impl Decision {
+    /// A decision made before any certificate was read (none, or a header that did not match).
+    pub fn without_certificate(reason: Reason) -> Self {
+        Self {
+            reason,
+            assessment: None,
+        }
+    }
+
+    /// Whether the policy admits the peer.
+    pub fn is_allowed(&self) -> bool {
+        self.reason == Reason::Allowed
+    }
+
+    /// The peer's summary, when the certificate parsed.
+    pub fn peer(&self) -> Option<&PeerSummary> {
+        self.assessment.as_deref().and_then(|a| a.peer.as_ref())
+    }
+}
+
+impl Policy {
+    /// `enforce` or `audit`.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Status of the local reply on a denial.
+    pub fn deny_status(&self) -> u16 {
+        self.deny_status
+    }
+
+    /// Whether allowed requests get a decision-log line too.
+    pub fn log_allowed(&self) -> bool {
+        self.log_allowed
+    }
+
+    /// Number of trusted issuer certificates.
+    pub fn issuer_count(&self) -> usize {
+        self.issuers.len()
+    }
+
+    /// Whether the request must be refused: a denial in enforce mode.
+    pub fn refuses(&self, decision: &Decision) -> bool {
+        !decision.is_allowed() && self.mode == Mode::Enforce
+    }
+
+    /// Judges a leaf certificate (DER) for a request to `authority` at `now`.
+    pub fn decide(&self, leaf_der: Option<&[u8]>, authority: &str, now: SystemTime) -> Decision {
+        match leaf_der {
+            None => Decision::without_certificate(Reason::NoPeerCertificate),
+            Some(der) => self.judge(&Arc::new(self.assess(der)), authority, now),
+        }
+    }
+
+    /// The certificate-only half of a decision.
+    pub fn assess(&self, der: &[u8]) -> Assessment {
+        let fingerprint = fingerprint(der);
+        let unparsable = Assessment {
+            fingerprint,
+            peer: None,
+            issuer_failure: Some(Reason::UnparsableCertificate),
+            denial: None,
+        };
+        let cert = match X509Certificate::from_der(der) {
+            Ok(([], cert)) => cert,
+            _ => return unparsable,
+        };
+        let Ok(peer) = PeerSummary::of(&cert, &fingerprint) else {
+            return unparsable;
+        };
+        let denial = if self
+            .denied_serials
+            .contains(&normalize_serial(cert.raw_serial()))
+        {
+            Some(Reason::DeniedSerial)
+        } else if self.denied_fingerprints.contains(&fingerprint) {
+            Some(Reason::DeniedFingerprint)
+        } else {
+            None
+        };
+        Assessment {
+            fingerprint,
+            issuer_failure: self.check_issuer(&cert).err(),
+            denial,
+            peer: Some(peer),
+        }
+    }
+
+    /// Proves the leaf was issued by a trusted issuer: same name *and* a signature that
+    /// verifies under its key (two CAs can share a subject name).
+    fn check_issuer(&self, cert: &X509Certificate<'_>) -> Result<(), Reason> {
+        let issuer_name = cert.issuer().as_raw();
+        let leaf_aki = cert
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    aki.key_identifier.as_ref().map(|id| id.0)
+                }
+                _ => None,
+            });
+        let mut failure = Reason::UntrustedIssuer;
+        for issuer in self.issuers.iter().filter(|i| i.subject_der == issuer_name) {
+            let attempt = match (leaf_aki, issuer.key_id.as_deref()) {
+                (Some(aki), Some(ski)) if aki != ski => Reason::IssuerKeyIdMismatch,
+                _ => match verify_leaf_signature(cert, &issuer.key) {
+                    Ok(()) => return Ok(()),
+                    Err(SignatureFailure::UnsupportedAlgorithm) => {
+                        Reason::UnsupportedSignatureAlgorithm
+                    }
+                    Err(SignatureFailure::AlgorithmMismatch | SignatureFailure::Invalid) => {
+                        Reason::BadSignature
+                    }
+                },
+            };
+            // Report the most telling failure among same-named issuers.
+            if rank(attempt) > rank(failure) {
+                failure = attempt;
+            }
+        }
+        Err(failure)
+    }
+
+    /// The request-dependent half: validity at `now` and SANs for `authority`.
+    pub fn judge(
+        &self,
+        assessment: &Arc<Assessment>,
+        authority: &str,
+        now: SystemTime,
+    ) -> Decision {
+        let decision = |reason| Decision {
+            reason,
+            assessment: Some(Arc::clone(assessment)),
+        };
+        if let Some(reason) = assessment.issuer_failure {
+            return decision(reason);
+        }
+        let Some(peer) = &assessment.peer else {
+            return decision(Reason::UnparsableCertificate);
+        };
+        // Both ends of the window are inside it; X.509 times are whole seconds, `now` is not,
+        // so 5 ms past notAfter is already expired.
+        let now_nanos = unix_nanos(now);
+        if now_nanos < i128::from(peer.not_before) * NANOS_PER_SEC {
+            return decision(Reason::NotYetValid);
+        }
+        if now_nanos > i128::from(peer.not_after) * NANOS_PER_SEC {
+            return decision(Reason::Expired);
+        }
+        if let Some(reason) = assessment.denial {
+            return decision(reason);
+        }
+        let rule = if self.hosts.is_empty() {
+            self.default_sans.as_ref()
+        } else {
+            self.hosts
+                .get(&normalize_authority(authority))
+                .or(self.default_sans.as_ref())
+        };
+        match rule {
+            None => decision(Reason::NoRuleForHost),
+            Some(list) if list.admits(&peer.sans) => decision(Reason::Allowed),
+            Some(_) => decision(Reason::SanNotAllowed),
+        }
+    }
+}
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+fn unix_nanos(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+    }
+}
+
+/// Whole seconds since the Unix epoch (floored), for coarse bookkeeping such as cache expiry.
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    i64::try_from(unix_nanos(t).div_euclid(NANOS_PER_SEC)).unwrap_or(i64::MAX)
+}
+
+fn rank(reason: Reason) -> u8 {
+    match reason {
+        Reason::UntrustedIssuer => 0,
+        Reason::IssuerKeyIdMismatch => 1,
+        Reason::UnsupportedSignatureAlgorithm => 2,
+        _ => 3,
+    }
+}

@@ -1,0 +1,189 @@
+//! Signature verification of a leaf under a trusted issuer's key, in pure Rust (it must build
+//! for wasm32-wasip1, where `ring` would need a C toolchain).
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::oid_registry::{
+    Oid, OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
+    OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512,
+    OID_SIG_ED25519,
+};
+use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
+
+/// A trusted issuer's public key, decoded once at configuration time.
+#[derive(Clone)]
+pub enum IssuerKey {
+    /// RSA, verified with PKCS#1 v1.5.
+    Rsa(Box<rsa::PublicKey>),
+    /// ECDSA on NIST P-256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// ECDSA on NIST P-384.
+    P384(p384::ecdsa::VerifyingKey),
+    /// Ed25519.
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl std::fmt::Debug for IssuerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.algorithm_name())
+    }
+}
+
+/// Why a key or a signature cannot be checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The issuer's key algorithm or curve is not one the filter verifies.
+    #[error("unsupported public key algorithm {0} (supported: RSA, ECDSA P-256/P-384, Ed25519)")]
+    Unsupported(String),
+    /// The key's bytes do not decode.
+    #[error("malformed {0} public key")]
+    Malformed(&'static str),
+}
+
+impl IssuerKey {
+    /// Decodes the subject public key of a (CA) certificate.
+    pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self, KeyError> {
+        let alg = &spki.algorithm.algorithm;
+        let bits = spki.subject_public_key.data.as_ref();
+        if *alg == OID_PKCS1_RSAENCRYPTION {
+            let key =
+                rsa::PublicKey::from_pkcs1_der(bits).map_err(|_| KeyError::Malformed("RSA"))?;
+            return Ok(IssuerKey::Rsa(Box::new(key)));
+        }
+        if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok());
+            return match curve {
+                Some(c) if c == OID_EC_P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bits)
+                    .map(IssuerKey::P256)
+                    .map_err(|_| KeyError::Malformed("ECDSA P-256")),
+                Some(c) if c == OID_NIST_EC_P384 => {
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(bits)
+                        .map(IssuerKey::P384)
+                        .map_err(|_| KeyError::Malformed("ECDSA P-384"))
+                }
+                Some(c) => Err(KeyError::Unsupported(format!("ECDSA on curve {c}"))),
+                None => Err(KeyError::Unsupported(
+                    "ECDSA with explicit or missing curve parameters".into(),
+                )),
+            };
+        }
+        if *alg == OID_SIG_ED25519 {
+            let bytes: [u8; 32] = bits
+                .try_into()
+                .map_err(|_| KeyError::Malformed("Ed25519"))?;
+            return ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map(IssuerKey::Ed25519)
+                .map_err(|_| KeyError::Malformed("Ed25519"));
+        }
+        Err(KeyError::Unsupported(alg.to_id_string()))
+    }
+
+    /// A short name for logs.
+    pub fn algorithm_name(&self) -> &'static str {
+        match self {
+            IssuerKey::Rsa(_) => "RSA",
+            IssuerKey::P256(_) => "ECDSA P-256",
+            IssuerKey::P384(_) => "ECDSA P-384",
+            IssuerKey::Ed25519(_) => "Ed25519",
+        }
+    }
+}
+
+/// How the leaf's signature failed to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFailure {
+    /// The outer signature algorithm differs from the one inside the signed part.
+    AlgorithmMismatch,
+    /// The algorithm is not one the filter verifies, or does not fit the issuer's key.
+    UnsupportedAlgorithm,
+    /// The signature does not verify.
+    Invalid,
+}
+
+#[derive(Clone, Copy)]
+enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+enum Scheme {
+    RsaPkcs1(Hash),
+    Ecdsa(Hash),
+    Ed25519,
+}
+
+fn scheme_of(alg: &AlgorithmIdentifier<'_>) -> Option<Scheme> {
+    let oid: &Oid<'_> = &alg.algorithm;
+    let scheme = if *oid == OID_PKCS1_SHA256WITHRSA {
+        Scheme::RsaPkcs1(Hash::Sha256)
+    } else if *oid == OID_PKCS1_SHA384WITHRSA {
+        Scheme::RsaPkcs1(Hash::Sha384)
+    } else if *oid == OID_PKCS1_SHA512WITHRSA {
+        Scheme::RsaPkcs1(Hash::Sha512)
+    } else if *oid == OID_SIG_ECDSA_WITH_SHA256 {
+        Scheme::Ecdsa(Hash::Sha256)
+    } else if *oid == OID_SIG_ECDSA_WITH_SHA384 {
+        Scheme::Ecdsa(Hash::Sha384)
+    } else if *oid == OID_SIG_ECDSA_WITH_SHA512 {
+        Scheme::Ecdsa(Hash::Sha512)
+    } else if *oid == OID_SIG_ED25519 {
+        Scheme::Ed25519
+    } else {
+        return None;
+    };
+    Some(scheme)
+}
+
+fn prehash(hash: Hash, data: &[u8]) -> Vec<u8> {
+    match hash {
+        Hash::Sha256 => Sha256::digest(data).to_vec(),
+        Hash::Sha384 => Sha384::digest(data).to_vec(),
+        Hash::Sha512 => Sha512::digest(data).to_vec(),
+    }
+}
+
+fn verify_rsa(key: &rsa::PublicKey, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
+    let scheme = match hash {
+        Hash::Sha256 => rsa::Pkcs1v15Sign::new::<Sha256>(),
+        Hash::Sha384 => rsa::Pkcs1v15Sign::new::<Sha384>(),
+        Hash::Sha512 => rsa::Pkcs1v15Sign::new::<Sha512>(),
+    };
+    key.verify(scheme, &prehash(hash, msg), sig).is_ok()
+}
+
+/// Verifies `leaf`'s signature under `key`.
+pub fn verify_leaf_signature(
+    leaf: &X509Certificate<'_>,
+    key: &IssuerKey,
+) -> Result<(), SignatureFailure> {
+    if leaf.signature_algorithm != leaf.tbs_certificate.signature {
+        return Err(SignatureFailure::AlgorithmMismatch);
+    }
+    let scheme =
+        scheme_of(&leaf.signature_algorithm).ok_or(SignatureFailure::UnsupportedAlgorithm)?;
+    let msg = leaf.tbs_certificate.as_ref();
+    let sig = leaf.signature_value.data.as_ref();
+    let verified = match (scheme, key) {
+        (Scheme::RsaPkcs1(hash), IssuerKey::Rsa(k)) => verify_rsa(k, hash, msg, sig),
+        (Scheme::Ecdsa(hash), IssuerKey::P256(k)) => p256::ecdsa::Signature::from_der(sig)
+            .is_ok_and(|s| k.verify_prehash(&prehash(hash, msg), &s).is_ok()),
+        (Scheme::Ecdsa(hash), IssuerKey::P384(k)) => p384::ecdsa::Signature::from_der(sig)
+            .is_ok_and(|s| k.verify_prehash(&prehash(hash, msg), &s).is_ok()),
+        (Scheme::Ed25519, IssuerKey::Ed25519(k)) => ed25519_dalek::Signature::from_slice(sig)
+            .is_ok_and(|s| k.verify_strict(msg, &s).is_ok()),
+        _ => return Err(SignatureFailure::UnsupportedAlgorithm),
+    };
+    if verified {
+        Ok(())
+    } else {
+        Err(SignatureFailure::Invalid)
+    }
+}

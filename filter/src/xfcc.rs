@@ -1,0 +1,173 @@
+//! Reading the peer certificate from what the proxy exposes: the `connection.peer_certificate`
+//! property and, on older proxies, the `Cert=` of `x-forwarded-client-cert`.
+
+/// Decodes `%XX` escapes. `None` on a malformed escape.
+pub fn url_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The DER of the first `CERTIFICATE` block of a PEM text, plain or URL-encoded (Envoy's docs
+/// say the property is URL-encoded; Envoy 1.40 returns plain PEM).
+pub fn certificate_der_from_pem(text: &[u8]) -> Option<Vec<u8>> {
+    let trimmed = trim_ascii(text);
+    let decoded;
+    let pem = if trimmed.starts_with(b"-----BEGIN") {
+        trimmed
+    } else {
+        decoded = url_decode(std::str::from_utf8(trimmed).ok()?)?;
+        &decoded
+    };
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    (block.label == "CERTIFICATE").then_some(block.contents)
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    b.get(start..end).unwrap_or_default()
+}
+
+/// The `Cert=` values of every element of an `x-forwarded-client-cert` header, in order.
+///
+/// Elements are separated by `,`, pairs by `;`, values may be double-quoted with `\"` escapes.
+/// A malformed header yields what could be read before the fault; callers never trust these
+/// values without comparing them to the connection's own digest.
+pub fn xfcc_certs(header: &str) -> Vec<String> {
+    let mut certs = Vec::new();
+    for element in split_unquoted(header, ',') {
+        for pair in split_unquoted(&element, ';') {
+            if let Some((key, value)) = pair.split_once('=') {
+                if key.trim().eq_ignore_ascii_case("cert") {
+                    certs.push(unquote(value.trim()));
+                }
+            }
+        }
+    }
+    certs
+}
+
+fn split_unquoted(s: &str, sep: char) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quoted {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(std::mem::take(&mut current));
+            continue;
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+}
+
+fn unquote(value: &str) -> String {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut escaped = false;
+            for c in inner.chars() {
+                if c == '\\' && !escaped {
+                    escaped = true;
+                    continue;
+                }
+                escaped = false;
+                out.push(c);
+            }
+            out
+        }
+        None => value.to_owned(),
+    }
+}
+
+/// Decodes a lower- or upper-case hex digest of 32 bytes.
+pub fn parse_digest(text: &[u8]) -> Option<[u8; 32]> {
+    let text = std::str::from_utf8(trim_ascii(text)).ok()?;
+    crate::peer::parse_hex(text).and_then(|b| b.try_into().ok())
+}
+
+/// Among the XFCC `Cert=` values, the DER of the one whose SHA-256 is `connection_digest`.
+///
+/// Under APPEND_FORWARD the client's own (possibly forged) element comes first and the proxy's
+/// last; under SANITIZE_SET only the proxy's is there. Matching on the digest the connection
+/// itself reports makes the order irrelevant and a forged element harmless.
+pub fn xfcc_cert_matching(header: &str, connection_digest: &[u8; 32]) -> Option<Vec<u8>> {
+    xfcc_certs(header)
+        .iter()
+        .filter_map(|value| certificate_der_from_pem(value.as_bytes()))
+        .find(|der| crate::peer::fingerprint(der) == *connection_digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(url_decode("a%20b%2Fc").unwrap(), b"a b/c");
+        assert_eq!(url_decode("%zz"), None);
+        assert_eq!(url_decode("%2"), None);
+        assert_eq!(url_decode("%"), None);
+        assert_eq!(url_decode("é%C3%A9").unwrap(), "éé".as_bytes());
+    }
+
+    #[test]
+    fn xfcc_elements_and_quoted_values() {
+        let header =
+            r#"Hash=ab;Cert="a%2Cb";Subject="CN=x,O=\"q;r\"";URI=spiffe://a,By=b;Cert=second"#;
+        assert_eq!(
+            xfcc_certs(header),
+            vec!["a%2Cb".to_owned(), "second".to_owned()]
+        );
+    }
+
+    #[test]
+    fn xfcc_without_cert() {
+        assert!(xfcc_certs("Hash=ab;Subject=\"CN=x\"").is_empty());
+        assert!(xfcc_certs("").is_empty());
+        assert!(xfcc_certs("\"unterminated;Cert=x").is_empty());
+    }
+
+    #[test]
+    fn digest_parsing() {
+        let hex = "00".repeat(32);
+        assert_eq!(parse_digest(hex.as_bytes()), Some([0; 32]));
+        assert_eq!(parse_digest(b"00"), None);
+        assert_eq!(parse_digest(b""), None);
+    }
+
+    #[test]
+    fn non_certificate_pem_is_rejected() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert_eq!(certificate_der_from_pem(pem.as_bytes()), None);
+        assert_eq!(certificate_der_from_pem(b"garbage"), None);
+        assert_eq!(certificate_der_from_pem(b""), None);
+    }
+}

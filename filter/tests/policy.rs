@@ -1,0 +1,541 @@
+//! The policy core against certificates made at test time.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use peergate_filter::cache::AssessmentCache;
+use peergate_filter::decision_log::{decision_log_line, CertSource};
+use peergate_filter::{compile, compile_json, CompileError, Mode, PluginConfig, Reason};
+use time::{Duration, OffsetDateTime};
+
+const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
+const CLIENT_SAN: &str = "URI:spiffe://cluster-a/ns/client/sa/sleep";
+
+struct Pki {
+    root: Ca,
+    other_root: Ca,
+    look_alike: Ca,
+    client: Issued,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let root = Ca::new("a-b-root-ca", KeyKind::P256);
+        let client = root.issue(&Leaf::client(
+            "cluster-a-client",
+            &[CLIENT_SAN],
+            KeyKind::P256,
+        ));
+        Pki {
+            other_root: Ca::new("someone-else", KeyKind::P256),
+            look_alike: root.look_alike(KeyKind::P256),
+            root,
+            client,
+        }
+    })
+}
+
+fn config(root: &Ca, allowed: &[&str]) -> PluginConfig {
+    PluginConfig {
+        trusted_issuers: vec![root.cert.cert_pem.clone()],
+        allowed_sans: Some(allowed.iter().map(|s| (*s).to_owned()).collect()),
+        ..Default::default()
+    }
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn secs(t: SystemTime) -> i64 {
+    peergate_filter::policy::unix_seconds(t)
+}
+
+fn at_unix(secs: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap())
+}
+
+fn reason(config: &PluginConfig, leaf: &Issued, authority: &str) -> Reason {
+    compile(config)
+        .unwrap()
+        .decide(Some(&leaf.cert_der), authority, now())
+        .reason
+}
+
+#[test]
+fn allowed_client_passes_and_is_summarized() {
+    let pki = pki();
+    let policy = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
+    let decision = policy.decide(Some(&pki.client.cert_der), "helloworld.zufar.io", now());
+    assert_eq!(decision.reason, Reason::Allowed);
+    let peer = decision.peer().unwrap();
+    assert!(
+        peer.subject.contains("CN=cluster-a-client"),
+        "{}",
+        peer.subject
+    );
+    assert!(peer.issuer.contains("CN=a-b-root-ca"), "{}", peer.issuer);
+    assert_eq!(peer.sans.len(), 1);
+    assert_eq!(peer.sans[0].to_string(), format!("URI:{CLIENT_ID}"));
+    assert_eq!(peer.fingerprint.len(), 64);
+    assert!(!peer.serial.is_empty());
+}
+
+#[test]
+fn every_supported_key_type_verifies_and_a_mismatch_does_not() {
+    for (ca_kind, leaf_kind) in [
+        (KeyKind::Rsa2048, KeyKind::Rsa2048),
+        (KeyKind::P256, KeyKind::P256),
+        (KeyKind::P384, KeyKind::P384),
+        (KeyKind::Ed25519, KeyKind::Ed25519),
+        (KeyKind::Rsa2048, KeyKind::P256),
+        (KeyKind::P384, KeyKind::Rsa2048),
+    ] {
+        let root = Ca::new("typed-root", ca_kind);
+        let leaf = root.issue(&Leaf::client("c", &["c.example"], leaf_kind));
+        assert_eq!(
+            reason(&config(&root, &["c.example"]), &leaf, "h"),
+            Reason::Allowed,
+            "{ca_kind:?} CA, {leaf_kind:?} leaf"
+        );
+        let look_alike = root.look_alike(ca_kind);
+        let forged = look_alike.issue(&Leaf::client("c", &["c.example"], leaf_kind));
+        assert_eq!(
+            reason(&config(&root, &["c.example"]), &forged, "h"),
+            Reason::BadSignature,
+            "{ca_kind:?} look-alike"
+        );
+    }
+}
+
+#[test]
+fn another_ca_is_untrusted() {
+    let pki = pki();
+    let stranger = pki
+        .other_root
+        .issue(&Leaf::client("x", &[CLIENT_SAN], KeyKind::P256));
+    assert_eq!(
+        reason(&config(&pki.root, &[CLIENT_ID]), &stranger, "h"),
+        Reason::UntrustedIssuer
+    );
+}
+
+#[test]
+fn same_name_same_key_id_other_key_fails_on_the_signature() {
+    let pki = pki();
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, real) = X509Certificate::from_der(&pki.root.cert.cert_der).unwrap();
+    let (_, fake) = X509Certificate::from_der(&pki.look_alike.cert.cert_der).unwrap();
+    assert_eq!(real.subject().as_raw(), fake.subject().as_raw());
+    assert_ne!(real.public_key().raw, fake.public_key().raw);
+    let forged = pki
+        .look_alike
+        .issue(&Leaf::client("x", &[CLIENT_SAN], KeyKind::P256));
+    assert_eq!(
+        reason(&config(&pki.root, &[CLIENT_ID]), &forged, "h"),
+        Reason::BadSignature
+    );
+    let mut no_aki = Leaf::client("x", &[CLIENT_SAN], KeyKind::P256);
+    no_aki.authority_key_id = false;
+    let forged = pki.look_alike.issue(&no_aki);
+    assert_eq!(
+        reason(&config(&pki.root, &[CLIENT_ID]), &forged, "h"),
+        Reason::BadSignature
+    );
+}
+
+#[test]
+fn same_name_other_key_id_is_a_key_id_mismatch() {
+    let pki = pki();
+    // A CA with the same DN but its own key identifier.
+    let other = Ca::new("a-b-root-ca", KeyKind::P256);
+    let leaf = other.issue(&Leaf::client("x", &[CLIENT_SAN], KeyKind::P256));
+    assert_eq!(
+        reason(&config(&pki.root, &[CLIENT_ID]), &leaf, "h"),
+        Reason::IssuerKeyIdMismatch
+    );
+    // Trusting both same-named CAs admits each one's leaves.
+    let mut both = config(&pki.root, &[CLIENT_ID]);
+    both.trusted_issuers.push(other.cert.cert_pem.clone());
+    assert_eq!(reason(&both, &leaf, "h"), Reason::Allowed);
+    assert_eq!(reason(&both, &pki.client, "h"), Reason::Allowed);
+}
+
+#[test]
+fn a_pem_bundle_in_one_entry_trusts_every_certificate() {
+    let pki = pki();
+    let mut cfg = config(&pki.other_root, &[CLIENT_ID]);
+    cfg.trusted_issuers[0].push_str(&pki.root.cert.cert_pem);
+    let policy = compile(&cfg).unwrap();
+    assert_eq!(policy.issuer_count(), 2);
+    assert_eq!(reason(&cfg, &pki.client, "h"), Reason::Allowed);
+}
+
+#[test]
+fn validity_window_is_inclusive_and_checked_at_the_given_time() {
+    let pki = pki();
+    let mut leaf = Leaf::client("x", &[CLIENT_SAN], KeyKind::P256);
+    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() - Duration::days(2);
+    leaf.not_before = start;
+    leaf.not_after = start + Duration::days(1);
+    let issued = pki.root.issue(&leaf);
+    let policy = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
+    let at = |t: i64| {
+        policy
+            .decide(Some(&issued.cert_der), "h", at_unix(t))
+            .reason
+    };
+    let nb = start.unix_timestamp();
+    let na = nb + 86_400;
+    assert_eq!(at(nb - 1), Reason::NotYetValid);
+    assert_eq!(at(nb), Reason::Allowed);
+    assert_eq!(at(na), Reason::Allowed);
+    assert_eq!(at(na + 1), Reason::Expired);
+    let just_after = at_unix(na) + std::time::Duration::from_millis(5);
+    assert_eq!(
+        policy
+            .decide(Some(&issued.cert_der), "h", just_after)
+            .reason,
+        Reason::Expired
+    );
+    assert_eq!(
+        policy.decide(Some(&issued.cert_der), "h", now()).reason,
+        Reason::Expired
+    );
+}
+
+#[test]
+fn deny_lists_refuse_by_serial_and_fingerprint() {
+    let pki = pki();
+    let mut leaf = Leaf::client("x", &[CLIENT_SAN], KeyKind::P256);
+    leaf.serial = Some(vec![0x80, 0x01, 0x02]);
+    let issued = pki.root.issue(&leaf);
+    let mut cfg = config(&pki.root, &[CLIENT_ID]);
+    cfg.denied_serials = vec!["80:01:02".into()];
+    assert_eq!(reason(&cfg, &issued, "h"), Reason::DeniedSerial);
+    cfg.denied_serials = vec!["00800102".into()];
+    assert_eq!(reason(&cfg, &issued, "h"), Reason::DeniedSerial);
+    cfg.denied_serials.clear();
+    let fp = compile(&cfg)
+        .unwrap()
+        .assess(&issued.cert_der)
+        .peer
+        .unwrap()
+        .fingerprint;
+    cfg.denied_fingerprints = vec![fp.to_uppercase()];
+    assert_eq!(reason(&cfg, &issued, "h"), Reason::DeniedFingerprint);
+    assert_eq!(reason(&cfg, &pki.client, "h"), Reason::Allowed);
+}
+
+#[test]
+fn sans_are_matched_per_host() {
+    let pki = pki();
+    let json = serde_json::json!({
+        "trustedIssuers": [pki.root.cert.cert_pem],
+        "allowedSans": ["spiffe://nobody/*"],
+        "hosts": {
+            "Helloworld.zufar.io": {"allowedSans": [CLIENT_ID]},
+            "admin.zufar.io": {"allowedSans": ["spiffe://cluster-a/ns/admin/*"]}
+        }
+    });
+    let cfg: PluginConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        reason(&cfg, &pki.client, "helloworld.zufar.io"),
+        Reason::Allowed
+    );
+    assert_eq!(
+        reason(&cfg, &pki.client, "HELLOWORLD.zufar.io:443"),
+        Reason::Allowed
+    );
+    assert_eq!(
+        reason(&cfg, &pki.client, "admin.zufar.io"),
+        Reason::SanNotAllowed
+    );
+    // Other authorities fall back to the top-level list.
+    assert_eq!(reason(&cfg, &pki.client, "other.io"), Reason::SanNotAllowed);
+    let mut only_hosts = cfg.clone();
+    only_hosts.allowed_sans = None;
+    assert_eq!(
+        reason(&only_hosts, &pki.client, "other.io"),
+        Reason::NoRuleForHost
+    );
+    assert_eq!(
+        reason(&only_hosts, &pki.client, "helloworld.zufar.io"),
+        Reason::Allowed
+    );
+}
+
+#[test]
+fn wildcard_and_prefix_patterns_on_real_certificates() {
+    let pki = pki();
+    let dns_one = pki.root.issue(&Leaf::client(
+        "x",
+        &["svc.cluster-a.example.com"],
+        KeyKind::P256,
+    ));
+    let dns_two = pki.root.issue(&Leaf::client(
+        "x",
+        &["a.svc.cluster-a.example.com"],
+        KeyKind::P256,
+    ));
+    let cfg = config(
+        &pki.root,
+        &["*.cluster-a.example.com", "spiffe://cluster-a/*"],
+    );
+    assert_eq!(reason(&cfg, &dns_one, "h"), Reason::Allowed);
+    assert_eq!(reason(&cfg, &dns_two, "h"), Reason::SanNotAllowed);
+    assert_eq!(reason(&cfg, &pki.client, "h"), Reason::Allowed);
+    let ip = pki.root.issue(&Leaf::client(
+        "x",
+        &["IP:10.1.2.3", "email:a@b.c"],
+        KeyKind::P256,
+    ));
+    assert_eq!(
+        reason(&config(&pki.root, &["10.1.2.3"]), &ip, "h"),
+        Reason::Allowed
+    );
+    assert_eq!(
+        reason(&config(&pki.root, &["a@b.c"]), &ip, "h"),
+        Reason::Allowed
+    );
+    assert_eq!(
+        reason(&config(&pki.root, &["10.1.2.4"]), &ip, "h"),
+        Reason::SanNotAllowed
+    );
+}
+
+#[test]
+fn missing_and_garbage_certificates() {
+    let pki = pki();
+    let policy = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
+    assert_eq!(
+        policy.decide(None, "h", now()).reason,
+        Reason::NoPeerCertificate
+    );
+    for garbage in [
+        &b""[..],
+        b"\x30",
+        b"not der at all",
+        &pki.client.cert_der[..10],
+    ] {
+        assert_eq!(
+            policy.decide(Some(garbage), "h", now()).reason,
+            Reason::UnparsableCertificate
+        );
+    }
+    let mut trailing = pki.client.cert_der.clone();
+    trailing.push(0);
+    assert_eq!(
+        policy.decide(Some(&trailing), "h", now()).reason,
+        Reason::UnparsableCertificate
+    );
+}
+
+#[test]
+fn audit_mode_never_refuses() {
+    let pki = pki();
+    let mut cfg = config(&pki.root, &["spiffe://nobody"]);
+    cfg.mode = Mode::Audit;
+    let policy = compile(&cfg).unwrap();
+    let decision = policy.decide(Some(&pki.client.cert_der), "h", now());
+    assert_eq!(decision.reason, Reason::SanNotAllowed);
+    assert!(!policy.refuses(&decision));
+    cfg.mode = Mode::Enforce;
+    assert!(compile(&cfg).unwrap().refuses(&decision));
+}
+
+#[test]
+fn decision_log_line_carries_the_peer() {
+    let pki = pki();
+    let policy = compile(&config(&pki.root, &["spiffe://nobody"])).unwrap();
+    let decision = policy.decide(Some(&pki.client.cert_der), "helloworld.zufar.io", now());
+    let line = decision_log_line(
+        &decision,
+        Mode::Enforce,
+        "helloworld.zufar.io",
+        CertSource::Connection,
+    );
+    assert!(!line.contains('\n'));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["reason"], "san_not_allowed");
+    assert_eq!(v["mode"], "enforce");
+    assert_eq!(v["enforced"], true);
+    assert_eq!(v["authority"], "helloworld.zufar.io");
+    assert_eq!(v["source"], "connection");
+    assert_eq!(v["sans"][0], format!("URI:{CLIENT_ID}"));
+    assert!(v["subject"].as_str().unwrap().contains("cluster-a-client"));
+    assert!(v["issuer"].as_str().unwrap().contains("a-b-root-ca"));
+    assert_eq!(v["fingerprint"].as_str().unwrap().len(), 64);
+    assert!(v["serial"].is_string());
+    let none = peergate_filter::Decision::without_certificate(Reason::NoPeerCertificate);
+    let v: serde_json::Value = serde_json::from_str(&decision_log_line(
+        &none,
+        Mode::Audit,
+        "h",
+        CertSource::None,
+    ))
+    .unwrap();
+    assert_eq!(v["enforced"], false);
+    assert!(v.get("subject").is_none());
+}
+
+#[test]
+fn cache_expires_at_not_after_and_stays_bounded() {
+    let pki = pki();
+    let policy = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
+    let a = Arc::new(policy.assess(&pki.client.cert_der));
+    let not_after = a.not_after().unwrap();
+    let mut cache = AssessmentCache::new(2);
+    let t = secs(now());
+    cache.insert(Arc::clone(&a), t);
+    assert!(cache.get(&a.fingerprint, t).is_some());
+    assert!(cache.get(&a.fingerprint, not_after).is_some());
+    assert!(cache.get(&a.fingerprint, not_after + 1).is_none());
+    assert!(cache.is_empty(), "an expired entry is dropped on lookup");
+
+    let leaves: Vec<_> = (0..3)
+        .map(|i| {
+            let leaf = pki.root.issue(&Leaf::client(
+                &format!("c{i}"),
+                &[CLIENT_SAN],
+                KeyKind::P256,
+            ));
+            Arc::new(policy.assess(&leaf.cert_der))
+        })
+        .collect();
+    for l in &leaves {
+        cache.insert(Arc::clone(l), t);
+    }
+    assert_eq!(cache.len(), 2);
+    assert!(
+        cache.get(&leaves[0].fingerprint, t).is_none(),
+        "oldest evicted"
+    );
+    assert!(cache.get(&leaves[2].fingerprint, t).is_some());
+    // Unparsable input is cached for a while too, so garbage cannot force re-parsing.
+    let garbage = Arc::new(policy.assess(b"garbage"));
+    cache.insert(Arc::clone(&garbage), t);
+    assert!(cache.get(&garbage.fingerprint, t).is_some());
+    assert!(cache.get(&garbage.fingerprint, t + 301).is_none());
+    cache.clear();
+    assert!(cache.is_empty());
+}
+
+fn compile_error(json: serde_json::Value) -> String {
+    compile_json(json.to_string().as_bytes())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn configuration_errors_name_the_field() {
+    let pki = pki();
+    let root = pki.root.cert.cert_pem.clone();
+    let client = pki.client.cert_pem.clone();
+    let cases = [
+        (
+            serde_json::json!({"trustedIssuers": [], "allowedSans": ["a"]}),
+            "trustedIssuers: at least one",
+        ),
+        (
+            serde_json::json!({"allowedSans": ["a"]}),
+            "missing field `trustedIssuers`",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": ["not pem"], "allowedSans": ["a"]}),
+            "trustedIssuers[0]: not a PEM certificate",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"], "allowedSans": ["a"]}),
+            "trustedIssuers[1]: certificate does not parse",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [client], "allowedSans": ["a"]}),
+            "trustedIssuers[0]: \"O=peergate tests, CN=cluster-a-client\" is not a CA",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "allowedSans": ["a"], "denyStaus": 401}),
+            "unknown field `denyStaus`",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root]}),
+            "allowedSans: required",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "allowedSans": []}),
+            "allowedSans: the list is empty",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "allowedSans": ["ok", "a*b"]}),
+            "allowedSans[1]: pattern \"a*b\" has a misplaced",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "hosts": {"h.io": {"allowedSans": ["*."]}}}),
+            "hosts.h.io.allowedSans[0]",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "hosts": {"h.io:443": {"allowedSans": ["a"]}}}),
+            "hosts.h.io:443: write the host without a port",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "hosts": {"h.io": {"allowedSans": ["a"]}, "H.IO": {"allowedSans": ["b"]}}}),
+            "listed twice",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "allowedSans": ["a"], "deniedSerials": ["xyz"]}),
+            "deniedSerials[0]",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "allowedSans": ["a"], "deniedFingerprints": ["abcd"]}),
+            "deniedFingerprints[0]",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "allowedSans": ["a"], "denyStatus": 200}),
+            "denyStatus: 200",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": [root], "allowedSans": ["a"], "mode": "strict"}),
+            "field `mode`",
+        ),
+        (
+            serde_json::json!({"trustedIssuers": root, "allowedSans": ["a"]}),
+            "field `trustedIssuers`",
+        ),
+    ];
+    for (json, expected) in cases {
+        let message = compile_error(json.clone());
+        assert!(
+            message.contains(expected),
+            "{json}\n  gave: {message}\n  wanted: {expected}"
+        );
+    }
+    assert!(matches!(
+        compile_json(b"{not json"),
+        Err(CompileError::Parse(_))
+    ));
+}
+
+#[test]
+fn the_serialized_configuration_compiles_to_the_same_policy() {
+    let pki = pki();
+    let mut cfg = config(&pki.root, &[CLIENT_ID]);
+    cfg.deny_status = Some(401);
+    cfg.mode = Mode::Audit;
+    let policy = compile_json(cfg.to_json().as_bytes()).unwrap();
+    assert_eq!(policy.deny_status(), 401);
+    assert_eq!(policy.mode(), Mode::Audit);
+    assert_eq!(
+        policy.decide(Some(&pki.client.cert_der), "h", now()).reason,
+        Reason::Allowed
+    );
+}
