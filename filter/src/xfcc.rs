@@ -21,15 +21,17 @@ pub fn url_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The DER of the first `CERTIFICATE` block of a PEM text, plain or URL-encoded (Envoy's docs
-/// say the property is URL-encoded; Envoy 1.40 returns plain PEM).
+/// say the property is URL-encoded; Envoy 1.40 returns plain PEM; XFCC's `Cert=` is encoded).
 pub fn certificate_der_from_pem(text: &[u8]) -> Option<Vec<u8>> {
     let trimmed = trim_ascii(text);
     let decoded;
-    let pem = if trimmed.starts_with(b"-----BEGIN") {
-        trimmed
-    } else {
+    // Envoy's encoding leaves `-----BEGIN` as it is, so look for escapes, not the prefix:
+    // plain PEM never contains `%`.
+    let pem = if trimmed.contains(&b'%') {
         decoded = url_decode(std::str::from_utf8(trimmed).ok()?)?;
         &decoded
+    } else {
+        trimmed
     };
     let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
     (block.label == "CERTIFICATE").then_some(block.contents)
@@ -161,6 +163,21 @@ mod tests {
         assert_eq!(parse_digest(hex.as_bytes()), Some([0; 32]));
         assert_eq!(parse_digest(b"00"), None);
         assert_eq!(parse_digest(b""), None);
+    }
+
+    #[test]
+    fn envoy_style_encoded_pem_is_decoded() {
+        // Envoy escapes spaces, newlines and `+`/`/`/`=` but leaves the dashes and letters.
+        let pem = "-----BEGIN%20CERTIFICATE-----%0AMAMCAQE%3D%0A-----END%20CERTIFICATE-----%0A";
+        assert_eq!(
+            certificate_der_from_pem(pem.as_bytes()),
+            Some(vec![0x30, 0x03, 0x02, 0x01, 0x01])
+        );
+        let plain = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            certificate_der_from_pem(plain.as_bytes()),
+            Some(vec![0x30, 0x03, 0x02, 0x01, 0x01])
+        );
     }
 
     #[test]

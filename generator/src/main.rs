@@ -1,1 +1,5 @@
-fn main() {}
+//! The `peergate` command line.
+
+fn main() {
+    println!("peergate {}", env!("CARGO_PKG_VERSION"));
+}

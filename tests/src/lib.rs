@@ -2,4 +2,9 @@
 //! tests (process ownership, configuration, a TLS client and a recording backend).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod backend;
+pub mod client;
+pub mod envoy;
+pub mod gateway;
+pub mod http;
 pub mod pki;

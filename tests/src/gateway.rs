@@ -1,0 +1,157 @@
+//! The Envoy configuration of a gateway set up like Istio's ingress gateway for a Gateway
+//! server with `tls.mode: MUTUAL`: client certificate required, the credential's cert/key and
+//! CA bundle, XFCC as Istio sets it, the peergate filter (V8), then the router.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+/// What the connection manager does with `x-forwarded-client-cert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xfcc {
+    /// Istio's gateway default: drop the client's header, set our own.
+    SanitizeSet,
+    /// Keep the client's header and append ours.
+    AppendForward,
+    /// Drop the client's header and set none.
+    Sanitize,
+}
+
+impl Xfcc {
+    fn envoy_name(self) -> &'static str {
+        match self {
+            Xfcc::SanitizeSet => "SANITIZE_SET",
+            Xfcc::AppendForward => "APPEND_FORWARD",
+            Xfcc::Sanitize => "SANITIZE",
+        }
+    }
+}
+
+/// One mutual-TLS listener with its own plugin configuration.
+#[derive(Debug, Clone)]
+pub struct MtlsListener {
+    /// Listener name (also the stat prefix).
+    pub name: String,
+    /// The WasmPlugin `pluginConfig`, as JSON text.
+    pub plugin_config: String,
+    /// XFCC handling.
+    pub xfcc: Xfcc,
+}
+
+/// The gateway's TLS material, PEM.
+pub struct GatewayTls<'a> {
+    /// Server certificate chain.
+    pub cert: &'a str,
+    /// Server private key.
+    pub key: &'a str,
+    /// CAs trusted for client certificates (the credential's `cacert`).
+    pub client_ca_bundle: &'a str,
+}
+
+fn inline(text: &str) -> Value {
+    json!({ "inline_string": text })
+}
+
+/// The HTTP filter that runs the peergate module.
+pub fn wasm_filter(wasm: &Path, plugin_config: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "peergate",
+                "root_id": "peergate",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin_config
+                },
+                "fail_open": false,
+                "vm_config": {
+                    "vm_id": "peergate",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm.display().to_string() } }
+                }
+            }
+        }
+    })
+}
+
+fn mtls_listener(l: &MtlsListener, tls: &GatewayTls<'_>, wasm: &Path) -> Value {
+    json!({
+        "name": l.name,
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{
+            "transport_socket": {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "require_client_certificate": true,
+                    "common_tls_context": {
+                        "tls_certificates": [{
+                            "certificate_chain": inline(tls.cert),
+                            "private_key": inline(tls.key)
+                        }],
+                        "validation_context": { "trusted_ca": inline(tls.client_ca_bundle) }
+                    }
+                }
+            },
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": l.name,
+                    "forward_client_cert_details": l.xfcc.envoy_name(),
+                    "set_current_client_cert_details": {
+                        "subject": true, "cert": true, "dns": true, "uri": true
+                    },
+                    "route_config": {
+                        "virtual_hosts": [{
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "backend" } }]
+                        }]
+                    },
+                    "http_filters": [
+                        wasm_filter(wasm, &l.plugin_config),
+                        {
+                            "name": "envoy.filters.http.router",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                            }
+                        }
+                    ]
+                }
+            }]
+        }]
+    })
+}
+
+/// A whole bootstrap: admin on a free port, the listeners, and the backend cluster.
+pub fn bootstrap(
+    listeners: &[MtlsListener],
+    tls: &GatewayTls<'_>,
+    wasm: &Path,
+    backend: SocketAddr,
+) -> Value {
+    json!({
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+        "static_resources": {
+            "listeners": listeners.iter().map(|l| mtls_listener(l, tls, wasm)).collect::<Vec<_>>(),
+            "clusters": [{
+                "name": "backend",
+                "type": "STATIC",
+                "connect_timeout": "2s",
+                "load_assignment": {
+                    "cluster_name": "backend",
+                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                        "socket_address": {
+                            "address": backend.ip().to_string(),
+                            "port_value": backend.port()
+                        }
+                    }}}]}]
+                }
+            }]
+        }
+    })
+}
