@@ -1,1 +1,15 @@
+//! peergate's generator: the certificates and every Kubernetes/Istio object of both clusters,
+//! from one declarative `mesh.toml`. The library returns data and typed errors and never
+//! prints; the `peergate` binary is a thin layer over it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod certs;
+pub mod gen;
+pub mod istio;
+pub mod manifests;
+pub mod mesh;
+pub mod output;
+
+pub use gen::{generate, GenError, GenOptions, Report};
+pub use mesh::{Mesh, MeshError};

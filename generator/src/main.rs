@@ -1,5 +1,235 @@
-//! The `peergate` command line.
+//! The `peergate` command line: argument types here, the work in the library.
 
-fn main() {
-    println!("peergate {}", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use peergate::gen::CertStatus;
+use peergate::mesh::{ClientCertMode, FailStrategy, KeyType};
+use peergate::output::FileStatus;
+use peergate::{generate, GenOptions, Mesh};
+
+#[derive(Parser)]
+#[command(
+    name = "peergate",
+    version,
+    about = "Mutual TLS between two Istio meshes, strict at the gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the root CA, the client and server certificates, and every object of both
+    /// clusters.
+    Gen(GenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyTypeArg {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Enforce,
+    Audit,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CertModeArg {
+    Mounted,
+    CredentialName,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+enum FailStrategyArg {
+    FailClose,
+    FailReload,
+    FailOpen,
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// The mesh description; without it, ./mesh.toml if present, else the reference scenario.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR", default_value = "manifests")]
+    out: PathBuf,
+    /// Replace existing certificates and keys (all are issued anew).
+    #[arg(long)]
+    force: bool,
+    /// The server's domain (clusterB.domain).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Key type of every key (keyType).
+    #[arg(long, value_enum)]
+    key_type: Option<KeyTypeArg>,
+    /// The client's SANs, repeatable (clusterA.sans).
+    #[arg(long = "client-san", value_name = "SAN")]
+    client_sans: Vec<String>,
+    /// How the client sidecar gets its certificate (clusterA.clientCertMode).
+    #[arg(long, value_enum)]
+    client_cert_mode: Option<CertModeArg>,
+    /// The filter's mode (plugin.mode).
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    /// Where the gateway fetches the module (plugin.url).
+    #[arg(long)]
+    plugin_url: Option<String>,
+    /// SHA-256 of the module (plugin.sha256).
+    #[arg(long)]
+    plugin_sha256: Option<String>,
+    /// The WasmPlugin's failStrategy (plugin.failStrategy).
+    #[arg(long, value_enum)]
+    fail_strategy: Option<FailStrategyArg>,
+    /// Allow FAIL_OPEN (plugin.allowFailOpen).
+    #[arg(long)]
+    allow_fail_open: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Gen(args) => gen(args),
+    }
+}
+
+fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
+    let default = PathBuf::from("mesh.toml");
+    let path = match &args.config {
+        Some(path) => Some(path.clone()),
+        None if default.exists() => Some(default),
+        None => None,
+    };
+    let (mut mesh, source) = match path {
+        Some(path) => (Mesh::load(&path)?, path.display().to_string()),
+        None => (Mesh::default(), "defaults".to_owned()),
+    };
+    if let Some(domain) = &args.domain {
+        mesh.cluster_b.domain.clone_from(domain);
+    }
+    if let Some(k) = args.key_type {
+        mesh.key_type = match k {
+            KeyTypeArg::Rsa2048 => KeyType::Rsa2048,
+            KeyTypeArg::Rsa3072 => KeyType::Rsa3072,
+            KeyTypeArg::Rsa4096 => KeyType::Rsa4096,
+            KeyTypeArg::EcdsaP256 => KeyType::EcdsaP256,
+            KeyTypeArg::EcdsaP384 => KeyType::EcdsaP384,
+            KeyTypeArg::Ed25519 => KeyType::Ed25519,
+        };
+    }
+    if !args.client_sans.is_empty() {
+        mesh.cluster_a.sans.clone_from(&args.client_sans);
+    }
+    if let Some(m) = args.client_cert_mode {
+        mesh.cluster_a.client_cert_mode = match m {
+            CertModeArg::Mounted => ClientCertMode::Mounted,
+            CertModeArg::CredentialName => ClientCertMode::CredentialName,
+        };
+    }
+    if let Some(m) = args.mode {
+        mesh.plugin.mode = match m {
+            ModeArg::Enforce => peergate_filter::Mode::Enforce,
+            ModeArg::Audit => peergate_filter::Mode::Audit,
+        };
+    }
+    if let Some(url) = &args.plugin_url {
+        mesh.plugin.url.clone_from(url);
+    }
+    if let Some(sha) = &args.plugin_sha256 {
+        mesh.plugin.sha256 = Some(sha.clone());
+    }
+    if let Some(s) = args.fail_strategy {
+        mesh.plugin.fail_strategy = match s {
+            FailStrategyArg::FailClose => FailStrategy::FailClose,
+            FailStrategyArg::FailReload => FailStrategy::FailReload,
+            FailStrategyArg::FailOpen => FailStrategy::FailOpen,
+        };
+    }
+    mesh.plugin.allow_fail_open |= args.allow_fail_open;
+    let overridden = args.domain.is_some()
+        || args.key_type.is_some()
+        || !args.client_sans.is_empty()
+        || args.client_cert_mode.is_some()
+        || args.mode.is_some()
+        || args.plugin_url.is_some()
+        || args.plugin_sha256.is_some()
+        || args.fail_strategy.is_some()
+        || args.allow_fail_open;
+    let source = if overridden {
+        format!("{source} with command-line flags")
+    } else {
+        source
+    };
+    mesh.validate(&source)?;
+    Ok((mesh, source))
+}
+
+fn gen(args: GenArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (mesh, source) = load_mesh(&args)?;
+    if mesh.plugin.fail_strategy == FailStrategy::FailOpen {
+        eprintln!(
+            "warning: failStrategy FAIL_OPEN: if the filter traps, the gateway skips it and the peer policy is not applied"
+        );
+    }
+    let options = GenOptions {
+        out: args.out.clone(),
+        force: args.force,
+        now: SystemTime::now(),
+    };
+    let report = generate(&mesh, &options)
+        .with_context(|| format!("generating into {}", args.out.display()))?;
+    println!(
+        "peergate gen ({source}, {} keys) -> {}",
+        mesh.key_type,
+        args.out.display()
+    );
+    for (name, status) in &report.certs {
+        let word = match status {
+            CertStatus::Reused => "reused",
+            CertStatus::Issued => "issued",
+        };
+        println!("  certificate {name}: {word}");
+    }
+    let changed: Vec<_> = report
+        .files
+        .iter()
+        .filter(|(_, s)| *s != FileStatus::Unchanged)
+        .collect();
+    for (path, status) in &changed {
+        println!("  {:<9} {}", status.word(), path.display());
+    }
+    println!(
+        "  {} files, {} changed, in {:.2?}",
+        report.files.len(),
+        changed.len(),
+        started.elapsed()
+    );
+    Ok(())
 }

@@ -1,0 +1,346 @@
+//! The root CA and the two leaves: issued with explicit profiles (rcgen's defaults are for
+//! tests), or reused while they still fit the configuration.
+
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
+};
+use rsa::pkcs8::EncodePrivateKey;
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::PublicKey;
+
+use crate::mesh::{KeyType, Mesh};
+
+/// A certificate shorter-lived than this is reissued.
+pub const MIN_REMAINING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Backdating of notBefore, for clocks slightly behind.
+const BACKDATE: Duration = Duration::from_secs(5 * 60);
+
+/// A certificate and its private key, PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertAndKey {
+    /// The certificate.
+    pub cert: String,
+    /// The PKCS#8 private key.
+    pub key: String,
+}
+
+/// Which leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Cluster A's client certificate.
+    Client,
+    /// Cluster B's gateway certificate.
+    Server,
+}
+
+/// Why certificates could not be made or reused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// Key generation or signing failed.
+    #[error("{what}: {message}")]
+    Crypto {
+        /// Which certificate.
+        what: String,
+        /// The library's message.
+        message: String,
+    },
+    /// A SAN cannot be put in a certificate.
+    #[error("{san:?} cannot be a certificate SAN: {message}")]
+    BadSan {
+        /// The SAN.
+        san: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn crypto(what: &str) -> impl Fn(rcgen::Error) -> CertError + '_ {
+    move |e| CertError::Crypto {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// A fresh key of the type.
+pub fn generate_key(key_type: KeyType) -> Result<KeyPair, CertError> {
+    let rsa = |bits: usize| -> Result<KeyPair, CertError> {
+        let failed = |message: String| CertError::Crypto {
+            what: format!("RSA {bits} key"),
+            message,
+        };
+        let private = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
+            .map_err(|e| failed(e.to_string()))?;
+        let der = private.to_pkcs8_der().map_err(|e| failed(e.to_string()))?;
+        KeyPair::from_pkcs8_der_and_sign_algo(&der.as_bytes().into(), &PKCS_RSA_SHA256)
+            .map_err(|e| failed(e.to_string()))
+    };
+    match key_type {
+        KeyType::Rsa2048 => rsa(2048),
+        KeyType::Rsa3072 => rsa(3072),
+        KeyType::Rsa4096 => rsa(4096),
+        KeyType::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto("key")),
+        KeyType::EcdsaP384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(crypto("key")),
+        KeyType::Ed25519 => KeyPair::generate_for(&PKCS_ED25519).map_err(crypto("key")),
+    }
+}
+
+fn random_serial() -> Result<SerialNumber, CertError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| CertError::Crypto {
+        what: "serial number".into(),
+        message: e.to_string(),
+    })?;
+    // 127 random bits, positive, with no leading zero byte: always 16 bytes of DER content.
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn window(now: SystemTime, validity: Duration) -> (OffsetDateTime, OffsetDateTime) {
+    let start = OffsetDateTime::from(now - BACKDATE)
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::from(now));
+    (start, start + validity + BACKDATE)
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// Issues the self-signed root.
+pub fn issue_root(mesh: &Mesh, now: SystemTime) -> Result<CertAndKey, CertError> {
+    let key = generate_key(mesh.key_type)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(&mesh.root.name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    (params.not_before, params.not_after) = window(now, mesh.root.validity.0);
+    params.serial_number = Some(random_serial()?);
+    let cert = params
+        .self_signed(&key)
+        .map_err(crypto("root certificate"))?;
+    Ok(CertAndKey {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// A SAN as written in `mesh.toml` (its form says its kind, as in the filter's patterns).
+pub fn san_type(san: &str) -> Result<SanType, CertError> {
+    use peergate_filter::pattern::SanPattern;
+    let bad = |message: String| CertError::BadSan {
+        san: san.to_owned(),
+        message,
+    };
+    let ia5 = |s: &str| rcgen::string::Ia5String::try_from(s).map_err(|e| bad(e.to_string()));
+    match SanPattern::parse(san).map_err(|e| bad(e.to_string()))? {
+        SanPattern::Uri(u) => Ok(SanType::URI(ia5(&u)?)),
+        SanPattern::Email(e) => Ok(SanType::Rfc822Name(ia5(&e)?)),
+        SanPattern::Ip(ip) => Ok(SanType::IpAddress(ip)),
+        SanPattern::Dns(d) => Ok(SanType::DnsName(ia5(&d)?)),
+        SanPattern::DnsWildcard(_) | SanPattern::UriPrefix(_) => {
+            Err(bad("a pattern is not a SAN".into()))
+        }
+    }
+}
+
+/// The SANs a leaf carries.
+pub fn leaf_sans(mesh: &Mesh, role: Role) -> Vec<String> {
+    match role {
+        Role::Client => mesh.cluster_a.sans.clone(),
+        Role::Server => vec![mesh.cluster_b.domain.clone()],
+    }
+}
+
+fn leaf_name(mesh: &Mesh, role: Role) -> &str {
+    match role {
+        Role::Client => &mesh.cluster_a.client_name,
+        Role::Server => &mesh.cluster_b.server_name,
+    }
+}
+
+/// Issues a leaf under the root.
+pub fn issue_leaf(
+    mesh: &Mesh,
+    role: Role,
+    root: &CertAndKey,
+    now: SystemTime,
+) -> Result<CertAndKey, CertError> {
+    let what = format!("{} certificate", leaf_name(mesh, role));
+    let root_key = KeyPair::from_pem(&root.key).map_err(crypto("root key"))?;
+    let issuer =
+        Issuer::from_ca_cert_pem(&root.cert, root_key).map_err(crypto("root certificate"))?;
+    let key = generate_key(mesh.key_type)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(leaf_name(mesh, role));
+    params.subject_alt_names = leaf_sans(mesh, role)
+        .iter()
+        .map(|s| san_type(s))
+        .collect::<Result<_, _>>()?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if mesh.key_type.is_rsa() {
+        params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+    }
+    params.extended_key_usages = vec![match role {
+        Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        Role::Server => ExtendedKeyUsagePurpose::ServerAuth,
+    }];
+    params.use_authority_key_identifier_extension = true;
+    let validity = match role {
+        Role::Client => mesh.cluster_a.validity.0,
+        Role::Server => mesh.cluster_b.validity.0,
+    };
+    (params.not_before, params.not_after) = window(now, validity);
+    params.serial_number = Some(random_serial()?);
+    let cert = params.signed_by(&key, &issuer).map_err(crypto(&what))?;
+    Ok(CertAndKey {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// The key type of a certificate's public key, if it is one the generator makes.
+pub fn key_type_of(cert: &X509Certificate<'_>) -> Option<KeyType> {
+    use x509_parser::oid_registry::{OID_EC_P256, OID_NIST_EC_P384, OID_SIG_ED25519};
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm == OID_SIG_ED25519 {
+        return Some(KeyType::Ed25519);
+    }
+    match spki.parsed().ok()? {
+        PublicKey::RSA(rsa) => match rsa.key_size() {
+            2048 => Some(KeyType::Rsa2048),
+            3072 => Some(KeyType::Rsa3072),
+            4096 => Some(KeyType::Rsa4096),
+            _ => None,
+        },
+        PublicKey::EC(_) => {
+            let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+            if curve == OID_EC_P256 {
+                Some(KeyType::EcdsaP256)
+            } else if curve == OID_NIST_EC_P384 {
+                Some(KeyType::EcdsaP384)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn parse_pem(pem: &str) -> Result<Vec<u8>, String> {
+    peergate_filter::xfcc::certificate_der_from_pem(pem.as_bytes())
+        .ok_or_else(|| "not a PEM certificate".to_owned())
+}
+
+fn common_checks(
+    cert: &X509Certificate<'_>,
+    pair: &CertAndKey,
+    expected_cn: &str,
+    mesh: &Mesh,
+    now: SystemTime,
+) -> Result<(), String> {
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default();
+    if cn != expected_cn {
+        return Err(format!(
+            "its common name is {cn:?}, the configuration says {expected_cn:?}"
+        ));
+    }
+    let actual = key_type_of(cert);
+    if actual != Some(mesh.key_type) {
+        return Err(format!(
+            "its key is {}, the configuration says {}",
+            actual.map_or("of another type".to_owned(), |k| k.to_string()),
+            mesh.key_type
+        ));
+    }
+    let key = KeyPair::from_pem(&pair.key).map_err(|e| format!("its key does not load: {e}"))?;
+    if key.subject_public_key_info() != cert.public_key().raw {
+        return Err("the private key does not belong to the certificate".into());
+    }
+    let not_after = cert.validity().not_after.timestamp();
+    let deadline = peergate_filter::policy::unix_seconds(now + MIN_REMAINING);
+    if not_after < deadline {
+        return Err("it expires within 30 days".into());
+    }
+    Ok(())
+}
+
+/// Whether an existing root still fits: `Err` says why not.
+pub fn check_root(pair: &CertAndKey, mesh: &Mesh, now: SystemTime) -> Result<(), String> {
+    let der = parse_pem(&pair.cert)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+    if !cert.is_ca() {
+        return Err("it is not a CA certificate".into());
+    }
+    common_checks(&cert, pair, &mesh.root.name, mesh, now)
+}
+
+/// Whether an existing leaf still fits and was issued by `root`: `Err` says why not.
+pub fn check_leaf(
+    pair: &CertAndKey,
+    role: Role,
+    root: &CertAndKey,
+    mesh: &Mesh,
+    now: SystemTime,
+) -> Result<(), String> {
+    let der = parse_pem(&pair.cert)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+    common_checks(&cert, pair, leaf_name(mesh, role), mesh, now)?;
+    // The filter's own check decides whether the root issued it and whether its SANs are the
+    // configured ones, so "reusable" and "admitted by the gateway" cannot disagree.
+    let sans = leaf_sans(mesh, role);
+    let policy = peergate_filter::compile(&peergate_filter::PluginConfig {
+        trusted_issuers: vec![root.cert.clone()],
+        allowed_sans: Some(sans.clone()),
+        ..Default::default()
+    })
+    .map_err(|e| format!("cannot check it against the root: {e}"))?;
+    let decision = policy.decide(Some(&der), "", now);
+    match decision.reason {
+        peergate_filter::Reason::Allowed => {}
+        peergate_filter::Reason::SanNotAllowed => {
+            return Err("its SANs differ from the configuration".into())
+        }
+        other => {
+            return Err(format!(
+                "the current root does not admit it: {}",
+                other.explain()
+            ))
+        }
+    }
+    let mut actual: Vec<String> = decision
+        .peer()
+        .map(|p| p.sans.iter().map(san_text).collect())
+        .unwrap_or_default();
+    let mut wanted = sans;
+    actual.sort();
+    wanted.sort();
+    if actual != wanted {
+        return Err(format!(
+            "its SANs are {actual:?}, the configuration says {wanted:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn san_text(san: &peergate_filter::peer::San) -> String {
+    use peergate_filter::peer::San;
+    match san {
+        San::Dns(v) | San::Uri(v) | San::Email(v) | San::Other(v) => v.clone(),
+        San::Ip(ip) => ip.to_string(),
+    }
+}

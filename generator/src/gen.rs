@@ -1,0 +1,239 @@
+//! `peergate gen`: certificates plus both clusters' objects, in one consistent run.
+//!
+//! Everything is computed and checked in memory first (certificates, objects, the filter's
+//! compile of the pluginConfig, the client admitted by it); files are written only after that,
+//! each atomically, so a failure leaves the previous output as it was.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::certs::{self, CertAndKey, CertError, Role};
+use crate::manifests::{self, Manifest, ManifestError, Pki};
+use crate::mesh::{ClientCertMode, Mesh};
+use crate::output::{remove_stale, write_atomic, FileStatus, WriteError};
+
+/// Mode of private keys and of files holding them.
+pub const KEY_MODE: u32 = 0o600;
+/// Mode of everything else.
+pub const PUBLIC_MODE: u32 = 0o644;
+
+/// What happened to a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertStatus {
+    /// Existing, still matching the configuration and valid for 30 days or more.
+    Reused,
+    /// Newly issued.
+    Issued,
+}
+
+/// What `generate` did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Certificates by name (`root`, the client's, the server's).
+    pub certs: Vec<(String, CertStatus)>,
+    /// Every file written, left alone or removed.
+    pub files: Vec<(PathBuf, FileStatus)>,
+}
+
+/// Why `generate` stopped. Nothing was written when it returns one of these, except for
+/// `Write`, where files before the failing one were replaced atomically.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenError {
+    /// Existing material does not fit and `--force` was not given.
+    #[error("{path}: {reason}; nothing was written (rerun with --force to replace it)")]
+    WouldOverwrite {
+        /// The file that would be replaced.
+        path: PathBuf,
+        /// Why it cannot be reused.
+        reason: String,
+    },
+    /// An existing file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Making a certificate failed.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// Serializing an object failed.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The filter refuses the pluginConfig: a generator bug, caught before writing.
+    #[error("the filter rejects the generated pluginConfig: {0}")]
+    Policy(#[from] peergate_filter::CompileError),
+    /// The generated policy does not admit the generated client: a generator bug.
+    #[error("the generated policy does not admit the generated client certificate: {0}")]
+    ClientNotAdmitted(&'static str),
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// Output folder.
+    pub out: PathBuf,
+    /// Replace existing certificates and keys.
+    pub force: bool,
+    /// The time certificates are issued and checked at.
+    pub now: SystemTime,
+}
+
+/// Paths of one certificate and its key under `DIR/certs/`.
+pub fn cert_paths(out: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let dir = out.join("certs");
+    (
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    )
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, GenError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(GenError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The existing pair, if both files are there; one without the other is an error.
+fn existing_pair(out: &Path, name: &str) -> Result<Option<CertAndKey>, GenError> {
+    let (cert_path, key_path) = cert_paths(out, name);
+    match (read_optional(&cert_path)?, read_optional(&key_path)?) {
+        (Some(cert), Some(key)) => Ok(Some(CertAndKey { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(GenError::WouldOverwrite {
+            path: cert_path,
+            reason: format!("exists without its key {}", key_path.display()),
+        }),
+        (None, Some(_)) => Err(GenError::WouldOverwrite {
+            path: key_path,
+            reason: format!("exists without its certificate {}", cert_path.display()),
+        }),
+    }
+}
+
+/// Runs the whole generation.
+pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
+    let out = &options.out;
+    let now = options.now;
+    let mut report = Report::default();
+    let client_name = mesh.cluster_a.client_name.as_str();
+    let server_name = mesh.cluster_b.server_name.as_str();
+
+    let existing_root = existing_pair(out, "root")?;
+    let existing_client = existing_pair(out, client_name)?;
+    let existing_server = existing_pair(out, server_name)?;
+
+    let (root, root_status) = match existing_root {
+        Some(pair) if !options.force => match certs::check_root(&pair, mesh, now) {
+            Ok(()) => (pair, CertStatus::Reused),
+            Err(reason) => {
+                return Err(GenError::WouldOverwrite {
+                    path: cert_paths(out, "root").0,
+                    reason: format!("the root no longer fits: {reason}"),
+                })
+            }
+        },
+        _ => (certs::issue_root(mesh, now)?, CertStatus::Issued),
+    };
+    report.certs.push(("root".into(), root_status));
+
+    let mut leaf = |existing: Option<CertAndKey>, role: Role, name: &str| {
+        let pair = match existing {
+            Some(pair) if !options.force => {
+                if root_status == CertStatus::Issued {
+                    return Err(GenError::WouldOverwrite {
+                        path: cert_paths(out, name).0,
+                        reason:
+                            "exists, but the root is missing and a new one would not have issued it"
+                                .into(),
+                    });
+                }
+                match certs::check_leaf(&pair, role, &root, mesh, now) {
+                    Ok(()) => {
+                        report.certs.push((name.to_owned(), CertStatus::Reused));
+                        return Ok(pair);
+                    }
+                    Err(reason) => {
+                        return Err(GenError::WouldOverwrite {
+                            path: cert_paths(out, name).0,
+                            reason: format!("no longer fits: {reason}"),
+                        })
+                    }
+                }
+            }
+            _ => certs::issue_leaf(mesh, role, &root, now)?,
+        };
+        report.certs.push((name.to_owned(), CertStatus::Issued));
+        Ok(pair)
+    };
+    let client = leaf(existing_client, Role::Client, client_name)?;
+    let server = leaf(existing_server, Role::Server, server_name)?;
+
+    let pki = Pki {
+        root: &root,
+        client: &client,
+        server: &server,
+    };
+    let files = manifests::manifests(mesh, &pki)?;
+    self_check(mesh, &pki, now)?;
+
+    // Everything is ready: write.
+    let mut write = |path: PathBuf, bytes: &[u8], mode: u32| -> Result<(), GenError> {
+        let status = write_atomic(&path, bytes, mode)?;
+        report.files.push((path, status));
+        Ok(())
+    };
+    for (name, pair) in [
+        ("root", &root),
+        (client_name, &client),
+        (server_name, &server),
+    ] {
+        let (cert_path, key_path) = cert_paths(out, name);
+        write(key_path, pair.key.as_bytes(), KEY_MODE)?;
+        write(cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
+    }
+    for Manifest {
+        cluster,
+        file,
+        yaml,
+        secret,
+    } in &files
+    {
+        let mode = if *secret { KEY_MODE } else { PUBLIC_MODE };
+        write(out.join(cluster.dir()).join(file), yaml.as_bytes(), mode)?;
+    }
+    if mesh.cluster_a.client_cert_mode == ClientCertMode::Mounted {
+        for stale in ["role.yaml", "rolebinding.yaml"] {
+            let path = out.join("cluster-a").join(stale);
+            if let Some(status) = remove_stale(&path)? {
+                report.files.push((path, status));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The generated pluginConfig must compile in the filter and admit the generated client, and
+/// only for the configured SANs.
+fn self_check(mesh: &Mesh, pki: &Pki<'_>, now: SystemTime) -> Result<(), GenError> {
+    let config = manifests::plugin_config(mesh, pki);
+    let policy = peergate_filter::compile_json(config.to_json().as_bytes())?;
+    let der = peergate_filter::xfcc::certificate_der_from_pem(pki.client.cert.as_bytes()).ok_or(
+        GenError::ClientNotAdmitted("the client certificate is not PEM"),
+    )?;
+    let decision = policy.decide(Some(&der), &mesh.cluster_b.domain, now);
+    if !decision.is_allowed() {
+        return Err(GenError::ClientNotAdmitted(decision.reason.explain()));
+    }
+    Ok(())
+}

@@ -1,0 +1,583 @@
+//! `mesh.toml`: the declarative description of both clusters. Its defaults are the reference
+//! scenario, so an empty file (or none) generates it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Key algorithm for every key the generator makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    /// RSA 2048 (the default), signatures with SHA-256.
+    #[serde(rename = "rsa2048")]
+    Rsa2048,
+    /// RSA 3072.
+    #[serde(rename = "rsa3072")]
+    Rsa3072,
+    /// RSA 4096.
+    #[serde(rename = "rsa4096")]
+    Rsa4096,
+    /// ECDSA on P-256 with SHA-256.
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// ECDSA on P-384 with SHA-384.
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    /// Ed25519.
+    #[serde(rename = "ed25519")]
+    Ed25519,
+}
+
+impl KeyType {
+    /// Every key type, with its name in `mesh.toml` and on the command line.
+    pub const ALL: [(KeyType, &'static str); 6] = [
+        (KeyType::Rsa2048, "rsa2048"),
+        (KeyType::Rsa3072, "rsa3072"),
+        (KeyType::Rsa4096, "rsa4096"),
+        (KeyType::EcdsaP256, "ecdsa-p256"),
+        (KeyType::EcdsaP384, "ecdsa-p384"),
+        (KeyType::Ed25519, "ed25519"),
+    ];
+
+    /// The name used in `mesh.toml`.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("?", |(_, n)| n)
+    }
+
+    /// Parses a name as written in `mesh.toml` or on the command line.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+    }
+
+    /// Whether this is an RSA type (leaves then also get keyEncipherment).
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096)
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How cluster A's sidecar gets the client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientCertMode {
+    /// A Secret mounted into the sidecar (`sidecar.istio.io/userVolume`), files named in the
+    /// DestinationRule.
+    Mounted,
+    /// DestinationRule `credentialName` with a `workloadSelector` (Istio >= 1.14), plus the RBAC
+    /// the sidecar needs to read the Secret.
+    CredentialName,
+}
+
+/// What the gateway does when the plugin cannot be loaded or crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailStrategy {
+    /// Refuse traffic (the default).
+    #[serde(rename = "FAIL_CLOSE")]
+    FailClose,
+    /// Reload the VM and keep refusing while it is down (Istio >= 1.27).
+    #[serde(rename = "FAIL_RELOAD")]
+    FailReload,
+    /// Skip the plugin: after a trap the policy is silently not applied.
+    #[serde(rename = "FAIL_OPEN")]
+    FailOpen,
+}
+
+impl FailStrategy {
+    /// The Istio enum name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailStrategy::FailClose => "FAIL_CLOSE",
+            FailStrategy::FailReload => "FAIL_RELOAD",
+            FailStrategy::FailOpen => "FAIL_OPEN",
+        }
+    }
+}
+
+/// A validity period written as `<n>h` or `<n>d` (e.g. `87600h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity(pub Duration);
+
+impl Validity {
+    /// Parses `<n>h` or `<n>d`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+        let n: u64 = digits.parse().ok().filter(|n| *n > 0)?;
+        let hours = match unit {
+            "h" => n,
+            "d" => n.checked_mul(24)?,
+            _ => return None,
+        };
+        Some(Validity(Duration::from_secs(hours.checked_mul(3600)?)))
+    }
+
+    /// Whole hours.
+    pub fn hours(self) -> u64 {
+        self.0.as_secs() / 3600
+    }
+}
+
+impl Serialize for Validity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}h", self.hours()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Validity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Validity::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid validity {text:?}: write a positive number of hours or days, like \"8760h\" or \"365d\""
+            ))
+        })
+    }
+}
+
+/// The root CA both meshes agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RootSection {
+    /// Common name of the root.
+    pub name: String,
+    /// How long the root is valid.
+    pub validity: Validity,
+}
+
+/// Cluster A: the client side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ClusterASection {
+    /// Name of the client certificate (file names, Secret names, CN).
+    pub client_name: String,
+    /// Namespace of the client workload.
+    pub namespace: String,
+    /// The client Deployment.
+    pub deployment: String,
+    /// Its ServiceAccount.
+    pub service_account: String,
+    /// Its image.
+    pub image: String,
+    /// The client's identity: SANs of its certificate (`spiffe://…` and other URIs, DNS names,
+    /// IPs, `user@domain` emails). The gateway's policy allows exactly these.
+    pub sans: Vec<String>,
+    /// Validity of the client certificate.
+    pub validity: Validity,
+    /// `mounted` or `credentialName`.
+    pub client_cert_mode: ClientCertMode,
+}
+
+/// Cluster B: the server side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ClusterBSection {
+    /// Name of the server certificate.
+    pub server_name: String,
+    /// The domain cluster A calls and the gateway serves.
+    pub domain: String,
+    /// Validity of the server certificate.
+    pub validity: Validity,
+    /// Namespace of the service.
+    pub namespace: String,
+    /// Name of the service (and its Deployment).
+    pub service: String,
+    /// Its image.
+    pub image: String,
+    /// Its port.
+    pub port: u16,
+    /// Restrict the WasmPlugin to this gateway listener port (the ingress gateway's container
+    /// port for 443, often 8443). Without it the plugin runs on every gateway listener, so
+    /// plain HTTP on port 80 is refused (`no_peer_certificate`) instead of redirected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_listener_port: Option<u16>,
+}
+
+/// The WasmPlugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PluginSection {
+    /// Where the gateway fetches the module (`oci://…`, `https://…` or `file://…`).
+    pub url: String,
+    /// SHA-256 of the module, hex, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `FAIL_CLOSE` (default), `FAIL_RELOAD`, or `FAIL_OPEN` (needs `allowFailOpen`).
+    pub fail_strategy: FailStrategy,
+    /// The explicit opt-in FAIL_OPEN needs.
+    pub allow_fail_open: bool,
+    /// `enforce` or `audit`.
+    pub mode: peergate_filter::Mode,
+}
+
+/// The whole of `mesh.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Mesh {
+    /// Key algorithm of every key.
+    pub key_type: KeyType,
+    /// The agreed root CA.
+    pub root: RootSection,
+    /// The client cluster.
+    pub cluster_a: ClusterASection,
+    /// The server cluster.
+    pub cluster_b: ClusterBSection,
+    /// The WasmPlugin.
+    pub plugin: PluginSection,
+}
+
+impl Default for RootSection {
+    fn default() -> Self {
+        Self {
+            name: "a-b-root-ca".into(),
+            validity: Validity(Duration::from_secs(87_600 * 3600)),
+        }
+    }
+}
+
+impl Default for ClusterASection {
+    fn default() -> Self {
+        Self {
+            client_name: "cluster-a-client".into(),
+            namespace: "client".into(),
+            deployment: "sleep".into(),
+            service_account: "sleep".into(),
+            image: "curlimages/curl".into(),
+            sans: vec!["spiffe://cluster-a/ns/client/sa/sleep".into()],
+            validity: Validity(Duration::from_secs(8_760 * 3600)),
+            client_cert_mode: ClientCertMode::Mounted,
+        }
+    }
+}
+
+impl Default for ClusterBSection {
+    fn default() -> Self {
+        Self {
+            server_name: "cluster-b-server".into(),
+            domain: "helloworld.zufar.io".into(),
+            validity: Validity(Duration::from_secs(8_760 * 3600)),
+            namespace: "service".into(),
+            service: "helloworld".into(),
+            image: "docker.io/istio/examples-helloworld-v1".into(),
+            port: 5000,
+            plugin_listener_port: None,
+        }
+    }
+}
+
+impl Default for PluginSection {
+    fn default() -> Self {
+        Self {
+            url: "oci://registry.example.com/peergate/peergate-filter:0.1.0".into(),
+            sha256: None,
+            fail_strategy: FailStrategy::FailClose,
+            allow_fail_open: false,
+            mode: peergate_filter::Mode::Enforce,
+        }
+    }
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Self {
+            key_type: KeyType::Rsa2048,
+            root: RootSection::default(),
+            cluster_a: ClusterASection::default(),
+            cluster_b: ClusterBSection::default(),
+            plugin: PluginSection::default(),
+        }
+    }
+}
+
+/// A problem with the input, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeshError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// TOML syntax, an unknown key or a bad value.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong, with the field.
+        message: String,
+    },
+    /// A value that parses but makes no sense.
+    #[error("{source_name}: {field}: {message}")]
+    Invalid {
+        /// The file, or `--flag` for command-line values.
+        source_name: String,
+        /// The field (`clusterB.domain`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Mesh {
+    /// Reads `mesh.toml`.
+    pub fn load(path: &Path) -> Result<Self, MeshError> {
+        let text = std::fs::read_to_string(path).map_err(|e| MeshError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of a `mesh.toml` (`path` is for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, MeshError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            MeshError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// Checks what serde cannot: names usable as Kubernetes names, a domain, SANs the filter
+    /// accepts as exact patterns, the fail-open opt-in. `source_name` says where values came
+    /// from.
+    pub fn validate(&self, source_name: &str) -> Result<(), MeshError> {
+        let invalid = |field: &str, message: String| MeshError::Invalid {
+            source_name: source_name.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        for (field, value) in [
+            ("root.name", &self.root.name),
+            ("clusterA.clientName", &self.cluster_a.client_name),
+            ("clusterA.namespace", &self.cluster_a.namespace),
+            ("clusterA.deployment", &self.cluster_a.deployment),
+            ("clusterA.serviceAccount", &self.cluster_a.service_account),
+            ("clusterB.serverName", &self.cluster_b.server_name),
+            ("clusterB.namespace", &self.cluster_b.namespace),
+            ("clusterB.service", &self.cluster_b.service),
+        ] {
+            if !is_dns_label(value) {
+                return Err(invalid(
+                    field,
+                    format!("{value:?} is not a Kubernetes name (lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit)"),
+                ));
+            }
+        }
+        if !is_domain(&self.cluster_b.domain) {
+            return Err(invalid(
+                "clusterB.domain",
+                format!("{:?} is not a DNS name", self.cluster_b.domain),
+            ));
+        }
+        for (field, value) in [
+            ("clusterA.image", &self.cluster_a.image),
+            ("clusterB.image", &self.cluster_b.image),
+        ] {
+            if value.is_empty() || value.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    field,
+                    format!("{value:?} is not an image reference"),
+                ));
+            }
+        }
+        if self.cluster_b.port == 0 {
+            return Err(invalid("clusterB.port", "0 is not a port".into()));
+        }
+        if self.cluster_a.sans.is_empty() {
+            return Err(invalid(
+                "clusterA.sans",
+                "the client needs at least one SAN: it is how the gateway tells clients apart"
+                    .into(),
+            ));
+        }
+        for (i, san) in self.cluster_a.sans.iter().enumerate() {
+            match peergate_filter::pattern::SanPattern::parse(san) {
+                Ok(
+                    peergate_filter::pattern::SanPattern::DnsWildcard(_)
+                    | peergate_filter::pattern::SanPattern::UriPrefix(_),
+                ) => {
+                    return Err(invalid(
+                        &format!("clusterA.sans[{i}]"),
+                        format!("{san:?} is a pattern; a certificate SAN must be a plain name"),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(invalid(&format!("clusterA.sans[{i}]"), e.to_string())),
+            }
+            if !san.is_ascii() {
+                return Err(invalid(
+                    &format!("clusterA.sans[{i}]"),
+                    format!("{san:?}: SANs must be ASCII (IA5String)"),
+                ));
+            }
+        }
+        if self.plugin.url.is_empty()
+            || !["oci://", "https://", "http://", "file://"]
+                .iter()
+                .any(|scheme| self.plugin.url.starts_with(scheme))
+        {
+            return Err(invalid(
+                "plugin.url",
+                format!(
+                    "{:?}: use an oci://, https://, http:// or file:// URL",
+                    self.plugin.url
+                ),
+            ));
+        }
+        if let Some(sha) = &self.plugin.sha256 {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "plugin.sha256",
+                    format!("{sha:?} is not 64 hex digits"),
+                ));
+            }
+        }
+        if self.plugin.fail_strategy == FailStrategy::FailOpen && !self.plugin.allow_fail_open {
+            return Err(invalid(
+                "plugin.failStrategy",
+                "FAIL_OPEN skips the policy silently after a trap; set plugin.allowFailOpen = true (or --allow-fail-open) if you really want it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Secret holding the gateway's credential (`<server>-cert`).
+    pub fn server_secret_name(&self) -> String {
+        format!("{}-cert", self.cluster_b.server_name)
+    }
+
+    /// The Secret holding the client's certificate in cluster A.
+    pub fn client_secret_name(&self) -> String {
+        format!("{}-cert", self.cluster_a.client_name)
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+/// RFC 1123 label, as Kubernetes names most objects.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_domain(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_reference_scenario() {
+        let mesh = Mesh::parse("", Path::new("mesh.toml")).unwrap();
+        assert_eq!(mesh, Mesh::default());
+        assert_eq!(mesh.root.validity.hours(), 87_600);
+        mesh.validate("mesh.toml").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_field() {
+        let text = "keyType = \"ed25519\"\n[clusterB]\ndomian = \"x.io\"\n";
+        let err = Mesh::parse(text, Path::new("mesh.toml")).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("mesh.toml:3:1: "), "{message}");
+        assert!(message.contains("unknown field `domian`"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = Mesh::parse("keyType = \"rsa1024\"\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("m.toml:1:11"), "{err}");
+        assert!(err.to_string().contains("rsa1024"), "{err}");
+        let err = Mesh::parse("[root]\nvalidity = \"10y\"\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("m.toml:2:"), "{err}");
+        assert!(err.to_string().contains("invalid validity"), "{err}");
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let mut mesh = Mesh::default();
+        mesh.cluster_b.domain = "no_dots".into();
+        assert!(mesh
+            .validate("f")
+            .unwrap_err()
+            .to_string()
+            .contains("clusterB.domain"));
+        let mut mesh = Mesh::default();
+        mesh.cluster_a.sans = vec!["spiffe://a/*".into()];
+        assert!(mesh
+            .validate("f")
+            .unwrap_err()
+            .to_string()
+            .contains("clusterA.sans[0]"));
+        let mut mesh = Mesh::default();
+        mesh.plugin.fail_strategy = FailStrategy::FailOpen;
+        assert!(mesh
+            .validate("f")
+            .unwrap_err()
+            .to_string()
+            .contains("allowFailOpen"));
+        mesh.plugin.allow_fail_open = true;
+        mesh.validate("f").unwrap();
+        let mut mesh = Mesh::default();
+        mesh.cluster_a.namespace = "Client".into();
+        assert!(mesh
+            .validate("f")
+            .unwrap_err()
+            .to_string()
+            .contains("clusterA.namespace"));
+    }
+
+    #[test]
+    fn validity_parsing() {
+        assert_eq!(Validity::parse("8760h").unwrap().hours(), 8760);
+        assert_eq!(Validity::parse("365d").unwrap().hours(), 8760);
+        for bad in ["", "h", "0h", "-1h", "1y", "1.5h"] {
+            assert!(Validity::parse(bad).is_none(), "{bad}");
+        }
+    }
+}
