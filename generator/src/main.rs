@@ -53,6 +53,7 @@ enum CertModeArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 #[value(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(clippy::enum_variant_names)] // the names mirror Istio's FailStrategy values
 enum FailStrategyArg {
     FailClose,
     FailReload,

@@ -1,0 +1,538 @@
+//! `peergate gen` as users run it: the output contract, certificate profiles checked with
+//! x509-parser and `openssl verify`, idempotence, `--force`, bad input, and the pluginConfig
+//! the filter compiles.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use peergate_filter::{PluginConfig, Reason};
+use serde_json::Value;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
+const DOMAIN: &str = "helloworld.zufar.io";
+
+fn peergate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peergate"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn gen_ok(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["gen", "--out", "out"];
+    all.extend_from_slice(args);
+    let out = peergate(dir, &all);
+    assert!(
+        out.status.success(),
+        "peergate {all:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every file under `dir` with its bytes and mode.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.insert(
+                    entry.path().strip_prefix(dir).unwrap().to_path_buf(),
+                    (
+                        std::fs::read(entry.path()).unwrap(),
+                        meta.permissions().mode() & 0o777,
+                        meta.modified().unwrap(),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn pem_der(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).unwrap();
+    peergate_filter::xfcc::certificate_der_from_pem(text.as_bytes()).unwrap()
+}
+
+fn openssl_verify(root: &Path, leaf: &Path, purpose: &str) {
+    let out = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-purpose", purpose, "-CAfile"])
+        .arg(root)
+        .arg(leaf)
+        .output()
+        .expect("openssl is needed for these tests (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl verify {}: {}{}",
+        leaf.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ski(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
+}
+
+fn aki(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+}
+
+fn hours(cert: &X509Certificate<'_>) -> i64 {
+    let v = cert.validity();
+    (v.not_after.timestamp() - v.not_before.timestamp()) / 3600
+}
+
+#[test]
+fn default_run_writes_the_contract_with_the_right_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let out = dir.path().join("out");
+    for f in [
+        "certs/root-cert.pem",
+        "certs/root-key.pem",
+        "certs/cluster-a-client-cert.pem",
+        "certs/cluster-a-client-key.pem",
+        "certs/cluster-b-server-cert.pem",
+        "certs/cluster-b-server-key.pem",
+        "cluster-a/kustomization.yaml",
+        "cluster-b/kustomization.yaml",
+        "cluster-b/wasmplugin.yaml",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    for (path, (_, mode, _)) in snapshot(&out) {
+        let name = path.to_string_lossy();
+        let private = name.ends_with("-key.pem") || name.contains("secret-");
+        assert_eq!(mode, if private { 0o600 } else { 0o644 }, "{name}");
+    }
+
+    let certs = out.join("certs");
+    openssl_verify(
+        &certs.join("root-cert.pem"),
+        &certs.join("cluster-a-client-cert.pem"),
+        "sslclient",
+    );
+    openssl_verify(
+        &certs.join("root-cert.pem"),
+        &certs.join("cluster-b-server-cert.pem"),
+        "sslserver",
+    );
+
+    let root_der = pem_der(&certs.join("root-cert.pem"));
+    let (_, root) = X509Certificate::from_der(&root_der).unwrap();
+    let bc = root.basic_constraints().unwrap().unwrap();
+    assert!(bc.critical && bc.value.ca);
+    let ku = root.key_usage().unwrap().unwrap().value;
+    assert!(ku.key_cert_sign() && ku.crl_sign() && !ku.digital_signature());
+    assert!(ski(&root).is_some());
+    assert_eq!(hours(&root), 87_600, "root validity");
+    assert_eq!(root.subject().to_string(), "CN=a-b-root-ca");
+
+    for (file, client) in [
+        ("cluster-a-client-cert.pem", true),
+        ("cluster-b-server-cert.pem", false),
+    ] {
+        let der = pem_der(&certs.join(file));
+        let (_, leaf) = X509Certificate::from_der(&der).unwrap();
+        assert!(!leaf.is_ca(), "{file}");
+        assert!(
+            leaf.basic_constraints().unwrap().is_some(),
+            "{file}: explicit CA:false"
+        );
+        let ku = leaf.key_usage().unwrap().unwrap().value;
+        assert!(
+            ku.digital_signature() && ku.key_encipherment() && !ku.key_cert_sign(),
+            "{file}"
+        );
+        let eku = leaf.extended_key_usage().unwrap().unwrap().value;
+        assert_eq!(
+            (eku.client_auth, eku.server_auth),
+            (client, !client),
+            "{file}"
+        );
+        assert!(ski(&leaf).is_some(), "{file}");
+        assert_eq!(aki(&leaf), ski(&root), "{file}: AKI is the root's SKI");
+        let serial = leaf.raw_serial();
+        assert!(
+            serial.len() >= 8 && serial[0] & 0x80 == 0 && serial[0] != 0,
+            "{file}: serial"
+        );
+        assert_eq!(hours(&leaf), 8_760, "{file}");
+        let sans: Vec<String> = leaf
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::URI(u) => format!("URI:{u}"),
+                GeneralName::DNSName(d) => format!("DNS:{d}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        let expected = if client {
+            format!("URI:{CLIENT_ID}")
+        } else {
+            format!("DNS:{DOMAIN}")
+        };
+        assert_eq!(sans, vec![expected], "{file}");
+    }
+}
+
+fn plugin_config(out: &Path) -> PluginConfig {
+    let yaml = std::fs::read_to_string(out.join("cluster-b/wasmplugin.yaml")).unwrap();
+    let object: Value = yaml_serde::from_str(&yaml).unwrap();
+    PluginConfig::from_json(object["spec"]["pluginConfig"].to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn the_plugin_config_admits_the_client_and_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &["--key-type", "ecdsa-p256"]);
+    let out = dir.path().join("out");
+    let config = plugin_config(&out);
+    assert_eq!(config.allowed_sans, Some(vec![CLIENT_ID.to_owned()]));
+    let policy = peergate_filter::compile(&config).unwrap();
+    let now = SystemTime::now();
+    let client = pem_der(&out.join("certs/cluster-a-client-cert.pem"));
+    assert_eq!(
+        policy.decide(Some(&client), DOMAIN, now).reason,
+        Reason::Allowed
+    );
+    // The server's certificate comes from the same root but is not the client's identity.
+    let server = pem_der(&out.join("certs/cluster-b-server-cert.pem"));
+    assert_eq!(
+        policy.decide(Some(&server), DOMAIN, now).reason,
+        Reason::SanNotAllowed
+    );
+    // A client of another generated mesh, same names, other root: refused by signature/key id.
+    let other = tempfile::tempdir().unwrap();
+    gen_ok(other.path(), &["--key-type", "ecdsa-p256"]);
+    let stranger = pem_der(&other.path().join("out/certs/cluster-a-client-cert.pem"));
+    let reason = policy.decide(Some(&stranger), DOMAIN, now).reason;
+    assert!(
+        matches!(reason, Reason::IssuerKeyIdMismatch | Reason::BadSignature),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn second_run_changes_nothing_and_force_regenerates() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let out = dir.path().join("out");
+    let first = snapshot(&out);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let report = gen_ok(dir.path(), &[]);
+    assert!(report.contains("certificate root: reused"), "{report}");
+    assert!(report.contains(", 0 changed"), "{report}");
+    assert_eq!(
+        snapshot(&out),
+        first,
+        "a second run must not touch any file"
+    );
+
+    let report = gen_ok(dir.path(), &["--force"]);
+    assert!(report.contains("certificate root: issued"), "{report}");
+    let forced = snapshot(&out);
+    for key in [
+        "certs/root-key.pem",
+        "certs/cluster-a-client-cert.pem",
+        "cluster-b/wasmplugin.yaml",
+    ] {
+        assert_ne!(
+            forced[Path::new(key)].0,
+            first[Path::new(key)].0,
+            "{key} regenerated"
+        );
+    }
+    assert_eq!(
+        forced.keys().collect::<Vec<_>>(),
+        first.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn same_certificates_give_the_same_bytes() {
+    let a = tempfile::tempdir().unwrap();
+    gen_ok(a.path(), &[]);
+    let b = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(b.path().join("out")).unwrap();
+    let copy = Command::new("cp")
+        .arg("-rp")
+        .arg(a.path().join("out/certs"))
+        .arg(b.path().join("out/certs"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    gen_ok(b.path(), &[]);
+    let strip = |m: BTreeMap<PathBuf, (Vec<u8>, u32, SystemTime)>| {
+        m.into_iter()
+            .map(|(k, (bytes, mode, _))| (k, (bytes, mode)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        strip(snapshot(&a.path().join("out"))),
+        strip(snapshot(&b.path().join("out")))
+    );
+}
+
+#[test]
+fn a_changed_configuration_is_refused_without_force_and_nothing_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let out = dir.path().join("out");
+    let before = snapshot(&out);
+    for (args, expected) in [
+        (
+            &["--domain", "other.zufar.io"][..],
+            "cluster-b-server-cert.pem: no longer fits: its SANs",
+        ),
+        (
+            &["--key-type", "ecdsa-p256"][..],
+            "root-cert.pem: the root no longer fits: its key is rsa2048",
+        ),
+        (
+            &["--client-san", "spiffe://cluster-a/ns/client/sa/other"][..],
+            "cluster-a-client-cert.pem: no longer fits",
+        ),
+    ] {
+        let mut all = vec!["gen", "--out", "out"];
+        all.extend_from_slice(args);
+        let result = peergate(dir.path(), &all);
+        assert_eq!(result.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains("--force"), "{stderr}");
+        assert_eq!(snapshot(&out), before, "{args:?} must not touch the output");
+    }
+    // With --force the new domain is taken.
+    gen_ok(dir.path(), &["--domain", "other.zufar.io", "--force"]);
+    let gateway = std::fs::read_to_string(out.join("cluster-b/gateway.yaml")).unwrap();
+    assert!(gateway.contains("other.zufar.io"));
+}
+
+#[test]
+fn a_missing_key_or_root_is_not_papered_over() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let out = dir.path().join("out");
+    std::fs::remove_file(out.join("certs/cluster-a-client-key.pem")).unwrap();
+    let result = peergate(dir.path(), &["gen", "--out", "out"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("exists without its key"));
+
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let out = dir.path().join("out");
+    std::fs::remove_file(out.join("certs/root-key.pem")).unwrap();
+    std::fs::remove_file(out.join("certs/root-cert.pem")).unwrap();
+    let before = snapshot(&out);
+    let result = peergate(dir.path(), &["gen", "--out", "out"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("the root is missing"));
+    assert_eq!(snapshot(&out), before);
+}
+
+#[test]
+fn bad_input_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[clusterB]\ndomian = \"x.io\"\n",
+            "bad.toml:2:1: unknown field `domian`",
+        ),
+        ("keyType = \"rsa1024\"\n", "bad.toml:1:11:"),
+        (
+            "[root]\nvalidity = \"ten years\"\n",
+            "bad.toml:2:12: invalid validity",
+        ),
+        ("[clusterB]\nport = 70000\n", "bad.toml:2:8:"),
+        (
+            "[clusterB]\ndomain = \"no_dots\"\n",
+            "bad.toml: clusterB.domain",
+        ),
+        (
+            "[clusterA]\nsans = [\"spiffe://a/*\"]\n",
+            "bad.toml: clusterA.sans[0]",
+        ),
+        (
+            "[plugin]\nfailStrategy = \"FAIL_OPEN\"\n",
+            "bad.toml: plugin.failStrategy",
+        ),
+        ("[plugin]\nsha256 = \"abc\"\n", "bad.toml: plugin.sha256"),
+        ("keyType = \n", "bad.toml:1:"),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(dir.path().join("bad.toml"), text).unwrap();
+        let result = peergate(dir.path(), &["gen", "--config", "bad.toml", "--out", "out"]);
+        assert_eq!(result.status.code(), Some(2), "{text:?}");
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{text:?}: wanted {expected:?} in\n{stderr}"
+        );
+        assert!(
+            !dir.path().join("out").exists(),
+            "{text:?}: nothing may be written"
+        );
+    }
+    let result = peergate(dir.path(), &["gen", "--key-type", "rsa1024"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("--key-type"));
+    let result = peergate(dir.path(), &["gen", "--config", "missing.toml"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("missing.toml: cannot read"));
+    let result = peergate(
+        dir.path(),
+        &["gen", "--fail-strategy", "FAIL_OPEN", "--out", "o2"],
+    );
+    assert_eq!(result.status.code(), Some(2));
+    let result = peergate(
+        dir.path(),
+        &[
+            "gen",
+            "--fail-strategy",
+            "FAIL_OPEN",
+            "--allow-fail-open",
+            "--out",
+            "o3",
+        ],
+    );
+    assert!(result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("warning: failStrategy FAIL_OPEN"));
+}
+
+#[test]
+fn every_key_type_verifies_with_openssl() {
+    for key_type in [
+        "rsa2048",
+        "rsa3072",
+        "rsa4096",
+        "ecdsa-p256",
+        "ecdsa-p384",
+        "ed25519",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        gen_ok(dir.path(), &["--key-type", key_type]);
+        let certs = dir.path().join("out/certs");
+        openssl_verify(
+            &certs.join("root-cert.pem"),
+            &certs.join("cluster-a-client-cert.pem"),
+            "sslclient",
+        );
+        openssl_verify(
+            &certs.join("root-cert.pem"),
+            &certs.join("cluster-b-server-cert.pem"),
+            "sslserver",
+        );
+        let config = plugin_config(&dir.path().join("out"));
+        let policy = peergate_filter::compile(&config).unwrap();
+        let client = pem_der(&certs.join("cluster-a-client-cert.pem"));
+        assert_eq!(
+            policy
+                .decide(Some(&client), DOMAIN, SystemTime::now())
+                .reason,
+            Reason::Allowed,
+            "{key_type}"
+        );
+        let der = pem_der(&certs.join("cluster-b-server-cert.pem"));
+        let (_, leaf) = X509Certificate::from_der(&der).unwrap();
+        let ku = leaf.key_usage().unwrap().unwrap().value;
+        assert_eq!(
+            ku.key_encipherment(),
+            key_type.starts_with("rsa"),
+            "{key_type}"
+        );
+        // Reuse works for every type too.
+        let report = gen_ok(dir.path(), &["--key-type", key_type]);
+        assert!(report.contains(", 0 changed"), "{key_type}: {report}");
+    }
+}
+
+fn kustomize(dir: &Path) -> String {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl is needed to check that kustomize builds the output");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn both_modes_build_with_kustomize() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let out = dir.path().join("out");
+    let a = kustomize(&out.join("cluster-a"));
+    assert!(a.contains("sidecar.istio.io/userVolumeMount"));
+    assert!(a.contains("clientCertificate: /etc/peergate/client/tls.crt"));
+    assert!(!a.contains("kind: Role"));
+    let b = kustomize(&out.join("cluster-b"));
+    for kind in [
+        "Secret",
+        "Namespace",
+        "Service",
+        "Deployment",
+        "Gateway",
+        "VirtualService",
+        "WasmPlugin",
+    ] {
+        assert!(
+            b.contains(&format!("kind: {kind}\n")),
+            "cluster-b lacks {kind}"
+        );
+    }
+    assert!(
+        !b.contains("gatewayTopology"),
+        "the gateway patch is not a resource"
+    );
+
+    gen_ok(dir.path(), &["--client-cert-mode", "credential-name"]);
+    let a = kustomize(&out.join("cluster-a"));
+    assert!(a.contains("credentialName: cluster-a-client-cert"));
+    assert!(a.contains("workloadSelector"));
+    assert!(a.contains("kind: Role\n") && a.contains("kind: RoleBinding\n"));
+    assert!(!a.contains("userVolume"));
+
+    // Back to mounted: the RBAC files go away with the mode.
+    gen_ok(dir.path(), &[]);
+    assert!(!out.join("cluster-a/role.yaml").exists());
+    assert!(!kustomize(&out.join("cluster-a")).contains("kind: Role"));
+}
