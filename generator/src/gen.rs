@@ -33,6 +33,8 @@ pub struct Report {
     pub certs: Vec<(String, CertStatus)>,
     /// Every file written, left alone or removed.
     pub files: Vec<(PathBuf, FileStatus)>,
+    /// Things the user should know (e.g. the client is not admitted by the gateway).
+    pub warnings: Vec<String>,
 }
 
 /// Why `generate` stopped. Nothing was written when it returns one of these, except for
@@ -65,9 +67,9 @@ pub enum GenError {
     /// The filter refuses the pluginConfig: a generator bug, caught before writing.
     #[error("the filter rejects the generated pluginConfig: {0}")]
     Policy(#[from] peergate_filter::CompileError),
-    /// The generated policy does not admit the generated client: a generator bug.
-    #[error("the generated policy does not admit the generated client certificate: {0}")]
-    ClientNotAdmitted(&'static str),
+    /// The generated client certificate is unreadable: a generator bug.
+    #[error("the generated client certificate is not PEM")]
+    ClientUnreadable,
     /// Writing failed.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -185,7 +187,9 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         server: &server,
     };
     let files = manifests::manifests(mesh, &pki)?;
-    self_check(mesh, &pki, now)?;
+    if let Some(warning) = self_check(mesh, &pki, now)? {
+        report.warnings.push(warning);
+    }
 
     // Everything is ready: write.
     let mut write = |path: PathBuf, bytes: &[u8], mode: u32| -> Result<(), GenError> {
@@ -223,17 +227,19 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     Ok(report)
 }
 
-/// The generated pluginConfig must compile in the filter and admit the generated client, and
-/// only for the configured SANs.
-fn self_check(mesh: &Mesh, pki: &Pki<'_>, now: SystemTime) -> Result<(), GenError> {
+/// The generated pluginConfig must compile in the filter. Whether it admits the generated
+/// client is reported: with an explicit `clusterB.allowedSans` excluding it may be the point.
+fn self_check(mesh: &Mesh, pki: &Pki<'_>, now: SystemTime) -> Result<Option<String>, GenError> {
     let config = manifests::plugin_config(mesh, pki);
     let policy = peergate_filter::compile_json(config.to_json().as_bytes())?;
-    let der = peergate_filter::xfcc::certificate_der_from_pem(pki.client.cert.as_bytes()).ok_or(
-        GenError::ClientNotAdmitted("the client certificate is not PEM"),
-    )?;
+    let der = peergate_filter::xfcc::certificate_der_from_pem(pki.client.cert.as_bytes())
+        .ok_or(GenError::ClientUnreadable)?;
     let decision = policy.decide(Some(&der), &mesh.cluster_b.domain, now);
-    if !decision.is_allowed() {
-        return Err(GenError::ClientNotAdmitted(decision.reason.explain()));
-    }
-    Ok(())
+    Ok((!decision.is_allowed()).then(|| {
+        format!(
+            "the gateway's policy does not admit cluster A's client ({}): {}",
+            decision.reason.code(),
+            decision.reason.explain()
+        )
+    }))
 }

@@ -80,6 +80,9 @@ struct GenArgs {
     /// The client's SANs, repeatable (clusterA.sans).
     #[arg(long = "client-san", value_name = "SAN")]
     client_sans: Vec<String>,
+    /// SAN patterns the gateway admits, repeatable (clusterB.allowedSans).
+    #[arg(long = "allowed-san", value_name = "PATTERN")]
+    allowed_sans: Vec<String>,
     /// How the client sidecar gets its certificate (clusterA.clientCertMode).
     #[arg(long, value_enum)]
     client_cert_mode: Option<CertModeArg>,
@@ -147,6 +150,9 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     if !args.client_sans.is_empty() {
         mesh.cluster_a.sans.clone_from(&args.client_sans);
     }
+    if !args.allowed_sans.is_empty() {
+        mesh.cluster_b.allowed_sans = Some(args.allowed_sans.clone());
+    }
     if let Some(m) = args.client_cert_mode {
         mesh.cluster_a.client_cert_mode = match m {
             CertModeArg::Mounted => ClientCertMode::Mounted,
@@ -176,6 +182,7 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     let overridden = args.domain.is_some()
         || args.key_type.is_some()
         || !args.client_sans.is_empty()
+        || !args.allowed_sans.is_empty()
         || args.client_cert_mode.is_some()
         || args.mode.is_some()
         || args.plugin_url.is_some()
@@ -217,6 +224,9 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
             CertStatus::Issued => "issued",
         };
         println!("  certificate {name}: {word}");
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
     }
     let changed: Vec<_> = report
         .files

@@ -213,7 +213,7 @@ pub fn plugin_config(mesh: &Mesh, pki: &Pki<'_>) -> peergate_filter::PluginConfi
     peergate_filter::PluginConfig {
         mode: mesh.plugin.mode,
         trusted_issuers: vec![pki.root.cert.clone()],
-        allowed_sans: Some(mesh.cluster_a.sans.clone()),
+        allowed_sans: Some(mesh.allowed_sans()),
         ..Default::default()
     }
 }
@@ -517,9 +517,9 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
                         https_redirect: None,
                         mode: Some("MUTUAL".into()),
                         credential_name: Some(secret_name.clone()),
-                        // Every client SAN is exact (mesh validation refuses patterns), so
-                        // Istio can enforce them itself as a first layer.
-                        subject_alt_names: mesh.cluster_a.sans.clone(),
+                        // When every allowed SAN is exact, Istio enforces them itself as a
+                        // first layer; patterns are for the filter alone.
+                        subject_alt_names: exact_only(&mesh.allowed_sans()),
                     },
                 },
             ],
@@ -579,6 +579,22 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         }}}}
     });
     e.emit(Cluster::B, XFCC_PATCH_FILE, &patch, false);
+}
+
+/// The list itself when no entry is a pattern, else nothing (Istio matches SANs exactly).
+fn exact_only(sans: &[String]) -> Vec<String> {
+    use peergate_filter::pattern::SanPattern;
+    let all_exact = sans.iter().all(|s| {
+        !matches!(
+            SanPattern::parse(s),
+            Ok(SanPattern::DnsWildcard(_) | SanPattern::UriPrefix(_)) | Err(_)
+        )
+    });
+    if all_exact {
+        sans.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Compact JSON for annotation values (plain k8s-openapi structs: cannot fail).

@@ -194,6 +194,10 @@ pub struct ClusterBSection {
     pub image: String,
     /// Its port.
     pub port: u16,
+    /// The gateway's allow-list: SAN patterns (exact, `*.domain`, `scheme://…/*`) of the clients
+    /// it admits. Absent: exactly cluster A's client SANs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_sans: Option<Vec<String>>,
     /// Restrict the WasmPlugin to this gateway listener port (the ingress gateway's container
     /// port for 443, often 8443). Without it the plugin runs on every gateway listener, so
     /// plain HTTP on port 80 is refused (`no_peer_certificate`) instead of redirected.
@@ -268,6 +272,7 @@ impl Default for ClusterBSection {
             service: "helloworld".into(),
             image: "docker.io/istio/examples-helloworld-v1".into(),
             port: 5000,
+            allowed_sans: None,
             plugin_listener_port: None,
         }
     }
@@ -432,6 +437,20 @@ impl Mesh {
                 ));
             }
         }
+        if let Some(allowed) = &self.cluster_b.allowed_sans {
+            if allowed.is_empty() {
+                return Err(invalid(
+                    "clusterB.allowedSans",
+                    "empty: leave it out to allow cluster A's client".into(),
+                ));
+            }
+            if let Err((i, e)) = peergate_filter::pattern::SanAllowList::parse(allowed) {
+                return Err(invalid(
+                    &format!("clusterB.allowedSans[{i}]"),
+                    e.to_string(),
+                ));
+            }
+        }
         if self.plugin.url.is_empty()
             || !["oci://", "https://", "http://", "file://"]
                 .iter()
@@ -460,6 +479,14 @@ impl Mesh {
             ));
         }
         Ok(())
+    }
+
+    /// The SAN patterns the gateway admits.
+    pub fn allowed_sans(&self) -> Vec<String> {
+        self.cluster_b
+            .allowed_sans
+            .clone()
+            .unwrap_or_else(|| self.cluster_a.sans.clone())
     }
 
     /// The Secret holding the gateway's credential (`<server>-cert`).

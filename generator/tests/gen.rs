@@ -536,3 +536,54 @@ fn both_modes_build_with_kustomize() {
     assert!(!out.join("cluster-a/role.yaml").exists());
     assert!(!kustomize(&out.join("cluster-a")).contains("kind: Role"));
 }
+
+#[test]
+fn allowed_san_patterns_are_left_to_the_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = peergate(
+        dir.path(),
+        &[
+            "gen",
+            "--out",
+            "out",
+            "--allowed-san",
+            "spiffe://cluster-a/ns/other/*",
+        ],
+    );
+    assert!(result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains(
+            "warning: the gateway's policy does not admit cluster A's client (san_not_allowed)"
+        ),
+        "{stderr}"
+    );
+    let out = dir.path().join("out");
+    let gateway = std::fs::read_to_string(out.join("cluster-b/gateway.yaml")).unwrap();
+    assert!(
+        !gateway.contains("subjectAltNames"),
+        "patterns are not Istio SANs:\n{gateway}"
+    );
+    assert_eq!(
+        plugin_config(&out).allowed_sans,
+        Some(vec!["spiffe://cluster-a/ns/other/*".to_owned()])
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let result = peergate(
+        dir.path(),
+        &[
+            "gen",
+            "--out",
+            "out",
+            "--allowed-san",
+            "spiffe://cluster-a/*",
+        ],
+    );
+    assert!(result.status.success());
+    assert!(!String::from_utf8_lossy(&result.stderr).contains("warning"));
+
+    let result = peergate(dir.path(), &["gen", "--out", "o2", "--allowed-san", "a*b"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("clusterB.allowedSans[0]"));
+}
