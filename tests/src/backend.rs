@@ -23,24 +23,49 @@ impl Seen {
     }
 }
 
-/// The backend, answering `200 backend ok` on 127.0.0.1 until the process ends.
+/// How the backend answers a request: status and body.
+pub type Responder = fn(&Seen) -> (u16, String);
+
+/// The backend, on 127.0.0.1 until the process ends.
 pub struct Backend {
     /// Where it listens.
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+fn backend_ok(_: &Seen) -> (u16, String) {
+    (200, "backend ok\n".into())
+}
+
+/// Answers like `istio/examples-helloworld-v1`: `/hello` says its version and instance.
+pub fn helloworld(seen: &Seen) -> (u16, String) {
+    let path = seen.request_line.split_whitespace().nth(1).unwrap_or("");
+    if path == "/hello" {
+        (
+            200,
+            "Hello version: v1, instance: helloworld-v1-local\n".into(),
+        )
+    } else {
+        (404, "not found\n".into())
+    }
+}
+
 impl Backend {
-    /// Starts it on a free loopback port.
+    /// Starts it on a free loopback port, answering `200 backend ok`.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        Self::start_with(backend_ok, 0)
+    }
+
+    /// Starts it on `port` (0: any free one) with its own answers.
+    pub fn start_with(respond: Responder, port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let record = Arc::clone(&record);
-                std::thread::spawn(move || serve(stream, &record));
+                std::thread::spawn(move || serve(stream, &record, respond));
             }
         });
         Self { addr, seen }
@@ -57,7 +82,7 @@ impl Backend {
     }
 }
 
-fn serve(stream: TcpStream, record: &Mutex<Vec<Seen>>) {
+fn serve(stream: TcpStream, record: &Mutex<Vec<Seen>>, respond: Responder) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -82,13 +107,14 @@ fn serve(stream: TcpStream, record: &Mutex<Vec<Seen>>) {
                 headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
             }
         }
-        record.lock().expect("backend lock").push(Seen {
+        let seen = Seen {
             request_line: request_line.trim_end().to_owned(),
             headers,
-        });
-        let body = "backend ok\n";
+        };
+        let (status, body) = respond(&seen);
+        record.lock().expect("backend lock").push(seen);
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         if writer.write_all(response.as_bytes()).is_err() {

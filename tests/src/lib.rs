@@ -8,3 +8,4 @@ pub mod envoy;
 pub mod gateway;
 pub mod http;
 pub mod pki;
+pub mod translate;
