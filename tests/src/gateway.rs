@@ -49,8 +49,50 @@ pub struct GatewayTls<'a> {
     pub client_ca_bundle: &'a str,
 }
 
-fn inline(text: &str) -> Value {
+/// An inline DataSource.
+pub fn inline(text: &str) -> Value {
     json!({ "inline_string": text })
+}
+
+/// SAN matchers as Istio writes them: URI for `scheme://…`, DNS otherwise.
+pub fn san_matchers(sans: &[String]) -> Vec<Value> {
+    sans.iter()
+        .map(|s| {
+            let san_type = if s.contains("://") { "URI" } else { "DNS" };
+            json!({ "san_type": san_type, "matcher": { "exact": s } })
+        })
+        .collect()
+}
+
+/// The router, last HTTP filter.
+pub fn router_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+    })
+}
+
+/// Istio's MUTUAL termination: client certificate required, verified against `ca`, and
+/// (when any) one of `client_sans` required.
+pub fn downstream_mtls(cert: &str, key: &str, ca: &str, client_sans: &[String]) -> Value {
+    let mut validation = json!({ "trusted_ca": inline(ca) });
+    if !client_sans.is_empty() {
+        validation["match_typed_subject_alt_names"] = san_matchers(client_sans).into();
+    }
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": inline(cert),
+                    "private_key": inline(key)
+                }],
+                "validation_context": validation
+            }
+        }
+    })
 }
 
 /// The HTTP filter that runs the peergate module.
@@ -82,20 +124,7 @@ fn mtls_listener(l: &MtlsListener, tls: &GatewayTls<'_>, wasm: &Path) -> Value {
         "name": l.name,
         "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
         "filter_chains": [{
-            "transport_socket": {
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                    "require_client_certificate": true,
-                    "common_tls_context": {
-                        "tls_certificates": [{
-                            "certificate_chain": inline(tls.cert),
-                            "private_key": inline(tls.key)
-                        }],
-                        "validation_context": { "trusted_ca": inline(tls.client_ca_bundle) }
-                    }
-                }
-            },
+            "transport_socket": downstream_mtls(tls.cert, tls.key, tls.client_ca_bundle, &[]),
             "filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": {
@@ -114,12 +143,7 @@ fn mtls_listener(l: &MtlsListener, tls: &GatewayTls<'_>, wasm: &Path) -> Value {
                     },
                     "http_filters": [
                         wasm_filter(wasm, &l.plugin_config),
-                        {
-                            "name": "envoy.filters.http.router",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                            }
-                        }
+                        router_filter()
                     ]
                 }
             }]

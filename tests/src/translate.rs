@@ -19,6 +19,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::gateway::{downstream_mtls, inline, router_filter, san_matchers};
+
 /// Istio's default ingress gateway: Service port → container (listener) port.
 pub const GATEWAY_LISTENER_PORTS: [(u16, u16); 2] = [(80, 8080), (443, 8443)];
 
@@ -868,19 +870,6 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
     }
 }
 
-fn inline(text: &str) -> Value {
-    json!({ "inline_string": text })
-}
-
-fn san_matchers(sans: &[String]) -> Vec<Value> {
-    sans.iter()
-        .map(|s| {
-            let san_type = if s.contains("://") { "URI" } else { "DNS" };
-            json!({ "san_type": san_type, "matcher": { "exact": s } })
-        })
-        .collect()
-}
-
 fn static_cluster(name: &str, addr: SocketAddr, transport_socket: Option<Value>) -> Value {
     let mut cluster = json!({
         "name": name,
@@ -897,13 +886,6 @@ fn static_cluster(name: &str, addr: SocketAddr, transport_socket: Option<Value>)
         cluster["transport_socket"] = ts;
     }
     cluster
-}
-
-fn router() -> Value {
-    json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
-    })
 }
 
 fn admin() -> Value {
@@ -945,7 +927,7 @@ pub fn client_bootstrap(client: &ClientSide, gateway: SocketAddr, listen_port: u
                             "domains": [client.host, format!("{}:80", client.host)],
                             "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": client.cluster } }]
                         }]},
-                        "http_filters": [router()]
+                        "http_filters": [router_filter()]
                     }
                 }]}]
             }],
@@ -973,7 +955,7 @@ pub fn gateway_bootstrap(
                 wasm_filter["typed_config"]["config"]["fail_open"] = gw.fail_open.into();
                 filters.push(wasm_filter);
             }
-            filters.push(router());
+            filters.push(router_filter());
             let mut domains = Vec::new();
             for h in &l.hosts {
                 domains.push(h.clone());
@@ -998,25 +980,9 @@ pub fn gateway_bootstrap(
                 hcm["forward_client_cert_details"] = "SANITIZE_SET".into();
                 hcm["set_current_client_cert_details"] =
                     json!({ "subject": true, "cert": true, "dns": true, "uri": true });
-                let mut validation = json!({ "trusted_ca": inline(&tls.ca) });
-                if !client_sans.is_empty() {
-                    validation["match_typed_subject_alt_names"] = san_matchers(client_sans).into();
-                }
                 chain["filter_chain_match"] = json!({ "server_names": l.hosts });
-                chain["transport_socket"] = json!({
-                    "name": "envoy.transport_sockets.tls",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                        "require_client_certificate": true,
-                        "common_tls_context": {
-                            "tls_certificates": [{
-                                "certificate_chain": inline(&tls.cert),
-                                "private_key": inline(&tls.key)
-                            }],
-                            "validation_context": validation
-                        }
-                    }
-                });
+                chain["transport_socket"] =
+                    downstream_mtls(&tls.cert, &tls.key, &tls.ca, client_sans);
             }
             chain["filters"] = json!([{
                 "name": "envoy.filters.network.http_connection_manager",
