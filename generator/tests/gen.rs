@@ -88,6 +88,13 @@ fn openssl_verify(root: &Path, leaf: &Path, purpose: &str) {
     );
 }
 
+/// Both leaves chain to the root for their purpose, per OpenSSL.
+fn verify_both_leaves(certs: &Path) {
+    let root = certs.join("root-cert.pem");
+    openssl_verify(&root, &certs.join("cluster-a-client-cert.pem"), "sslclient");
+    openssl_verify(&root, &certs.join("cluster-b-server-cert.pem"), "sslserver");
+}
+
 fn ski(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
     cert.iter_extensions()
         .find_map(|e| match e.parsed_extension() {
@@ -136,16 +143,7 @@ fn default_run_writes_the_contract_with_the_right_profiles() {
     }
 
     let certs = out.join("certs");
-    openssl_verify(
-        &certs.join("root-cert.pem"),
-        &certs.join("cluster-a-client-cert.pem"),
-        "sslclient",
-    );
-    openssl_verify(
-        &certs.join("root-cert.pem"),
-        &certs.join("cluster-b-server-cert.pem"),
-        "sslserver",
-    );
+    verify_both_leaves(&certs);
 
     let root_der = pem_der(&certs.join("root-cert.pem"));
     let (_, root) = X509Certificate::from_der(&root_der).unwrap();
@@ -446,16 +444,7 @@ fn every_key_type_verifies_with_openssl() {
         let dir = tempfile::tempdir().unwrap();
         gen_ok(dir.path(), &["--key-type", key_type]);
         let certs = dir.path().join("out/certs");
-        openssl_verify(
-            &certs.join("root-cert.pem"),
-            &certs.join("cluster-a-client-cert.pem"),
-            "sslclient",
-        );
-        openssl_verify(
-            &certs.join("root-cert.pem"),
-            &certs.join("cluster-b-server-cert.pem"),
-            "sslserver",
-        );
+        verify_both_leaves(&certs);
         let config = plugin_config(&dir.path().join("out"));
         let policy = peergate_filter::compile(&config).unwrap();
         let client = pem_der(&certs.join("cluster-a-client-cert.pem"));
