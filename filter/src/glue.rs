@@ -224,7 +224,8 @@ impl Request {
             }
             Err(_) => return fail(Reason::ProxyError),
         };
-        let assessment = Arc::new(policy.assess(&der));
+        // `der` hashes to `digest`: checked above for both sources.
+        let assessment = Arc::new(policy.assess_digested(&der, digest));
         self.cache
             .borrow_mut()
             .insert(Arc::clone(&assessment), now_secs);

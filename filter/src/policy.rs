@@ -492,7 +492,12 @@ impl Policy {
 
     /// The certificate-only half of a decision.
     pub fn assess(&self, der: &[u8]) -> Assessment {
-        let fingerprint = fingerprint(der);
+        self.assess_digested(der, fingerprint(der))
+    }
+
+    /// [`Policy::assess`] for a certificate whose SHA-256 the caller already computed and
+    /// checked against the connection, so it is not hashed twice.
+    pub fn assess_digested(&self, der: &[u8], fingerprint: [u8; 32]) -> Assessment {
         let unparsable = Assessment {
             fingerprint,
             peer: None,
