@@ -90,6 +90,11 @@ impl SanPattern {
         Err(PatternError::MisplacedWildcard(pattern.to_owned()))
     }
 
+    /// Whether this matches many names (`*.domain`, `scheme://…/*`) rather than naming one.
+    pub fn is_pattern(&self) -> bool {
+        matches!(self, SanPattern::DnsWildcard(_) | SanPattern::UriPrefix(_))
+    }
+
     /// Whether this pattern admits the SAN.
     pub fn matches(&self, san: &San) -> bool {
         match (self, san) {
@@ -218,6 +223,24 @@ mod tests {
         assert!(!p.matches(&uri("spiffe://cluster-a")));
         assert!(!p.matches(&uri("spiffe://cluster-ab/ns/x")));
         assert!(!p.matches(&dns("spiffe://cluster-a/x")));
+    }
+
+    #[test]
+    fn only_wildcards_and_prefixes_are_patterns() {
+        for (text, pattern) in [
+            ("*.x", true),
+            ("spiffe://a/*", true),
+            ("a.x", false),
+            ("spiffe://a/b", false),
+            ("10.0.0.1", false),
+            ("a@b.c", false),
+        ] {
+            assert_eq!(
+                SanPattern::parse(text).unwrap().is_pattern(),
+                pattern,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use peergate::gen::CertStatus;
 use peergate::mesh::{ClientCertMode, FailStrategy, KeyType};
 use peergate::output::FileStatus;
@@ -29,35 +29,13 @@ enum Command {
     Gen(GenArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum KeyTypeArg {
-    Rsa2048,
-    Rsa3072,
-    Rsa4096,
-    EcdsaP256,
-    EcdsaP384,
-    Ed25519,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
-    Enforce,
-    Audit,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum CertModeArg {
-    Mounted,
-    CredentialName,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-#[value(rename_all = "SCREAMING_SNAKE_CASE")]
-#[allow(clippy::enum_variant_names)] // the names mirror Istio's FailStrategy values
-enum FailStrategyArg {
-    FailClose,
-    FailReload,
-    FailOpen,
+/// Parses a flag value by its `mesh.toml` spelling, so flags and file take the same values
+/// and the names are defined once (by the types' serde attributes).
+fn mesh_value<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    use serde::de::value::{Error, StrDeserializer};
+    use serde::de::IntoDeserializer;
+    let de: StrDeserializer<'_, Error> = text.into_deserializer();
+    T::deserialize(de).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -74,30 +52,33 @@ struct GenArgs {
     /// The server's domain (clusterB.domain).
     #[arg(long)]
     domain: Option<String>,
-    /// Key type of every key (keyType).
-    #[arg(long, value_enum)]
-    key_type: Option<KeyTypeArg>,
+    /// Key type of every key (keyType): rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384,
+    /// ed25519.
+    #[arg(long, value_parser = mesh_value::<KeyType>)]
+    key_type: Option<KeyType>,
     /// The client's SANs, repeatable (clusterA.sans).
     #[arg(long = "client-san", value_name = "SAN")]
     client_sans: Vec<String>,
     /// SAN patterns the gateway admits, repeatable (clusterB.allowedSans).
     #[arg(long = "allowed-san", value_name = "PATTERN")]
     allowed_sans: Vec<String>,
-    /// How the client sidecar gets its certificate (clusterA.clientCertMode).
-    #[arg(long, value_enum)]
-    client_cert_mode: Option<CertModeArg>,
-    /// The filter's mode (plugin.mode).
-    #[arg(long, value_enum)]
-    mode: Option<ModeArg>,
+    /// How the client sidecar gets its certificate (clusterA.clientCertMode): mounted,
+    /// credentialName.
+    #[arg(long, value_parser = mesh_value::<ClientCertMode>)]
+    client_cert_mode: Option<ClientCertMode>,
+    /// The filter's mode (plugin.mode): enforce, audit.
+    #[arg(long, value_parser = mesh_value::<peergate_filter::Mode>)]
+    mode: Option<peergate_filter::Mode>,
     /// Where the gateway fetches the module (plugin.url).
     #[arg(long)]
     plugin_url: Option<String>,
     /// SHA-256 of the module (plugin.sha256).
     #[arg(long)]
     plugin_sha256: Option<String>,
-    /// The WasmPlugin's failStrategy (plugin.failStrategy).
-    #[arg(long, value_enum)]
-    fail_strategy: Option<FailStrategyArg>,
+    /// The WasmPlugin's failStrategy (plugin.failStrategy): FAIL_CLOSE, FAIL_RELOAD,
+    /// FAIL_OPEN.
+    #[arg(long, value_parser = mesh_value::<FailStrategy>)]
+    fail_strategy: Option<FailStrategy>,
     /// Allow FAIL_OPEN (plugin.allowFailOpen).
     #[arg(long)]
     allow_fail_open: bool,
@@ -134,18 +115,12 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
         Some(path) => (Mesh::load(&path)?, path.display().to_string()),
         None => (Mesh::default(), "defaults".to_owned()),
     };
+    let from_file = mesh.clone();
     if let Some(domain) = &args.domain {
         mesh.cluster_b.domain.clone_from(domain);
     }
-    if let Some(k) = args.key_type {
-        mesh.key_type = match k {
-            KeyTypeArg::Rsa2048 => KeyType::Rsa2048,
-            KeyTypeArg::Rsa3072 => KeyType::Rsa3072,
-            KeyTypeArg::Rsa4096 => KeyType::Rsa4096,
-            KeyTypeArg::EcdsaP256 => KeyType::EcdsaP256,
-            KeyTypeArg::EcdsaP384 => KeyType::EcdsaP384,
-            KeyTypeArg::Ed25519 => KeyType::Ed25519,
-        };
+    if let Some(key_type) = args.key_type {
+        mesh.key_type = key_type;
     }
     if !args.client_sans.is_empty() {
         mesh.cluster_a.sans.clone_from(&args.client_sans);
@@ -153,17 +128,11 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     if !args.allowed_sans.is_empty() {
         mesh.cluster_b.allowed_sans = Some(args.allowed_sans.clone());
     }
-    if let Some(m) = args.client_cert_mode {
-        mesh.cluster_a.client_cert_mode = match m {
-            CertModeArg::Mounted => ClientCertMode::Mounted,
-            CertModeArg::CredentialName => ClientCertMode::CredentialName,
-        };
+    if let Some(mode) = args.client_cert_mode {
+        mesh.cluster_a.client_cert_mode = mode;
     }
-    if let Some(m) = args.mode {
-        mesh.plugin.mode = match m {
-            ModeArg::Enforce => peergate_filter::Mode::Enforce,
-            ModeArg::Audit => peergate_filter::Mode::Audit,
-        };
+    if let Some(mode) = args.mode {
+        mesh.plugin.mode = mode;
     }
     if let Some(url) = &args.plugin_url {
         mesh.plugin.url.clone_from(url);
@@ -171,24 +140,11 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     if let Some(sha) = &args.plugin_sha256 {
         mesh.plugin.sha256 = Some(sha.clone());
     }
-    if let Some(s) = args.fail_strategy {
-        mesh.plugin.fail_strategy = match s {
-            FailStrategyArg::FailClose => FailStrategy::FailClose,
-            FailStrategyArg::FailReload => FailStrategy::FailReload,
-            FailStrategyArg::FailOpen => FailStrategy::FailOpen,
-        };
+    if let Some(strategy) = args.fail_strategy {
+        mesh.plugin.fail_strategy = strategy;
     }
     mesh.plugin.allow_fail_open |= args.allow_fail_open;
-    let overridden = args.domain.is_some()
-        || args.key_type.is_some()
-        || !args.client_sans.is_empty()
-        || !args.allowed_sans.is_empty()
-        || args.client_cert_mode.is_some()
-        || args.mode.is_some()
-        || args.plugin_url.is_some()
-        || args.plugin_sha256.is_some()
-        || args.fail_strategy.is_some()
-        || args.allow_fail_open;
+    let overridden = mesh != from_file;
     let source = if overridden {
         format!("{source} with command-line flags")
     } else {

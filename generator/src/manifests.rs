@@ -584,12 +584,9 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
 /// The list itself when no entry is a pattern, else nothing (Istio matches SANs exactly).
 fn exact_only(sans: &[String]) -> Vec<String> {
     use peergate_filter::pattern::SanPattern;
-    let all_exact = sans.iter().all(|s| {
-        !matches!(
-            SanPattern::parse(s),
-            Ok(SanPattern::DnsWildcard(_) | SanPattern::UriPrefix(_)) | Err(_)
-        )
-    });
+    let all_exact = sans
+        .iter()
+        .all(|s| SanPattern::parse(s).is_ok_and(|p| !p.is_pattern()));
     if all_exact {
         sans.to_vec()
     } else {

@@ -31,27 +31,16 @@ pub enum KeyType {
 }
 
 impl KeyType {
-    /// Every key type, with its name in `mesh.toml` and on the command line.
-    pub const ALL: [(KeyType, &'static str); 6] = [
-        (KeyType::Rsa2048, "rsa2048"),
-        (KeyType::Rsa3072, "rsa3072"),
-        (KeyType::Rsa4096, "rsa4096"),
-        (KeyType::EcdsaP256, "ecdsa-p256"),
-        (KeyType::EcdsaP384, "ecdsa-p384"),
-        (KeyType::Ed25519, "ed25519"),
-    ];
-
-    /// The name used in `mesh.toml`.
+    /// The name used in `mesh.toml` and on the command line.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _)| *k == self)
-            .map_or("?", |(_, n)| n)
-    }
-
-    /// Parses a name as written in `mesh.toml` or on the command line.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+        match self {
+            KeyType::Rsa2048 => "rsa2048",
+            KeyType::Rsa3072 => "rsa3072",
+            KeyType::Rsa4096 => "rsa4096",
+            KeyType::EcdsaP256 => "ecdsa-p256",
+            KeyType::EcdsaP384 => "ecdsa-p384",
+            KeyType::Ed25519 => "ed25519",
+        }
     }
 
     /// Whether this is an RSA type (leaves then also get keyEncipherment).
@@ -418,10 +407,7 @@ impl Mesh {
         }
         for (i, san) in self.cluster_a.sans.iter().enumerate() {
             match peergate_filter::pattern::SanPattern::parse(san) {
-                Ok(
-                    peergate_filter::pattern::SanPattern::DnsWildcard(_)
-                    | peergate_filter::pattern::SanPattern::UriPrefix(_),
-                ) => {
+                Ok(p) if p.is_pattern() => {
                     return Err(invalid(
                         &format!("clusterA.sans[{i}]"),
                         format!("{san:?} is a pattern; a certificate SAN must be a plain name"),
@@ -597,6 +583,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("clusterA.namespace"));
+    }
+
+    #[test]
+    fn display_names_are_the_file_names() {
+        use KeyType::*;
+        for k in [Rsa2048, Rsa3072, Rsa4096, EcdsaP256, EcdsaP384, Ed25519] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+        }
+        use FailStrategy::*;
+        for f in [FailClose, FailReload, FailOpen] {
+            assert_eq!(serde_json::to_value(f).unwrap(), f.name());
+        }
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn every_emitted_istio_object_fits_its_crd() {
     let mut kinds = std::collections::BTreeSet::new();
     for args in [
         &[][..],
-        &["--client-cert-mode", "credential-name", "--mode", "audit"][..],
+        &["--client-cert-mode", "credentialName", "--mode", "audit"][..],
         &["--fail-strategy", "FAIL_RELOAD", "--key-type", "ecdsa-p256"][..],
     ] {
         let (_dir, objects) = generated(args);

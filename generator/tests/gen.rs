@@ -513,7 +513,7 @@ fn both_modes_build_with_kustomize() {
         "the gateway patch is not a resource"
     );
 
-    gen_ok(dir.path(), &["--client-cert-mode", "credential-name"]);
+    gen_ok(dir.path(), &["--client-cert-mode", "credentialName"]);
     let a = kustomize(&out.join("cluster-a"));
     assert!(a.contains("credentialName: cluster-a-client-cert"));
     assert!(a.contains("workloadSelector"));
