@@ -151,6 +151,30 @@ fn mtls_listener(l: &MtlsListener, tls: &GatewayTls<'_>, wasm: &Path) -> Value {
     })
 }
 
+/// A cluster of one loopback endpoint (what DNS would resolve to in a cluster).
+pub fn static_cluster(name: &str, addr: SocketAddr, transport_socket: Option<Value>) -> Value {
+    let mut cluster = json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": addr.ip().to_string(), "port_value": addr.port()
+            }}}}]}]
+        }
+    });
+    if let Some(ts) = transport_socket {
+        cluster["transport_socket"] = ts;
+    }
+    cluster
+}
+
+/// The admin interface on a free loopback port.
+pub fn admin() -> Value {
+    json!({ "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } })
+}
+
 /// A whole bootstrap: admin on a free port, the listeners, and the backend cluster.
 pub fn bootstrap(
     listeners: &[MtlsListener],
@@ -159,23 +183,10 @@ pub fn bootstrap(
     backend: SocketAddr,
 ) -> Value {
     json!({
-        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+        "admin": admin(),
         "static_resources": {
             "listeners": listeners.iter().map(|l| mtls_listener(l, tls, wasm)).collect::<Vec<_>>(),
-            "clusters": [{
-                "name": "backend",
-                "type": "STATIC",
-                "connect_timeout": "2s",
-                "load_assignment": {
-                    "cluster_name": "backend",
-                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                        "socket_address": {
-                            "address": backend.ip().to_string(),
-                            "port_value": backend.port()
-                        }
-                    }}}]}]
-                }
-            }]
+            "clusters": [static_cluster("backend", backend, None)]
         }
     })
 }

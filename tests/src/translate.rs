@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::gateway::{downstream_mtls, inline, router_filter, san_matchers};
+use crate::gateway::{admin, downstream_mtls, inline, router_filter, san_matchers, static_cluster};
 
 /// Istio's default ingress gateway: Service port → container (listener) port.
 pub const GATEWAY_LISTENER_PORTS: [(u16, u16); 2] = [(80, 8080), (443, 8443)];
@@ -868,28 +868,6 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
         plugin_config: plugin.spec.plugin_config.to_string(),
         fail_open,
     }
-}
-
-fn static_cluster(name: &str, addr: SocketAddr, transport_socket: Option<Value>) -> Value {
-    let mut cluster = json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "2s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
-                "address": addr.ip().to_string(), "port_value": addr.port()
-            }}}}]}]
-        }
-    });
-    if let Some(ts) = transport_socket {
-        cluster["transport_socket"] = ts;
-    }
-    cluster
-}
-
-fn admin() -> Value {
-    json!({ "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } })
 }
 
 /// Cluster A's sidecar: plain HTTP in on `outbound_80`, mutual TLS out to `gateway`.
