@@ -149,37 +149,31 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     };
     report.certs.push(("root".into(), root_status));
 
-    let mut leaf = |existing: Option<CertAndKey>, role: Role, name: &str| {
-        let pair = match existing {
-            Some(pair) if !options.force => {
-                if root_status == CertStatus::Issued {
-                    return Err(GenError::WouldOverwrite {
-                        path: cert_paths(out, name).0,
-                        reason:
-                            "exists, but the root is missing and a new one would not have issued it"
-                                .into(),
-                    });
-                }
-                match certs::check_leaf(&pair, role, &root, mesh, now) {
-                    Ok(()) => {
-                        report.certs.push((name.to_owned(), CertStatus::Reused));
-                        return Ok(pair);
-                    }
-                    Err(reason) => {
-                        return Err(GenError::WouldOverwrite {
-                            path: cert_paths(out, name).0,
-                            reason: format!("no longer fits: {reason}"),
-                        })
-                    }
-                }
-            }
-            _ => certs::issue_leaf(mesh, role, &root, now)?,
-        };
-        report.certs.push((name.to_owned(), CertStatus::Issued));
-        Ok(pair)
+    // A leaf is reused only under the reused root, and only while it still fits.
+    let leaf = |existing: Option<CertAndKey>, role: Role, name: &str| match existing {
+        Some(_) if !options.force && root_status == CertStatus::Issued => {
+            Err(GenError::WouldOverwrite {
+                path: cert_paths(out, name).0,
+                reason: "exists, but the root is missing and a new one would not have issued it"
+                    .into(),
+            })
+        }
+        Some(pair) if !options.force => match certs::check_leaf(&pair, role, &root, mesh, now) {
+            Ok(()) => Ok((pair, CertStatus::Reused)),
+            Err(reason) => Err(GenError::WouldOverwrite {
+                path: cert_paths(out, name).0,
+                reason: format!("no longer fits: {reason}"),
+            }),
+        },
+        _ => Ok((
+            certs::issue_leaf(mesh, role, &root, now)?,
+            CertStatus::Issued,
+        )),
     };
-    let client = leaf(existing_client, Role::Client, client_name)?;
-    let server = leaf(existing_server, Role::Server, server_name)?;
+    let (client, client_status) = leaf(existing_client, Role::Client, client_name)?;
+    let (server, server_status) = leaf(existing_server, Role::Server, server_name)?;
+    report.certs.push((client_name.to_owned(), client_status));
+    report.certs.push((server_name.to_owned(), server_status));
 
     let pki = Pki {
         root: &root,
