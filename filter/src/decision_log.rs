@@ -1,13 +1,18 @@
-//! The decision log: one JSON object per decision, on one line.
+//! The decision log: one JSON object per decision, on one line. [`DecisionRecord`] is both what
+//! the filter writes and what `peergate audit --logs` reads back, so the two cannot drift.
 
-use serde::Serialize;
+use std::borrow::Cow;
+use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
+
+use crate::clock::rfc3339_millis;
 use crate::config::Mode;
 use crate::peer::San;
 use crate::policy::{Decision, Reason};
 
 /// Where the filter found the peer certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CertSource {
     /// The `connection.peer_certificate` property (Envoy >= 1.38).
@@ -21,52 +26,108 @@ pub enum CertSource {
     None,
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    decision: &'static str,
-    reason: Reason,
-    mode: Mode,
-    enforced: bool,
-    authority: &'a str,
-    source: CertSource,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    issuer: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sans: Option<&'a [San]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    serial: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fingerprint: Option<&'a str>,
+/// The policy's answer, as logs and reports spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check passed.
+    Allow,
+    /// A check failed (acted on only in enforce mode).
+    Deny,
 }
 
-/// The JSON line for one decision. `enforced` says whether a denial was acted on (false in
-/// audit mode).
+impl Verdict {
+    /// `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// One decision-log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord<'a> {
+    /// When the decision was taken (RFC 3339, UTC, milliseconds); absent in lines written
+    /// before peergate 0.1 stamped them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Cow<'a, str>>,
+    /// `allow` or `deny`.
+    pub decision: Verdict,
+    /// The reason code.
+    pub reason: Reason,
+    /// The plugin's mode.
+    pub mode: Mode,
+    /// Whether a denial was acted on (false in audit mode and for allowed requests).
+    pub enforced: bool,
+    /// The request's `:authority` as received.
+    pub authority: Cow<'a, str>,
+    /// Where the certificate came from.
+    pub source: CertSource,
+    /// The peer's subject DN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Cow<'a, str>>,
+    /// The peer's issuer DN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<Cow<'a, str>>,
+    /// The peer's SANs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sans: Option<Cow<'a, [San]>>,
+    /// Serial number, lower-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<Cow<'a, str>>,
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Cow<'a, str>>,
+}
+
+impl<'a> DecisionRecord<'a> {
+    /// The record of one decision taken at `now`, borrowing from it.
+    pub fn of(
+        decision: &'a Decision,
+        mode: Mode,
+        authority: &'a str,
+        source: CertSource,
+        now: SystemTime,
+    ) -> Self {
+        let peer = decision.peer();
+        let allowed = decision.is_allowed();
+        DecisionRecord {
+            time: Some(Cow::Owned(rfc3339_millis(now))),
+            decision: if allowed {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            },
+            reason: decision.reason,
+            mode,
+            enforced: !allowed && mode == Mode::Enforce,
+            authority: Cow::Borrowed(authority),
+            source,
+            subject: peer.map(|p| Cow::Borrowed(p.subject.as_str())),
+            issuer: peer.map(|p| Cow::Borrowed(p.issuer.as_str())),
+            sans: peer.map(|p| Cow::Borrowed(p.sans.as_slice())),
+            serial: peer.map(|p| Cow::Borrowed(p.serial.as_str())),
+            fingerprint: peer.map(|p| Cow::Borrowed(p.fingerprint.as_str())),
+        }
+    }
+
+    /// The record as one line of JSON.
+    pub fn to_line(&self) -> String {
+        // Every field is a string, a bool or a unit enum: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The JSON line for one decision taken at `now`. `enforced` says whether a denial was acted
+/// on (false in audit mode).
 pub fn decision_log_line(
     decision: &Decision,
     mode: Mode,
     authority: &str,
     source: CertSource,
+    now: SystemTime,
 ) -> String {
-    let peer = decision.peer();
-    let line = Line {
-        decision: if decision.is_allowed() {
-            "allow"
-        } else {
-            "deny"
-        },
-        reason: decision.reason,
-        mode,
-        enforced: !decision.is_allowed() && mode == Mode::Enforce,
-        authority,
-        source,
-        subject: peer.map(|p| p.subject.as_str()),
-        issuer: peer.map(|p| p.issuer.as_str()),
-        sans: peer.map(|p| p.sans.as_slice()),
-        serial: peer.map(|p| p.serial.as_str()),
-        fingerprint: peer.map(|p| p.fingerprint.as_str()),
-    };
-    // Every field is a plain string or an enum: serialization cannot fail.
-    serde_json::to_string(&line).unwrap_or_default()
+    DecisionRecord::of(decision, mode, authority, source, now).to_line()
 }

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -14,7 +15,7 @@ use crate::cache::AssessmentCache;
 use crate::config::Mode;
 use crate::decision_log::{decision_log_line, CertSource};
 use crate::peer::fingerprint;
-use crate::policy::{compile_json, unix_seconds, Decision, Policy, Reason};
+use crate::policy::{compile_json, rejection_log_line, unix_seconds, Decision, Policy, Reason};
 use crate::xfcc::{certificate_der_from_pem, parse_digest, xfcc_cert_matching};
 
 const XFCC: &str = "x-forwarded-client-cert";
@@ -148,10 +149,7 @@ impl RootContext for Root {
             }
             Err(error) => {
                 // Returning false makes the proxy refuse the plugin: fail closed.
-                log(
-                    LogLevel::Error,
-                    &format!("peergate: rejecting configuration: {error}"),
-                );
+                log(LogLevel::Error, &rejection_log_line(&error));
                 bump(metrics.config_rejected);
                 false
             }
@@ -186,11 +184,8 @@ fn property(path: &[&str]) -> Result<Option<Vec<u8>>, proxy_wasm::types::Status>
 impl Request {
     /// Finds the peer certificate and judges it. Any failure to learn about the connection
     /// is a denial.
-    fn decide(&self, policy: &Policy, authority: &str) -> (Decision, CertSource) {
+    fn decide(&self, policy: &Policy, authority: &str, now: SystemTime) -> (Decision, CertSource) {
         let fail = |reason| (Decision::without_certificate(reason), CertSource::None);
-        let Ok(now) = hostcalls::get_current_time() else {
-            return fail(Reason::ProxyError);
-        };
         let now_secs = unix_seconds(now);
         let digest = match property(&["connection", "sha256_peer_certificate_digest"]) {
             Ok(Some(text)) => match parse_digest(&text) {
@@ -263,14 +258,25 @@ impl HttpContext for Request {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let (decision, source) = self.decide(&policy, &authority);
+        let (decision, source, now) = match hostcalls::get_current_time() {
+            Ok(now) => {
+                let (decision, source) = self.decide(&policy, &authority, now);
+                (decision, source, now)
+            }
+            // Without a clock no validity check is possible: fail closed.
+            Err(_) => (
+                Decision::without_certificate(Reason::ProxyError),
+                CertSource::None,
+                SystemTime::UNIX_EPOCH,
+            ),
+        };
         if let Some(metrics) = &self.metrics {
             metrics.record(&decision, policy.mode());
         }
         if !decision.is_allowed() || policy.log_allowed() {
             log(
                 LogLevel::Info,
-                &decision_log_line(&decision, policy.mode(), &authority, source),
+                &decision_log_line(&decision, policy.mode(), &authority, source, now),
             );
         }
         if policy.refuses(&decision) {

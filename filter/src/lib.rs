@@ -1,14 +1,20 @@
 //! peergate's filter: peer-certificate policy for istio-ingressgateway.
 //!
 //! The policy core ([`config`], [`policy`], [`pattern`], [`peer`], [`signature`], [`xfcc`],
-//! [`cache`], [`decision_log`]) is plain Rust with no proxy-wasm types: it is tested natively
+//! [`cache`], [`decision_log`], [`audit`], [`inspect`], [`clock`], and with the `documents`
+//! feature `document`) is plain Rust with no proxy-wasm types: it is tested natively
 //! and shared with the `peergate` CLI. The proxy-wasm glue is compiled for wasm32 only.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod decision_log;
+#[cfg(feature = "documents")]
+pub mod document;
+pub mod inspect;
 pub mod pattern;
 pub mod peer;
 pub mod policy;

@@ -1,5 +1,6 @@
 //! SAN allow-list patterns: exact names, DNS wildcards and URI prefixes.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::peer::San;
@@ -116,6 +117,18 @@ impl SanPattern {
     }
 }
 
+impl fmt::Display for SanPattern {
+    /// The pattern as a user writes it (DNS names and wildcards lower-cased by compilation).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SanPattern::Dns(v) | SanPattern::Uri(v) | SanPattern::Email(v) => f.write_str(v),
+            SanPattern::Ip(ip) => write!(f, "{ip}"),
+            SanPattern::DnsWildcard(suffix) => write!(f, "*{suffix}"),
+            SanPattern::UriPrefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
 /// A label a wildcard may stand for: non-empty, no dot, and not itself a wildcard.
 fn is_plain_label(label: &str) -> bool {
     !label.is_empty() && !label.contains('.') && !label.contains('*')
@@ -156,8 +169,20 @@ impl SanAllowList {
 
     /// Whether any SAN matches any pattern.
     pub fn admits(&self, sans: &[San]) -> bool {
-        sans.iter()
-            .any(|san| self.patterns.iter().any(|p| p.matches(san)))
+        self.first_match(sans).is_some()
+    }
+
+    /// The first pattern (by position) that admits one of the SANs, with that SAN: what an
+    /// audit reports as the reason a peer passed.
+    pub fn first_match<'s>(&self, sans: &'s [San]) -> Option<(usize, &SanPattern, &'s San)> {
+        self.patterns
+            .iter()
+            .enumerate()
+            .find_map(|(index, pattern)| {
+                sans.iter()
+                    .find(|san| pattern.matches(san))
+                    .map(|san| (index, pattern, san))
+            })
     }
 
     /// The compiled patterns.
@@ -241,6 +266,32 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn patterns_display_as_written() {
+        for text in [
+            "a.example",
+            "*.cluster-a.example.com",
+            "spiffe://cluster-a/*",
+            "spiffe://cluster-a/ns/x",
+            "a@b.c",
+            "10.0.0.1",
+        ] {
+            assert_eq!(SanPattern::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn first_match_names_the_earliest_pattern_and_its_san() {
+        let list = SanAllowList::parse(&["x.example".into(), "spiffe://a/*".into()]).unwrap();
+        let sans = [dns("other"), uri("spiffe://a/b"), dns("x.example")];
+        let (index, pattern, san) = list.first_match(&sans).unwrap();
+        assert_eq!(
+            (index, pattern.to_string(), san),
+            (0, "x.example".into(), &sans[2])
+        );
+        assert!(list.first_match(&[dns("other")]).is_none());
     }
 
     #[test]

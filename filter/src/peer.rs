@@ -3,7 +3,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -38,6 +40,32 @@ impl fmt::Display for San {
 impl Serialize for San {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+impl San {
+    /// Reads a SAN back from its display form (`DNS:…`, `URI:…`, `IP:…`, `email:…`); text
+    /// in no known form is kept as [`San::Other`].
+    pub fn from_display(text: &str) -> Self {
+        let (kind, value) = text.split_once(':').unwrap_or(("", text));
+        match kind {
+            "DNS" => San::Dns(value.to_owned()),
+            "URI" => San::Uri(value.to_owned()),
+            "email" => San::Email(value.to_owned()),
+            "IP" => match value.parse() {
+                Ok(ip) => San::Ip(ip),
+                Err(_) => San::Other(text.to_owned()),
+            },
+            "other" => San::Other(value.to_owned()),
+            _ => San::Other(text.to_owned()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for San {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(San::from_display(&text))
     }
 }
 
@@ -172,6 +200,22 @@ mod tests {
     fn serial_normalization_drops_leading_zero_bytes() {
         assert_eq!(normalize_serial(&[0, 0, 0x80, 1]), vec![0x80, 1]);
         assert_eq!(normalize_serial(&[0]), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn sans_read_back_from_their_display_form() {
+        for san in [
+            San::Dns("a.example".into()),
+            San::Uri("spiffe://a/b:c".into()),
+            San::Email("a@b.c".into()),
+            San::Ip("::1".parse().unwrap()),
+            San::Ip("10.0.0.1".parse().unwrap()),
+            San::Other("dirName:CN=x".into()),
+        ] {
+            assert_eq!(San::from_display(&san.to_string()), san);
+        }
+        assert_eq!(San::from_display("nonsense"), San::Other("nonsense".into()));
+        assert_eq!(San::from_display("IP:x"), San::Other("IP:x".into()));
     }
 
     #[test]

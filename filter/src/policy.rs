@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
@@ -18,6 +18,11 @@ use crate::config::{Mode, ParseError, PluginConfig};
 use crate::pattern::{PatternError, SanAllowList};
 use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
 use crate::signature::{verify_leaf_signature, IssuerKey, KeyError, SignatureFailure};
+
+/// The line the filter logs when it refuses a configuration; `peergate audit` prints the same.
+pub fn rejection_log_line(error: &CompileError) -> String {
+    format!("peergate: rejecting configuration: {error}")
+}
 
 /// Status of the local reply when `denyStatus` is absent.
 pub const DEFAULT_DENY_STATUS: u16 = 403;
@@ -111,7 +116,7 @@ pub enum CompileError {
 }
 
 /// Why a peer was allowed or denied. `code()` is what logs, counters and reply bodies carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Every check passed.
@@ -219,9 +224,13 @@ impl Reason {
 
 /// One trusted issuer, ready to verify signatures.
 #[derive(Debug, Clone)]
-struct TrustedIssuer {
+pub(crate) struct TrustedIssuer {
+    /// Position in `trustedIssuers` (an entry may hold several certificates).
+    pub(crate) index: usize,
+    /// The subject, for people.
+    pub(crate) subject: String,
     subject_der: Vec<u8>,
-    key_id: Option<Vec<u8>>,
+    pub(crate) key_id: Option<Vec<u8>>,
     key: IssuerKey,
 }
 
@@ -229,13 +238,60 @@ struct TrustedIssuer {
 #[derive(Debug, Clone)]
 pub struct Policy {
     mode: Mode,
-    issuers: Vec<TrustedIssuer>,
+    pub(crate) issuers: Vec<TrustedIssuer>,
     default_sans: Option<SanAllowList>,
     hosts: HashMap<String, SanAllowList>,
-    denied_serials: HashSet<Vec<u8>>,
-    denied_fingerprints: HashSet<[u8; 32]>,
+    pub(crate) denied_serials: HashSet<Vec<u8>>,
+    pub(crate) denied_fingerprints: HashSet<[u8; 32]>,
     deny_status: u16,
     log_allowed: bool,
+}
+
+/// The allow-list that applies to an authority, and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rule<'p> {
+    /// `hosts.<host>.allowedSans`.
+    Host(&'p str, &'p SanAllowList),
+    /// The top-level `allowedSans`.
+    Default(&'p SanAllowList),
+    /// Nothing covers the authority.
+    Missing,
+}
+
+/// How the leaf's authority key identifier compares with a trusted issuer's key identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyIdComparison {
+    /// Both present and equal.
+    Match,
+    /// Both present and different: this issuer did not sign the leaf.
+    Mismatch,
+    /// One side has none: only the signature can tell.
+    Absent,
+}
+
+/// One same-named trusted issuer tried against a leaf.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IssuerAttempt<'p> {
+    pub(crate) issuer: &'p TrustedIssuer,
+    pub(crate) key_id: KeyIdComparison,
+    /// `None` when the key identifiers already rule this issuer out.
+    pub(crate) signature: Option<Result<(), SignatureFailure>>,
+}
+
+impl IssuerAttempt<'_> {
+    /// What this attempt alone concludes.
+    pub(crate) fn outcome(&self) -> Result<(), Reason> {
+        match self.signature {
+            None => Err(Reason::IssuerKeyIdMismatch),
+            Some(Ok(())) => Ok(()),
+            Some(Err(SignatureFailure::UnsupportedAlgorithm)) => {
+                Err(Reason::UnsupportedSignatureAlgorithm)
+            }
+            Some(Err(SignatureFailure::AlgorithmMismatch | SignatureFailure::Invalid)) => {
+                Err(Reason::BadSignature)
+            }
+        }
+    }
 }
 
 /// Parses the JSON `pluginConfig` and compiles it.
@@ -346,6 +402,8 @@ fn compile_issuer(index: usize, pem: &str) -> Result<Vec<TrustedIssuer>, Compile
                     _ => None,
                 });
             Ok(TrustedIssuer {
+                index,
+                subject: cert.subject().to_string(),
                 subject_der: cert.subject().as_raw().to_vec(),
                 key_id,
                 key,
@@ -511,12 +569,9 @@ impl Policy {
         let Ok(peer) = PeerSummary::of(&cert, &fingerprint) else {
             return unparsable;
         };
-        let denial = if self
-            .denied_serials
-            .contains(&normalize_serial(cert.raw_serial()))
-        {
+        let denial = if self.serial_is_denied(cert.raw_serial()) {
             Some(Reason::DeniedSerial)
-        } else if self.denied_fingerprints.contains(&fingerprint) {
+        } else if self.fingerprint_is_denied(&fingerprint) {
             Some(Reason::DeniedFingerprint)
         } else {
             None
@@ -532,35 +587,59 @@ impl Policy {
     /// Proves the leaf was issued by a trusted issuer: same name *and* a signature that
     /// verifies under its key (two CAs can share a subject name).
     fn check_issuer(&self, cert: &X509Certificate<'_>) -> Result<(), Reason> {
+        best_issuer_attempt(self.issuer_attempts(cert))
+            .map_or(Err(Reason::UntrustedIssuer), |attempt| attempt.outcome())
+    }
+
+    /// Whether the serial (DER content bytes) is on `deniedSerials`.
+    pub(crate) fn serial_is_denied(&self, raw_serial: &[u8]) -> bool {
+        self.denied_serials.contains(&normalize_serial(raw_serial))
+    }
+
+    /// Whether the SHA-256 fingerprint is on `deniedFingerprints`.
+    pub(crate) fn fingerprint_is_denied(&self, fingerprint: &[u8; 32]) -> bool {
+        self.denied_fingerprints.contains(fingerprint)
+    }
+
+    /// Tries, lazily and in order, every trusted issuer whose subject is the leaf's issuer
+    /// name.
+    pub(crate) fn issuer_attempts<'a>(
+        &'a self,
+        cert: &'a X509Certificate<'_>,
+    ) -> impl Iterator<Item = IssuerAttempt<'a>> + 'a {
         let issuer_name = cert.issuer().as_raw();
-        let leaf_aki = cert
-            .iter_extensions()
-            .find_map(|ext| match ext.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    aki.key_identifier.as_ref().map(|id| id.0)
+        let leaf_aki = authority_key_id(cert);
+        self.issuers
+            .iter()
+            .filter(move |i| i.subject_der == issuer_name)
+            .map(move |issuer| {
+                let key_id = match (leaf_aki, issuer.key_id.as_deref()) {
+                    (Some(aki), Some(ski)) if aki == ski => KeyIdComparison::Match,
+                    (Some(_), Some(_)) => KeyIdComparison::Mismatch,
+                    _ => KeyIdComparison::Absent,
+                };
+                let signature = (key_id != KeyIdComparison::Mismatch)
+                    .then(|| verify_leaf_signature(cert, &issuer.key));
+                IssuerAttempt {
+                    issuer,
+                    key_id,
+                    signature,
                 }
-                _ => None,
-            });
-        let mut failure = Reason::UntrustedIssuer;
-        for issuer in self.issuers.iter().filter(|i| i.subject_der == issuer_name) {
-            let attempt = match (leaf_aki, issuer.key_id.as_deref()) {
-                (Some(aki), Some(ski)) if aki != ski => Reason::IssuerKeyIdMismatch,
-                _ => match verify_leaf_signature(cert, &issuer.key) {
-                    Ok(()) => return Ok(()),
-                    Err(SignatureFailure::UnsupportedAlgorithm) => {
-                        Reason::UnsupportedSignatureAlgorithm
-                    }
-                    Err(SignatureFailure::AlgorithmMismatch | SignatureFailure::Invalid) => {
-                        Reason::BadSignature
-                    }
-                },
-            };
-            // Report the most telling failure among same-named issuers.
-            if rank(attempt) > rank(failure) {
-                failure = attempt;
-            }
+            })
+    }
+
+    /// The allow-list for an authority: its `hosts` entry, else the top-level list.
+    pub(crate) fn rule_for(&self, authority: &str) -> Rule<'_> {
+        let host = if self.hosts.is_empty() {
+            None
+        } else {
+            self.hosts.get_key_value(&normalize_authority(authority))
+        };
+        match (host, &self.default_sans) {
+            (Some((host, list)), _) => Rule::Host(host, list),
+            (None, Some(list)) => Rule::Default(list),
+            (None, None) => Rule::Missing,
         }
-        Err(failure)
     }
 
     /// The request-dependent half: validity at `now` and SANs for `authority`.
@@ -580,36 +659,29 @@ impl Policy {
         let Some(peer) = &assessment.peer else {
             return decision(Reason::UnparsableCertificate);
         };
-        // Both ends of the window are inside it; X.509 times are whole seconds, `now` is not,
-        // so 5 ms past notAfter is already expired.
-        let now_nanos = unix_nanos(now);
-        if now_nanos < i128::from(peer.not_before) * NANOS_PER_SEC {
+        if is_not_yet_valid(peer, now) {
             return decision(Reason::NotYetValid);
         }
-        if now_nanos > i128::from(peer.not_after) * NANOS_PER_SEC {
+        if is_expired(peer, now) {
             return decision(Reason::Expired);
         }
         if let Some(reason) = assessment.denial {
             return decision(reason);
         }
-        let rule = if self.hosts.is_empty() {
-            self.default_sans.as_ref()
-        } else {
-            self.hosts
-                .get(&normalize_authority(authority))
-                .or(self.default_sans.as_ref())
-        };
-        match rule {
-            None => decision(Reason::NoRuleForHost),
-            Some(list) if list.admits(&peer.sans) => decision(Reason::Allowed),
-            Some(_) => decision(Reason::SanNotAllowed),
+        match self.rule_for(authority) {
+            Rule::Missing => decision(Reason::NoRuleForHost),
+            Rule::Host(_, list) | Rule::Default(list) if list.admits(&peer.sans) => {
+                decision(Reason::Allowed)
+            }
+            Rule::Host(..) | Rule::Default(_) => decision(Reason::SanNotAllowed),
         }
     }
 }
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
-fn unix_nanos(t: SystemTime) -> i128 {
+/// Nanoseconds since the Unix epoch (negative before it).
+pub(crate) fn unix_nanos(t: SystemTime) -> i128 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
         Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
@@ -619,6 +691,48 @@ fn unix_nanos(t: SystemTime) -> i128 {
 /// Whole seconds since the Unix epoch (floored), for coarse bookkeeping such as cache expiry.
 pub fn unix_seconds(t: SystemTime) -> i64 {
     i64::try_from(unix_nanos(t).div_euclid(NANOS_PER_SEC)).unwrap_or(i64::MAX)
+}
+
+// Both ends of the validity window are inside it; X.509 times are whole seconds, `now` is not,
+// so 5 ms past notAfter is already expired.
+
+/// Before notBefore.
+pub(crate) fn is_not_yet_valid(peer: &PeerSummary, now: SystemTime) -> bool {
+    unix_nanos(now) < i128::from(peer.not_before) * NANOS_PER_SEC
+}
+
+/// After notAfter.
+pub(crate) fn is_expired(peer: &PeerSummary, now: SystemTime) -> bool {
+    unix_nanos(now) > i128::from(peer.not_after) * NANOS_PER_SEC
+}
+
+/// The attempt that decides among same-named issuers: the first that succeeds, else the
+/// most telling failure.
+pub(crate) fn best_issuer_attempt<'p>(
+    attempts: impl Iterator<Item = IssuerAttempt<'p>>,
+) -> Option<IssuerAttempt<'p>> {
+    let mut best: Option<(IssuerAttempt<'p>, u8)> = None;
+    for attempt in attempts {
+        let rank = match attempt.outcome() {
+            Ok(()) => return Some(attempt),
+            Err(reason) => rank(reason),
+        };
+        if best.as_ref().is_none_or(|(_, r)| rank > *r) {
+            best = Some((attempt, rank));
+        }
+    }
+    best.map(|(attempt, _)| attempt)
+}
+
+/// The leaf's authority key identifier, when it has one.
+pub(crate) fn authority_key_id<'c>(cert: &'c X509Certificate<'_>) -> Option<&'c [u8]> {
+    cert.iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|id| id.0)
+            }
+            _ => None,
+        })
 }
 
 fn rank(reason: Reason) -> u8 {

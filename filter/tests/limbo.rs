@@ -2,7 +2,8 @@
 //!
 //! Each case gives a trusted certificate, a peer leaf, a time and the verdict a direct-issuer
 //! check must give. The policy is asked with an allow-list that cannot match, so "passed the
-//! issuer and validity checks" shows as `san_not_allowed`.
+//! issuer and validity checks" shows as `san_not_allowed`. Every case is audited too: the
+//! audit's verdict and deciding check must agree with the decision.
 
 #![allow(
     clippy::unwrap_used,
@@ -55,7 +56,18 @@ fn run(file: &str) -> Vec<Outcome> {
                     case["peer_certificate"].as_str().unwrap().as_bytes(),
                 )
                 .unwrap();
-                let reason = policy.decide(Some(&der), "h", parse_time(when)).reason;
+                let at = parse_time(when);
+                let reason = policy.decide(Some(&der), "h", at).reason;
+                // The audit of the same case must reach the same verdict, and its first
+                // failed check must be the one that gives the reason.
+                let report = policy.audit(&der, "h", at);
+                assert_eq!(report.reason, reason, "{id}: audit verdict");
+                assert_eq!(
+                    report.deciding_check().and_then(|c| c.reason),
+                    Some(reason),
+                    "{id}: deciding check in {:#?}",
+                    report.checks
+                );
                 match reason {
                     Reason::SanNotAllowed => "ALLOW".to_owned(),
                     other => format!("DENY ({})", other.code()),

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
 use peergate_filter::cache::AssessmentCache;
-use peergate_filter::decision_log::{decision_log_line, CertSource};
+use peergate_filter::decision_log::{decision_log_line, CertSource, DecisionRecord};
 use peergate_filter::{compile, compile_json, CompileError, Mode, PluginConfig, Reason};
 use time::{Duration, OffsetDateTime};
 
@@ -358,14 +358,17 @@ fn decision_log_line_carries_the_peer() {
     let pki = pki();
     let policy = compile(&config(&pki.root, &["spiffe://nobody"])).unwrap();
     let decision = policy.decide(Some(&pki.client.cert_der), "helloworld.zufar.io", now());
+    let at = at_unix(1_795_809_365) + std::time::Duration::from_millis(42);
     let line = decision_log_line(
         &decision,
         Mode::Enforce,
         "helloworld.zufar.io",
         CertSource::Connection,
+        at,
     );
     assert!(!line.contains('\n'));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["time"], "2026-11-27T19:56:05.042Z");
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["reason"], "san_not_allowed");
     assert_eq!(v["mode"], "enforce");
@@ -377,12 +380,26 @@ fn decision_log_line_carries_the_peer() {
     assert!(v["issuer"].as_str().unwrap().contains("a-b-root-ca"));
     assert_eq!(v["fingerprint"].as_str().unwrap().len(), 64);
     assert!(v["serial"].is_string());
+    // What `peergate audit --logs` reads back is what the filter wrote.
+    let record: DecisionRecord<'static> = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        record,
+        DecisionRecord::of(
+            &decision,
+            Mode::Enforce,
+            "helloworld.zufar.io",
+            CertSource::Connection,
+            at
+        )
+    );
+    assert_eq!(record.sans.unwrap().as_ref(), decision.peer().unwrap().sans);
     let none = peergate_filter::Decision::without_certificate(Reason::NoPeerCertificate);
     let v: serde_json::Value = serde_json::from_str(&decision_log_line(
         &none,
         Mode::Audit,
         "h",
         CertSource::None,
+        now(),
     ))
     .unwrap();
     assert_eq!(v["enforced"], false);

@@ -1,0 +1,506 @@
+//! Audits: the decision the filter would take on a certificate, with every check it makes
+//! spelled out for people. The verdict is [`Policy::decide`]'s own; the checks are computed by
+//! the same helpers the decision uses, and run to the end so a report shows every problem, not
+//! only the first.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use crate::clock::{rfc3339_millis, rfc3339_seconds};
+use crate::config::Mode;
+use crate::decision_log::Verdict;
+use crate::peer::{hex, PeerSummary, San};
+use crate::policy::{
+    authority_key_id, best_issuer_attempt, is_expired, is_not_yet_valid, unix_seconds,
+    IssuerAttempt, KeyIdComparison, Policy, Reason, Rule,
+};
+use crate::signature::SignatureFailure;
+
+/// The checks, in the order the filter makes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    /// The certificate is X.509 DER with a readable SAN extension.
+    Parse,
+    /// A trusted issuer's subject equals the leaf's issuer name.
+    IssuerName,
+    /// The leaf's authority key identifier equals that issuer's subject key identifier.
+    IssuerKeyId,
+    /// The leaf's signature verifies under that issuer's key.
+    IssuerSignature,
+    /// notBefore is not in the future.
+    NotBefore,
+    /// notAfter is not in the past.
+    NotAfter,
+    /// The serial number is not on `deniedSerials`.
+    DeniedSerial,
+    /// The fingerprint is not on `deniedFingerprints`.
+    DeniedFingerprint,
+    /// Some allow-list covers the authority.
+    HostRule,
+    /// A SAN matches that allow-list.
+    San,
+}
+
+impl CheckName {
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::Parse => "parse",
+            CheckName::IssuerName => "issuer_name",
+            CheckName::IssuerKeyId => "issuer_key_id",
+            CheckName::IssuerSignature => "issuer_signature",
+            CheckName::NotBefore => "not_before",
+            CheckName::NotAfter => "not_after",
+            CheckName::DeniedSerial => "denied_serial",
+            CheckName::DeniedFingerprint => "denied_fingerprint",
+            CheckName::HostRule => "host_rule",
+            CheckName::San => "san",
+        }
+    }
+}
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The check passed.
+    Pass,
+    /// The check failed; the filter denies for its `reason` if no earlier check failed.
+    Fail,
+    /// The check could not be made (an earlier one decides) or does not apply.
+    Skip,
+}
+
+/// One check of an audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Which check.
+    pub check: CheckName,
+    /// Pass, fail or skip.
+    pub outcome: Outcome,
+    /// What was compared, for people.
+    pub detail: String,
+    /// The denial reason this check gives when it fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// The peer as an audit report shows it: [`PeerSummary`] with readable times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerReport {
+    /// Subject DN.
+    pub subject: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Every SAN.
+    pub sans: Vec<San>,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// SHA-256 of the DER, lower-case hex.
+    pub fingerprint: String,
+    /// notBefore, RFC 3339.
+    pub not_before: String,
+    /// notAfter, RFC 3339.
+    pub not_after: String,
+}
+
+impl From<&PeerSummary> for PeerReport {
+    fn from(peer: &PeerSummary) -> Self {
+        PeerReport {
+            subject: peer.subject.clone(),
+            issuer: peer.issuer.clone(),
+            sans: peer.sans.clone(),
+            serial: peer.serial.clone(),
+            fingerprint: peer.fingerprint.clone(),
+            not_before: rfc3339_seconds(peer.not_before),
+            not_after: rfc3339_seconds(peer.not_after),
+        }
+    }
+}
+
+/// The audit of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    /// `allow` or `deny`: what the policy concludes.
+    pub verdict: Verdict,
+    /// The reason code the filter would log and count.
+    pub reason: Reason,
+    /// The reason in words.
+    pub explanation: &'static str,
+    /// The policy's mode.
+    pub mode: Mode,
+    /// Whether the gateway would refuse the request (a denial in enforce mode).
+    pub enforced: bool,
+    /// The `:authority` audited.
+    pub authority: String,
+    /// The instant audited, RFC 3339.
+    pub at: String,
+    /// The certificate, when it parsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerReport>,
+    /// Every check, in the filter's order.
+    pub checks: Vec<Check>,
+}
+
+impl AuditReport {
+    /// The first failed check: the one whose reason is the verdict's.
+    pub fn deciding_check(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| c.outcome == Outcome::Fail)
+    }
+}
+
+fn pass(check: CheckName, detail: String) -> Check {
+    Check {
+        check,
+        outcome: Outcome::Pass,
+        detail,
+        reason: None,
+    }
+}
+
+fn fail(check: CheckName, reason: Reason, detail: String) -> Check {
+    Check {
+        check,
+        outcome: Outcome::Fail,
+        detail,
+        reason: Some(reason),
+    }
+}
+
+fn skip(check: CheckName, detail: &str) -> Check {
+    Check {
+        check,
+        outcome: Outcome::Skip,
+        detail: detail.to_owned(),
+        reason: None,
+    }
+}
+
+/// `ab:cd:ef`, how key identifiers are usually shown.
+fn colon_hex(bytes: &[u8]) -> String {
+    let plain = hex(bytes);
+    let pairs: Vec<&str> = (0..plain.len())
+        .step_by(2)
+        .filter_map(|i| plain.get(i..i + 2))
+        .collect();
+    pairs.join(":")
+}
+
+fn signature_algorithm_name(cert: &X509Certificate<'_>) -> String {
+    let oid = &cert.signature_algorithm.algorithm;
+    x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+        .map(str::to_owned)
+        .unwrap_or_else(|_| oid.to_id_string())
+}
+
+/// "3 days", "1 day", "5 hours": a rough distance for people.
+fn span(secs: i64) -> String {
+    let secs = secs.unsigned_abs();
+    let (n, unit) = if secs >= 86_400 {
+        (secs / 86_400, "day")
+    } else if secs >= 3600 {
+        (secs / 3600, "hour")
+    } else if secs >= 60 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+impl Policy {
+    /// Audits a leaf certificate (DER) for a request to `authority` at `now`.
+    pub fn audit(&self, der: &[u8], authority: &str, now: SystemTime) -> AuditReport {
+        let assessment = Arc::new(self.assess(der));
+        let decision = self.judge(&assessment, authority, now);
+        let checks = match X509Certificate::from_der(der) {
+            Ok(([], cert)) => match &assessment.peer {
+                Some(peer) => self.checks(&cert, peer, authority, now),
+                None => unparsable("the subjectAltName extension is malformed".into()),
+            },
+            Ok((rest, _)) => {
+                unparsable(format!("{} bytes follow the certificate's DER", rest.len()))
+            }
+            Err(e) => unparsable(format!("not X.509 DER: {e}")),
+        };
+        AuditReport {
+            verdict: if decision.is_allowed() {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            },
+            reason: decision.reason,
+            explanation: decision.reason.explain(),
+            mode: self.mode(),
+            enforced: self.refuses(&decision),
+            authority: authority.to_owned(),
+            at: rfc3339_millis(now),
+            peer: assessment.peer.as_ref().map(PeerReport::from),
+            checks,
+        }
+    }
+
+    fn checks(
+        &self,
+        cert: &X509Certificate<'_>,
+        peer: &PeerSummary,
+        authority: &str,
+        now: SystemTime,
+    ) -> Vec<Check> {
+        let mut checks = vec![pass(
+            CheckName::Parse,
+            format!(
+                "X.509 v{}, signed with {}",
+                cert.version().0 + 1,
+                signature_algorithm_name(cert)
+            ),
+        )];
+        checks.extend(self.issuer_checks(cert, peer));
+        checks.extend(validity_checks(peer, now));
+        checks.extend(self.deny_list_checks(cert, peer));
+        checks.extend(self.san_checks(peer, authority));
+        checks
+    }
+
+    fn issuer_checks(&self, cert: &X509Certificate<'_>, peer: &PeerSummary) -> [Check; 3] {
+        let same_named: Vec<IssuerAttempt<'_>> = self.issuer_attempts(cert).collect();
+        let Some(chosen) = best_issuer_attempt(same_named.iter().copied()) else {
+            let trusted: Vec<&str> = self.issuers.iter().map(|i| i.subject.as_str()).collect();
+            let why = "no trusted issuer has this name";
+            return [
+                fail(
+                    CheckName::IssuerName,
+                    Reason::UntrustedIssuer,
+                    format!(
+                        "issuer {:?} is not the subject of any trusted issuer (trusted: {})",
+                        peer.issuer,
+                        trusted.join("; ")
+                    ),
+                ),
+                skip(CheckName::IssuerKeyId, why),
+                skip(CheckName::IssuerSignature, why),
+            ];
+        };
+        let which = format!("trustedIssuers[{}]", chosen.issuer.index);
+        let also = match same_named.len() {
+            1 => String::new(),
+            n => format!(" ({n} trusted certificates share this name; this one decides)"),
+        };
+        let name = pass(
+            CheckName::IssuerName,
+            format!("issuer {:?} is the subject of {which}{also}", peer.issuer),
+        );
+        let leaf_aki = authority_key_id(cert).map(colon_hex);
+        let issuer_ski = chosen.issuer.key_id.as_deref().map(colon_hex);
+        let key_id = match (chosen.key_id, &leaf_aki, &issuer_ski) {
+            (KeyIdComparison::Match, Some(aki), _) => pass(
+                CheckName::IssuerKeyId,
+                format!("authority key id {aki} is {which}'s subject key id"),
+            ),
+            (KeyIdComparison::Mismatch, Some(aki), Some(ski)) => fail(
+                CheckName::IssuerKeyId,
+                Reason::IssuerKeyIdMismatch,
+                format!(
+                    "authority key id {aki} is not {which}'s subject key id {ski}: another key issued this certificate"
+                ),
+            ),
+            (_, None, _) => skip(
+                CheckName::IssuerKeyId,
+                "the certificate has no authority key identifier: the signature decides",
+            ),
+            (_, Some(_), _) => skip(
+                CheckName::IssuerKeyId,
+                "the trusted issuer has no subject key identifier: the signature decides",
+            ),
+        };
+        let algorithm = signature_algorithm_name(cert);
+        let signature = match chosen.signature {
+            None => skip(
+                CheckName::IssuerSignature,
+                "not verified: the key identifiers already differ",
+            ),
+            Some(Ok(())) => pass(
+                CheckName::IssuerSignature,
+                format!("{algorithm} signature verifies under {which}'s key"),
+            ),
+            Some(Err(SignatureFailure::UnsupportedAlgorithm)) => fail(
+                CheckName::IssuerSignature,
+                Reason::UnsupportedSignatureAlgorithm,
+                format!(
+                    "{algorithm} with {which}'s key is not verifiable here (RSA PKCS#1 v1.5, ECDSA P-256/P-384, Ed25519)"
+                ),
+            ),
+            Some(Err(SignatureFailure::AlgorithmMismatch)) => fail(
+                CheckName::IssuerSignature,
+                Reason::BadSignature,
+                "the signature algorithm outside the signed part differs from the one inside"
+                    .into(),
+            ),
+            Some(Err(SignatureFailure::Invalid)) => fail(
+                CheckName::IssuerSignature,
+                Reason::BadSignature,
+                format!(
+                    "{algorithm} signature does not verify under {which}'s key: a different CA with the same name issued it"
+                ),
+            ),
+        };
+        [name, key_id, signature]
+    }
+
+    fn deny_list_checks(&self, cert: &X509Certificate<'_>, peer: &PeerSummary) -> [Check; 2] {
+        let serial = if self.serial_is_denied(cert.raw_serial()) {
+            fail(
+                CheckName::DeniedSerial,
+                Reason::DeniedSerial,
+                format!("serial {} is on deniedSerials", peer.serial),
+            )
+        } else {
+            pass(
+                CheckName::DeniedSerial,
+                format!(
+                    "serial {} is not among {} denied serials",
+                    peer.serial,
+                    self.denied_serials.len()
+                ),
+            )
+        };
+        let listed = crate::peer::parse_hex(&peer.fingerprint)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .is_some_and(|fp| self.fingerprint_is_denied(&fp));
+        let fingerprint = if listed {
+            fail(
+                CheckName::DeniedFingerprint,
+                Reason::DeniedFingerprint,
+                format!("fingerprint {} is on deniedFingerprints", peer.fingerprint),
+            )
+        } else {
+            pass(
+                CheckName::DeniedFingerprint,
+                format!(
+                    "fingerprint is not among {} denied fingerprints",
+                    self.denied_fingerprints.len()
+                ),
+            )
+        };
+        [serial, fingerprint]
+    }
+
+    fn san_checks(&self, peer: &PeerSummary, authority: &str) -> [Check; 2] {
+        let shown = if authority.is_empty() {
+            "(none)"
+        } else {
+            authority
+        };
+        let (field, list) = match self.rule_for(authority) {
+            Rule::Host(host, list) => (format!("hosts.{host}.allowedSans"), list),
+            Rule::Default(list) => ("allowedSans".to_owned(), list),
+            Rule::Missing => {
+                return [
+                    fail(
+                        CheckName::HostRule,
+                        Reason::NoRuleForHost,
+                        format!(
+                            "authority {shown} has no hosts entry and there is no top-level allowedSans"
+                        ),
+                    ),
+                    skip(CheckName::San, "no allow-list applies"),
+                ]
+            }
+        };
+        let rule = pass(
+            CheckName::HostRule,
+            format!("authority {shown}: {field} applies"),
+        );
+        let san = match list.first_match(&peer.sans) {
+            Some((index, pattern, san)) => pass(
+                CheckName::San,
+                format!(
+                    "{san} matches {field}[{index}] {pattern:?}",
+                    pattern = pattern.to_string()
+                ),
+            ),
+            None if peer.sans.is_empty() => fail(
+                CheckName::San,
+                Reason::SanNotAllowed,
+                format!("the certificate has no SAN; {field} requires one"),
+            ),
+            None => {
+                let sans: Vec<String> = peer.sans.iter().map(San::to_string).collect();
+                let patterns: Vec<String> =
+                    list.patterns().iter().map(ToString::to_string).collect();
+                fail(
+                    CheckName::San,
+                    Reason::SanNotAllowed,
+                    format!(
+                        "none of {} matches {field} [{}]",
+                        sans.join(", "),
+                        patterns.join(", ")
+                    ),
+                )
+            }
+        };
+        [rule, san]
+    }
+}
+
+fn validity_checks(peer: &PeerSummary, now: SystemTime) -> [Check; 2] {
+    let now_secs = unix_seconds(now);
+    let at = rfc3339_millis(now);
+    let not_before = rfc3339_seconds(peer.not_before);
+    let not_after = rfc3339_seconds(peer.not_after);
+    let before = if is_not_yet_valid(peer, now) {
+        fail(
+            CheckName::NotBefore,
+            Reason::NotYetValid,
+            format!(
+                "notBefore {not_before} is {} after {at}",
+                span(peer.not_before - now_secs)
+            ),
+        )
+    } else {
+        pass(
+            CheckName::NotBefore,
+            format!("notBefore {not_before} is not after {at}"),
+        )
+    };
+    let after = if is_expired(peer, now) {
+        fail(
+            CheckName::NotAfter,
+            Reason::Expired,
+            format!(
+                "notAfter {not_after} is {} before {at}",
+                span(now_secs - peer.not_after)
+            ),
+        )
+    } else {
+        pass(
+            CheckName::NotAfter,
+            format!(
+                "notAfter {not_after}: {} left",
+                span(peer.not_after - now_secs)
+            ),
+        )
+    };
+    [before, after]
+}
+
+fn unparsable(detail: String) -> Vec<Check> {
+    let why = "the certificate did not parse";
+    vec![
+        fail(CheckName::Parse, Reason::UnparsableCertificate, detail),
+        skip(CheckName::IssuerName, why),
+        skip(CheckName::IssuerKeyId, why),
+        skip(CheckName::IssuerSignature, why),
+        skip(CheckName::NotBefore, why),
+        skip(CheckName::NotAfter, why),
+        skip(CheckName::DeniedSerial, why),
+        skip(CheckName::DeniedFingerprint, why),
+        skip(CheckName::HostRule, why),
+        skip(CheckName::San, why),
+    ]
+}

@@ -1,0 +1,91 @@
+//! RFC 3339 time stamps (UTC) for decision logs and audit reports, without a date library:
+//! the filter only ever needs to print a few instants.
+
+use std::time::SystemTime;
+
+use crate::policy::unix_nanos;
+
+const SECS_PER_DAY: i64 = 86_400;
+
+/// `2026-11-27T19:56:05.123Z`: an instant with millisecond precision, as decision logs write it.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let nanos = unix_nanos(t);
+    let millis = i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(i64::MAX);
+    let secs = millis.div_euclid(1000);
+    let (date, time) = date_time(secs);
+    format!("{date}T{time}.{:03}Z", millis.rem_euclid(1000))
+}
+
+/// `2026-11-27T19:56:05Z`: whole seconds since the Unix epoch, as certificates carry them.
+pub fn rfc3339_seconds(secs: i64) -> String {
+    let (date, time) = date_time(secs);
+    format!("{date}T{time}Z")
+}
+
+fn date_time(secs: i64) -> (String, String) {
+    let days = secs.div_euclid(SECS_PER_DAY);
+    let of_day = secs.rem_euclid(SECS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!(
+            "{:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day % 3600 / 60,
+            of_day % 60
+        ),
+    )
+}
+
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(rfc3339_seconds(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_seconds(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_seconds(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_seconds(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_millis(1_795_809_365_123)),
+            "2026-11-27T19:56:05.123Z"
+        );
+    }
+
+    #[test]
+    fn agrees_with_the_time_crate_over_four_centuries() {
+        let format = time::format_description::well_known::Rfc3339;
+        // Every 9 days and 7 hours from 1900 to 2300: leap years, centuries and month ends.
+        let mut secs = -2_208_988_800_i64;
+        while secs < 10_413_792_000 {
+            let expected = time::OffsetDateTime::from_unix_timestamp(secs)
+                .unwrap()
+                .format(&format)
+                .unwrap();
+            assert_eq!(rfc3339_seconds(secs), expected, "{secs}");
+            secs += 9 * SECS_PER_DAY + 7 * 3600 + 13;
+        }
+    }
+}
