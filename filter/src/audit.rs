@@ -362,11 +362,10 @@ impl Policy {
         } else {
             pass(
                 CheckName::DeniedSerial,
-                format!(
-                    "serial {} is not among {} denied serials",
-                    peer.serial,
-                    self.denied_serials.len()
-                ),
+                match self.denied_serials.len() {
+                    0 => "deniedSerials is empty".to_owned(),
+                    n => format!("serial {} is not among {n} denied serials", peer.serial),
+                },
             )
         };
         let listed = crate::peer::parse_hex(&peer.fingerprint)
@@ -381,10 +380,10 @@ impl Policy {
         } else {
             pass(
                 CheckName::DeniedFingerprint,
-                format!(
-                    "fingerprint is not among {} denied fingerprints",
-                    self.denied_fingerprints.len()
-                ),
+                match self.denied_fingerprints.len() {
+                    0 => "deniedFingerprints is empty".to_owned(),
+                    n => format!("fingerprint is not among {n} denied fingerprints"),
+                },
             )
         };
         [serial, fingerprint]

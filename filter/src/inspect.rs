@@ -104,8 +104,11 @@ pub struct CertificateInfo {
     pub not_before: String,
     /// notAfter, RFC 3339.
     pub not_after: String,
-    /// Whole days from the instant inspected to notAfter; negative once expired.
+    /// Whole days from the instant inspected to notAfter, rounded toward zero: negative once
+    /// expired by a day or more.
     pub days_left: i64,
+    /// notAfter is in the past.
+    pub expired: bool,
     /// Every SAN.
     pub sans: Vec<San>,
     /// The subject public key.
@@ -151,7 +154,8 @@ pub fn inspect(der: &[u8], now: SystemTime) -> Result<CertificateInfo, InspectEr
     let peer = PeerSummary::of(&cert, &digest).map_err(|_| InspectError::BadSanExtension)?;
     let spki = Sha256::digest(cert.public_key().raw);
     Ok(CertificateInfo {
-        days_left: (peer.not_after - unix_seconds(now)).div_euclid(86_400),
+        days_left: (peer.not_after - unix_seconds(now)) / 86_400,
+        expired: crate::policy::is_expired(&peer, now),
         not_before: rfc3339_seconds(peer.not_before),
         not_after: rfc3339_seconds(peer.not_after),
         subject: peer.subject,

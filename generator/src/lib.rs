@@ -1,15 +1,19 @@
 //! peergate's generator: the certificates and every Kubernetes/Istio object of both clusters,
-//! from one declarative `mesh.toml`. The library returns data and typed errors and never
+//! from one declarative `mesh.toml`; and the audits that run the filter's policy core on
+//! certificates and gateway logs. The library returns data and typed errors and never
 //! prints; the `peergate` binary is a thin layer over it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod certs;
 pub mod gen;
 pub mod istio;
+pub mod logs;
 pub mod manifests;
 pub mod mesh;
 pub mod output;
+pub mod render;
 
 pub use gen::{generate, GenError, GenOptions, Report};
 pub use mesh::{Mesh, MeshError};

@@ -1,5 +1,6 @@
 //! The `peergate` command line: argument types here, the work in the library.
 
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
@@ -9,7 +10,10 @@ use clap::{Parser, Subcommand};
 use peergate::gen::CertStatus;
 use peergate::mesh::{ClientCertMode, FailStrategy, KeyType};
 use peergate::output::FileStatus;
+use peergate::render::Style;
 use peergate::{generate, GenOptions, Mesh};
+use peergate_filter::decision_log::Verdict;
+use peergate_filter::inspect::CertificateInfo;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +31,57 @@ enum Command {
     /// Generate the root CA, the client and server certificates, and every object of both
     /// clusters.
     Gen(GenArgs),
+    /// Would this peer get in, and why not? Runs the filter's policy on a certificate or an
+    /// x-forwarded-client-cert value; or summarises the filter's decisions in gateway logs.
+    /// Exit status: 0 allowed, 1 denied, 2 bad input.
+    Audit(AuditArgs),
+    /// Show what a certificate says: names, validity, key, fingerprints.
+    Inspect(InspectArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["cert", "xfcc", "logs"])))]
+struct AuditArgs {
+    /// The policy: a WasmPlugin YAML file, a folder holding one (such as manifests/cluster-b),
+    /// or a pluginConfig JSON file.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        required_unless_present = "logs",
+        conflicts_with = "logs"
+    )]
+    policy: Option<PathBuf>,
+    /// The peer's certificate: a PEM file (a bundle audits each certificate) or DER; `-` reads
+    /// standard input.
+    #[arg(long, value_name = "PEM")]
+    cert: Option<String>,
+    /// An x-forwarded-client-cert header value: every Cert= in it is audited.
+    #[arg(long, value_name = "VALUE")]
+    xfcc: Option<String>,
+    /// The request's :authority (selects a hosts rule).
+    #[arg(long, value_name = "AUTHORITY", conflicts_with = "logs")]
+    host: Option<String>,
+    /// Audit as of this time: RFC 3339 (2027-01-31T12:00:00Z) or a date (2027-01-31, midnight
+    /// UTC). Default: now.
+    #[arg(long, value_name = "TIME", conflicts_with = "logs")]
+    at: Option<String>,
+    /// Summarise the filter's decision lines in a gateway log (as `kubectl logs` prints it);
+    /// `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    logs: Option<String>,
+    /// Print JSON (the format is documented in the README).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// A PEM file (every certificate in it) or a DER certificate; `-` reads standard input.
+    #[arg(value_name = "PEM")]
+    file: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Parses a flag value by its `mesh.toml` spelling, so flags and file take the same values
@@ -87,7 +142,7 @@ struct GenArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {
@@ -98,10 +153,134 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Gen(args) => gen(args),
+        Command::Gen(args) => gen(args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => audit(args),
+        Command::Inspect(args) => inspect(args),
     }
+}
+
+fn style() -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Reads a file, or standard input for `-`.
+fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
+    if path == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading standard input")?;
+        Ok(bytes)
+    } else {
+        std::fs::read(path).with_context(|| format!("{path}: cannot read"))
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("formatting JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `--at`: RFC 3339, or a date meaning midnight UTC.
+fn parse_at(text: &str) -> anyhow::Result<SystemTime> {
+    use time::format_description::well_known::Rfc3339;
+    let instant = time::OffsetDateTime::parse(text, &Rfc3339).or_else(|_| {
+        time::Date::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map(|d| d.midnight().assume_utc())
+    });
+    let instant = instant.map_err(|_| {
+        anyhow::anyhow!(
+            "--at: {text:?} is neither an RFC 3339 time (2027-01-31T12:00:00Z) nor a date (2027-01-31)"
+        )
+    })?;
+    Ok(SystemTime::from(instant))
+}
+
+fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    if let Some(logs) = &args.logs {
+        let summary = if logs == "-" {
+            peergate::logs::summarize(std::io::stdin().lock())
+        } else {
+            let file = std::fs::File::open(logs).with_context(|| format!("{logs}: cannot read"))?;
+            peergate::logs::summarize(std::io::BufReader::new(file))
+        }
+        .with_context(|| format!("{logs}: reading the log"))?;
+        if args.json {
+            print_json(&summary)?;
+        } else {
+            let label = if logs == "-" { "standard input" } else { logs };
+            print!("{}", peergate::render::logs_text(label, &summary, style()));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(policy_path) = &args.policy else {
+        anyhow::bail!("--policy is required with --cert or --xfcc");
+    };
+    let loaded = peergate::audit::load_policy(policy_path)?;
+    let subjects = match (&args.cert, &args.xfcc) {
+        (Some(path), _) => {
+            let label = if path == "-" { "standard input" } else { path };
+            peergate::audit::certificates_from_file(label, &read_input(path)?)?
+        }
+        (None, Some(value)) => peergate::audit::certificates_from_xfcc(value)?,
+        (None, None) => anyhow::bail!("give --cert, --xfcc or --logs"),
+    };
+    let at = match &args.at {
+        Some(text) => parse_at(text)?,
+        None => SystemTime::now(),
+    };
+    let run = peergate::audit::audit(&loaded, &subjects, args.host.as_deref().unwrap_or(""), at);
+    if args.json {
+        print_json(&run)?;
+    } else {
+        print!("{}", peergate::render::audit_text(&run, style()));
+    }
+    Ok(match run.verdict {
+        Verdict::Allow => ExitCode::SUCCESS,
+        Verdict::Deny => ExitCode::from(1),
+    })
+}
+
+/// One inspected certificate, as `--json` prints it.
+#[derive(serde::Serialize)]
+struct Inspected<'a> {
+    source: &'a str,
+    #[serde(flatten)]
+    info: &'a CertificateInfo,
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let label = if args.file == "-" {
+        "standard input"
+    } else {
+        &args.file
+    };
+    let subjects = peergate::audit::certificates_from_file(label, &read_input(&args.file)?)?;
+    let now = SystemTime::now();
+    let mut infos = Vec::new();
+    for subject in subjects {
+        let info = peergate_filter::inspect::inspect(&subject.der, now)
+            .with_context(|| format!("{}: cannot inspect", subject.source))?;
+        infos.push((subject.source, info));
+    }
+    if args.json {
+        let list: Vec<Inspected<'_>> = infos
+            .iter()
+            .map(|(source, info)| Inspected { source, info })
+            .collect();
+        print_json(&serde_json::json!({ "certificates": list }))?;
+    } else {
+        print!("{}", peergate::render::inspect_text(&infos, style()));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {

@@ -1,0 +1,357 @@
+//! Reports for people: aligned tables, colour only when asked for (on a terminal). The JSON
+//! forms are the serde forms of the same data.
+
+use std::fmt::Write as _;
+
+use peergate_filter::audit::Outcome;
+use peergate_filter::decision_log::Verdict;
+use peergate_filter::inspect::CertificateInfo;
+use peergate_filter::Mode;
+
+use crate::audit::{AuditRun, AuditedCertificate};
+use crate::logs::{reasons_text, LogSummary};
+
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Use ANSI colours.
+    pub color: bool,
+}
+
+const GREEN: &str = "32";
+const RED: &str = "31";
+const YELLOW: &str = "33";
+const DIM: &str = "2";
+const BOLD: &str = "1";
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// Rows of cells, padded to the widest cell of each column. A row's last cell is not padded
+/// and does not widen its column, so a one-cell row can run across the table.
+fn table(rows: &[Vec<String>], indent: &str) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter(|r| c + 1 < r.len())
+                .filter_map(|r| r.get(c))
+                .map(|cell| visible_width(cell))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(indent);
+        for (c, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if c + 1 < row.len() {
+                let width = widths.get(c).copied().unwrap_or(0);
+                let pad = width.saturating_sub(visible_width(cell)) + 2;
+                out.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Display width without ANSI escapes.
+fn visible_width(text: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => width += 1,
+        }
+    }
+    width
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `peergate audit`'s report.
+pub fn audit_text(run: &AuditRun, style: Style) -> String {
+    let mut out = String::new();
+    let p = &run.policy;
+    let authority = run
+        .certificates
+        .first()
+        .map(|c| c.report.authority.as_str())
+        .unwrap_or_default();
+    let at = run
+        .certificates
+        .first()
+        .map(|c| c.report.at.as_str())
+        .unwrap_or_default();
+    out.push_str(&table(
+        &[
+            vec![
+                "policy".into(),
+                format!(
+                    "{}: {} ({}, {}, deny status {})",
+                    p.file,
+                    p.origin,
+                    p.mode.as_str(),
+                    plural(p.trusted_issuers, "trusted issuer"),
+                    p.deny_status
+                ),
+            ],
+            vec![
+                "host".into(),
+                if authority.is_empty() {
+                    "(none: only a top-level allowedSans can apply)".into()
+                } else {
+                    authority.to_owned()
+                },
+            ],
+            vec!["at".into(), at.to_owned()],
+        ],
+        "",
+    ));
+    for certificate in &run.certificates {
+        out.push('\n');
+        out.push_str(&certificate_audit_text(certificate, p.deny_status, style));
+    }
+    if run.certificates.len() > 1 {
+        let allowed = run
+            .certificates
+            .iter()
+            .filter(|c| c.report.verdict == Verdict::Allow)
+            .count();
+        let _ = writeln!(
+            out,
+            "\n{}: {allowed} allowed, {} denied",
+            plural(run.certificates.len(), "certificate"),
+            run.certificates.len() - allowed
+        );
+    }
+    out
+}
+
+fn certificate_audit_text(audited: &AuditedCertificate, deny_status: u16, style: Style) -> String {
+    let report = &audited.report;
+    let mut out = format!("{}\n", style.paint(BOLD, &audited.source));
+    if let Some(peer) = &report.peer {
+        let sans: Vec<String> = peer.sans.iter().map(ToString::to_string).collect();
+        out.push_str(&table(
+            &[
+                vec!["subject".into(), peer.subject.clone()],
+                vec!["issuer".into(), peer.issuer.clone()],
+                vec![
+                    "SANs".into(),
+                    if sans.is_empty() {
+                        "(none)".into()
+                    } else {
+                        sans.join(", ")
+                    },
+                ],
+                vec!["serial".into(), peer.serial.clone()],
+                vec!["fingerprint".into(), peer.fingerprint.clone()],
+                vec![
+                    "validity".into(),
+                    format!("{} .. {}", peer.not_before, peer.not_after),
+                ],
+            ],
+            "  ",
+        ));
+        out.push('\n');
+    }
+    let mut rows = vec![vec![
+        style.paint(BOLD, "CHECK"),
+        style.paint(BOLD, "RESULT"),
+        style.paint(BOLD, "DETAIL"),
+    ]];
+    for check in &report.checks {
+        let outcome = match check.outcome {
+            Outcome::Pass => style.paint(GREEN, "pass"),
+            Outcome::Fail => style.paint(RED, "FAIL"),
+            Outcome::Skip => style.paint(DIM, "skip"),
+        };
+        rows.push(vec![
+            check.check.as_str().to_owned(),
+            outcome,
+            check.detail.clone(),
+        ]);
+    }
+    out.push_str(&table(&rows, "  "));
+    let verdict = match (report.verdict, report.mode) {
+        (Verdict::Allow, _) => format!(
+            "{}  {}",
+            style.paint(&format!("{BOLD};{GREEN}"), "ALLOW"),
+            report.explanation
+        ),
+        (Verdict::Deny, Mode::Enforce) => format!(
+            "{}  {}: {}; the gateway answers {deny_status}",
+            style.paint(&format!("{BOLD};{RED}"), "DENY"),
+            report.reason.code(),
+            report.explanation
+        ),
+        (Verdict::Deny, Mode::Audit) => format!(
+            "{}  {}: {}; audit mode: the gateway logs and counts it and lets the request through",
+            style.paint(&format!("{BOLD};{YELLOW}"), "DENY"),
+            report.reason.code(),
+            report.explanation
+        ),
+    };
+    let _ = writeln!(out, "\n  verdict  {verdict}");
+    out
+}
+
+/// `peergate inspect`'s report.
+pub fn inspect_text(certificates: &[(String, CertificateInfo)], style: Style) -> String {
+    let mut out = String::new();
+    for (i, (source, info)) in certificates.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{}", style.paint(BOLD, source));
+        let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
+        let left = if info.expired {
+            let ago = match -info.days_left {
+                0 => "expired less than a day ago".to_owned(),
+                1 => "expired 1 day ago".to_owned(),
+                n => format!("expired {n} days ago"),
+            };
+            style.paint(RED, &ago)
+        } else if info.days_left < 30 {
+            style.paint(YELLOW, &format!("{} days left", info.days_left))
+        } else {
+            format!("{} days left", info.days_left)
+        };
+        let key = match (&info.key.curve, info.key.bits) {
+            (Some(curve), _) => format!("{} {curve}", info.key.algorithm),
+            (None, Some(bits)) => format!("{} {bits} bits", info.key.algorithm),
+            (None, None) => info.key.algorithm.clone(),
+        };
+        out.push_str(&table(
+            &[
+                vec!["subject".into(), info.subject.clone()],
+                vec!["issuer".into(), info.issuer.clone()],
+                vec!["serial".into(), info.serial.clone()],
+                vec!["not before".into(), info.not_before.clone()],
+                vec!["not after".into(), format!("{} ({left})", info.not_after)],
+                vec![
+                    "SANs".into(),
+                    if sans.is_empty() {
+                        "(none)".into()
+                    } else {
+                        sans.join(", ")
+                    },
+                ],
+                vec!["key".into(), key],
+                vec!["signature".into(), info.signature_algorithm.clone()],
+                vec!["CA".into(), if info.is_ca { "yes" } else { "no" }.into()],
+                vec![
+                    "SHA-256 fingerprint".into(),
+                    info.fingerprint_openssl.clone(),
+                ],
+                vec!["SPKI SHA-256 (base64)".into(), info.spki_sha256.clone()],
+            ],
+            "  ",
+        ));
+    }
+    out
+}
+
+/// `peergate audit --logs`'s report.
+pub fn logs_text(label: &str, summary: &LogSummary, style: Style) -> String {
+    let mut out = format!(
+        "{label}: {} lines, {} ({} allowed, {} denied), {} unreadable\n",
+        summary.lines,
+        plural(
+            usize::try_from(summary.decisions).unwrap_or(usize::MAX),
+            "decision"
+        ),
+        summary.allowed,
+        summary.denied,
+        summary.unreadable
+    );
+    for rejection in &summary.rejected_configurations {
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            style.paint(RED, "configuration rejected"),
+            rejection.time.as_deref().unwrap_or("(time unknown)"),
+            rejection.message
+        );
+    }
+    if summary.peers.is_empty() {
+        out.push_str("no decision lines (denials are always logged; allowed requests only with logAllowed)\n");
+        return out;
+    }
+    out.push('\n');
+    let mut rows = vec![[
+        "PEER",
+        "ALLOWED",
+        "DENIED",
+        "ENFORCED",
+        "REASONS",
+        "FIRST SEEN",
+        "LAST SEEN",
+    ]
+    .iter()
+    .map(|h| style.paint(BOLD, h))
+    .collect::<Vec<_>>()];
+    for peer in &summary.peers {
+        let name = peer
+            .subject
+            .clone()
+            .unwrap_or_else(|| "(no certificate)".into());
+        let denied = if peer.denied > 0 {
+            style.paint(RED, &peer.denied.to_string())
+        } else {
+            peer.denied.to_string()
+        };
+        rows.push(vec![
+            name,
+            peer.allowed.to_string(),
+            denied,
+            peer.enforced.to_string(),
+            reasons_text(&peer.reasons),
+            peer.first_seen.clone().unwrap_or_else(|| "-".into()),
+            peer.last_seen.clone().unwrap_or_else(|| "-".into()),
+        ]);
+        if !peer.sans.is_empty() {
+            let sans: Vec<String> = peer.sans.iter().map(ToString::to_string).collect();
+            rows.push(vec![format!("  {}", sans.join(", "))]);
+        }
+        if let Some(fingerprint) = &peer.fingerprint {
+            rows.push(vec![style.paint(DIM, &format!("  sha256 {fingerprint}"))]);
+        }
+    }
+    out.push_str(&table(&rows, ""));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_on_visible_width() {
+        let style = Style { color: true };
+        let rows = vec![
+            vec![style.paint(RED, "a"), "x".into()],
+            vec!["long".into(), "y".into()],
+            vec!["a row of one cell, wider than the table".into()],
+        ];
+        let text = table(&rows, "");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "long  y");
+        assert_eq!(visible_width(lines[0]), "a     x".len());
+    }
+}
