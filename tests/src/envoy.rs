@@ -99,6 +99,16 @@ impl Envoy {
 
     /// As [`Envoy::start`], with a given binary.
     pub fn start_with(binary: &Path, bootstrap: &Value) -> Result<Self, StartFailure> {
+        Self::start_with_args(binary, bootstrap, &[])
+    }
+
+    /// As [`Envoy::start_with`], with extra command-line arguments (such as the
+    /// `--log-format` Istio's proxy agent passes).
+    pub fn start_with_args(
+        binary: &Path,
+        bootstrap: &Value,
+        extra_args: &[&str],
+    ) -> Result<Self, StartFailure> {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("envoy.json");
         std::fs::write(&config, serde_json::to_vec_pretty(bootstrap).expect("json"))
@@ -119,6 +129,7 @@ impl Envoy {
             .arg("100")
             .arg("-l")
             .arg("info")
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
