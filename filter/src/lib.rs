@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod pattern;
 pub mod peer;
 pub mod policy;
+pub mod rsa_pkcs1;
 pub mod signature;
 pub mod xfcc;
 

@@ -2,7 +2,6 @@
 //! for wasm32-wasip1, where `ring` would need a C toolchain).
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use rsa::pkcs1::DecodeRsaPublicKey;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::oid_registry::{
@@ -11,13 +10,17 @@ use x509_parser::oid_registry::{
     OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512,
     OID_SIG_ED25519,
 };
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::RSAPublicKey;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
+
+use crate::rsa_pkcs1::{DigestAlgorithm, RsaKeyError, RsaPublicKey};
 
 /// A trusted issuer's public key, decoded once at configuration time.
 #[derive(Clone)]
 pub enum IssuerKey {
     /// RSA, verified with PKCS#1 v1.5.
-    Rsa(Box<rsa::PublicKey>),
+    Rsa(Box<RsaPublicKey>),
     /// ECDSA on NIST P-256.
     P256(p256::ecdsa::VerifyingKey),
     /// ECDSA on NIST P-384.
@@ -41,6 +44,9 @@ pub enum KeyError {
     /// The key's bytes do not decode.
     #[error("malformed {0} public key")]
     Malformed(&'static str),
+    /// An RSA key outside the accepted sizes or exponents.
+    #[error(transparent)]
+    Rsa(#[from] RsaKeyError),
 }
 
 impl IssuerKey {
@@ -49,8 +55,11 @@ impl IssuerKey {
         let alg = &spki.algorithm.algorithm;
         let bits = spki.subject_public_key.data.as_ref();
         if *alg == OID_PKCS1_RSAENCRYPTION {
-            let key =
-                rsa::PublicKey::from_pkcs1_der(bits).map_err(|_| KeyError::Malformed("RSA"))?;
+            let parsed = match RSAPublicKey::from_der(bits) {
+                Ok(([], parsed)) => parsed,
+                _ => return Err(KeyError::Malformed("RSA")),
+            };
+            let key = RsaPublicKey::new(parsed.modulus, parsed.exponent)?;
             return Ok(IssuerKey::Rsa(Box::new(key)));
         }
         if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
@@ -150,13 +159,13 @@ fn prehash(hash: Hash, data: &[u8]) -> Vec<u8> {
     }
 }
 
-fn verify_rsa(key: &rsa::PublicKey, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
-    let scheme = match hash {
-        Hash::Sha256 => rsa::Pkcs1v15Sign::new::<Sha256>(),
-        Hash::Sha384 => rsa::Pkcs1v15Sign::new::<Sha384>(),
-        Hash::Sha512 => rsa::Pkcs1v15Sign::new::<Sha512>(),
+fn verify_rsa(key: &RsaPublicKey, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
+    let algorithm = match hash {
+        Hash::Sha256 => DigestAlgorithm::Sha256,
+        Hash::Sha384 => DigestAlgorithm::Sha384,
+        Hash::Sha512 => DigestAlgorithm::Sha512,
     };
-    key.verify(scheme, &prehash(hash, msg), sig).is_ok()
+    key.verify(algorithm, &prehash(hash, msg), sig)
 }
 
 /// Verifies `leaf`'s signature under `key`.
