@@ -254,13 +254,23 @@ impl HttpContext for Request {
             self.refuse(503, Reason::ProxyError);
             return Action::Pause;
         };
-        let authority = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let read_authority = || {
+            hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        // Only per-host rules need the authority to decide; otherwise it is read only for a
+        // decision-log line, so an allowed request costs one host call less.
+        let mut authority = if policy.has_host_rules() {
+            Some(read_authority())
+        } else {
+            None
+        };
         let (decision, source, now) = match hostcalls::get_current_time() {
             Ok(now) => {
-                let (decision, source) = self.decide(&policy, &authority, now);
+                let (decision, source) =
+                    self.decide(&policy, authority.as_deref().unwrap_or_default(), now);
                 (decision, source, now)
             }
             // Without a clock no validity check is possible: fail closed.
@@ -274,9 +284,10 @@ impl HttpContext for Request {
             metrics.record(&decision, policy.mode());
         }
         if !decision.is_allowed() || policy.log_allowed() {
+            let authority = authority.get_or_insert_with(read_authority);
             log(
                 LogLevel::Info,
-                &decision_log_line(&decision, policy.mode(), &authority, source, now),
+                &decision_log_line(&decision, policy.mode(), authority, source, now),
             );
         }
         if policy.refuses(&decision) {

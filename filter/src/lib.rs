@@ -3,7 +3,8 @@
 //! The policy core ([`config`], [`policy`], [`pattern`], [`peer`], [`signature`], [`xfcc`],
 //! [`cache`], [`decision_log`], [`audit`], [`inspect`], [`clock`], and with the `documents`
 //! feature `document`) is plain Rust with no proxy-wasm types: it is tested natively
-//! and shared with the `peergate` CLI. The proxy-wasm glue is compiled for wasm32 only.
+//! and shared with the `peergate` CLI. The proxy-wasm glue is compiled for wasm32 only (feature
+//! `module`, on by default).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -22,7 +23,7 @@ pub mod rsa_pkcs1;
 pub mod signature;
 pub mod xfcc;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod glue;
 
 pub use config::{HostConfig, Mode, PluginConfig};

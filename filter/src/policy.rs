@@ -530,6 +530,11 @@ impl Policy {
         self.log_allowed
     }
 
+    /// Whether decisions depend on the request's authority (`hosts` rules exist).
+    pub fn has_host_rules(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
     /// Number of trusted issuer certificates.
     pub fn issuer_count(&self) -> usize {
         self.issuers.len()

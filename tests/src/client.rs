@@ -50,6 +50,8 @@ impl TlsClient {
     pub fn connect(&self, addr: SocketAddr, sni: &str) -> std::io::Result<Connection> {
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+        // Small writes (a handshake flight, a request) must not wait for delayed ACKs.
+        tcp.set_nodelay(true)?;
         let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
         let conn =
             ClientConnection::new(Arc::clone(&self.config), name).map_err(std::io::Error::other)?;

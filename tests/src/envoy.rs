@@ -119,8 +119,11 @@ impl Envoy {
             .arg("-c")
             .arg(&config)
             .arg("--use-dynamic-base-id")
-            .arg("--concurrency")
-            .arg("2")
+            .args(if extra_args.contains(&"--concurrency") {
+                &[][..]
+            } else {
+                &["--concurrency", "2"][..]
+            })
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-path")
@@ -196,6 +199,11 @@ impl Envoy {
             out.insert(name, SocketAddr::new(ip, port));
         }
         Some(out)
+    }
+
+    /// The process id (for reading its CPU time from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The address of a listener by name.

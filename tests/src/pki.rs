@@ -120,9 +120,14 @@ impl Ca {
         }
     }
 
-    /// Issues a leaf as described.
+    /// Issues a leaf as described, with a fresh key.
     pub fn issue(&self, leaf: &Leaf) -> Issued {
-        let key = key(leaf.kind);
+        self.issue_for(leaf, &key(leaf.kind))
+    }
+
+    /// Issues a leaf as described for an existing key (of `leaf.kind`): many certificates
+    /// for one key cost no key generation.
+    pub fn issue_for(&self, leaf: &Leaf, key: &KeyPair) -> Issued {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(&leaf.common_name);
         params.subject_alt_names = leaf.sans.iter().map(|s| san(s)).collect();
@@ -144,7 +149,7 @@ impl Ca {
             None => random_serial(),
         });
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("leaf issuance");
+        let cert = params.signed_by(key, &issuer).expect("leaf issuance");
         Issued {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),

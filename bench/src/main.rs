@@ -1,0 +1,882 @@
+//! `cargo make bench`: measures, in one run on this machine, and writes BENCHMARKS.md.
+//!
+//! 1. The policy core natively (criterion, run by the make task before this program; medians
+//!    read from `target/criterion`).
+//! 2. The same decisions inside the wasm VM of a real Envoy (V8), timed by a benchmark module.
+//! 3. Gateway throughput: wrk → client Envoy (keep-alive mutual TLS) → gateway Envoy
+//!    (`--concurrency 1`) → direct response, for each gateway variant, in interleaved rounds;
+//!    and new connections with a new certificate each (the decision cache cannot help).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use peergate_e2e::client::TlsClient;
+use peergate_e2e::envoy::{envoy_binary, filter_wasm, workspace_root, Envoy};
+use peergate_e2e::gateway::{
+    admin, downstream_mtls, inline, router_filter, san_matchers, static_cluster,
+};
+use peergate_e2e::pki::{key, Ca, Issued, KeyKind, Leaf};
+use peergate_filter::{Mode, PluginConfig};
+use serde_json::{json, Value};
+
+const DOMAIN: &str = "helloworld.zufar.io";
+const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
+
+struct Options {
+    rounds: usize,
+    seconds: u64,
+    connections: u32,
+    out: PathBuf,
+    /// Only time decisions in V8 and print them (for quick comparisons of build settings).
+    v8_only: bool,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        rounds: 3,
+        seconds: 5,
+        connections: 16,
+        out: workspace_root().join("BENCHMARKS.md"),
+        v8_only: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--rounds" => options.rounds = value()?.parse().context("--rounds")?,
+            "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
+            "--connections" => options.connections = value()?.parse().context("--connections")?,
+            "--out" => options.out = PathBuf::from(value()?),
+            "--v8-only" => options.v8_only = true,
+            other => bail!("unknown argument {other} (--rounds N, --seconds S, --connections C, --out FILE, --v8-only)"),
+        }
+    }
+    if options.rounds < 3 {
+        bail!("--rounds: at least 3, to report medians");
+    }
+    Ok(options)
+}
+
+fn bench_wasm() -> PathBuf {
+    workspace_root().join("target/wasm32-wasip1/release/peergate_bench_wasm.wasm")
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let at = |i: usize| values.get(i).copied().unwrap_or(f64::NAN);
+    if n % 2 == 1 {
+        at(n / 2)
+    } else {
+        (at((n / 2).wrapping_sub(1)) + at(n / 2)) / 2.0
+    }
+}
+
+/// The certificates of the benchmark: an RSA-2048 root (as the generator's default), the
+/// gateway's server certificate, the allowed client.
+struct Pki {
+    root: Ca,
+    server: Issued,
+    client: Issued,
+}
+
+fn pki() -> Pki {
+    let root = Ca::new("a-b-root-ca", KeyKind::Rsa2048);
+    Pki {
+        server: root.issue(&Leaf::server(DOMAIN, KeyKind::P256)),
+        client: root.issue(&Leaf::client(
+            "cluster-a-client",
+            &[&format!("URI:{CLIENT_ID}")],
+            KeyKind::Rsa2048,
+        )),
+        root,
+    }
+}
+
+fn policy(pki: &Pki, mode: Mode) -> PluginConfig {
+    PluginConfig {
+        mode,
+        trusted_issuers: vec![pki.root.cert.cert_pem.clone()],
+        allowed_sans: Some(vec![CLIENT_ID.into()]),
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Native (criterion)
+
+/// Median of a criterion benchmark, in nanoseconds.
+fn criterion_median(id: &str) -> anyhow::Result<f64> {
+    // Criterion names the folder after the id with `/` replaced.
+    let path = workspace_root()
+        .join("target/criterion")
+        .join(id.replace('/', "_"))
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: run `cargo bench -p peergate-filter --bench policy` first",
+            path.display()
+        )
+    })?;
+    let doc: Value = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    doc.pointer("/median/point_estimate")
+        .and_then(Value::as_f64)
+        .with_context(|| format!("{}: no median", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. In V8
+
+fn wasm_http_filter(name: &str, wasm: &Path, configuration: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": name,
+                "configuration": { "@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration },
+                "fail_open": false,
+                "vm_config": {
+                    "vm_id": name,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm.display().to_string() } }
+                }
+            }
+        }
+    })
+}
+
+/// Median ns per decision (uncached, cached) for each named peer, timed inside V8.
+fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
+    let p256_root = Ca::new("p256-root", KeyKind::P256);
+    let p256_client = p256_root.issue(&Leaf::client(
+        "c",
+        &[&format!("URI:{CLIENT_ID}")],
+        KeyKind::P256,
+    ));
+    let p256_policy = PluginConfig {
+        trusted_issuers: vec![p256_root.cert.cert_pem.clone()],
+        ..policy(pki, Mode::Enforce)
+    };
+    let bench = |name: &str, config: &PluginConfig, leaf: &Issued| {
+        json!({
+            "name": name, "pluginConfig": config, "leafPem": leaf.cert_pem, "authority": DOMAIN,
+            "uncachedIterations": 200, "cachedIterations": 20000, "rounds": 5
+        })
+    };
+    let configuration = json!({ "microbench": [
+        bench("rsa2048", &policy(pki, Mode::Enforce), &pki.client),
+        bench("p256", &p256_policy, &p256_client),
+    ]});
+    let listener = json!({
+        "name": "microbench",
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{ "filters": [hcm("microbench", vec![
+            wasm_http_filter("bench", &bench_wasm(), &configuration.to_string()),
+            router_filter(),
+        ])]}]
+    });
+    let bootstrap = json!({ "admin": admin(), "static_resources": { "listeners": [listener] } });
+    let envoy = Envoy::start_with_args(&envoy_binary(), &bootstrap, &["--concurrency", "1"])
+        .map_err(|f| anyhow::anyhow!("the microbenchmark Envoy did not start:\n{}", f.log))?;
+    let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for line in envoy.log().lines() {
+        let Some(rest) = line.split("peergate-bench: ").nth(1) else {
+            continue;
+        };
+        if rest.contains("failed") {
+            bail!("in-VM benchmark failed: {rest}");
+        }
+        let fields: BTreeMap<&str, &str> = rest
+            .split_whitespace()
+            .filter_map(|f| f.split_once('='))
+            .collect();
+        let (Some(name), Some(u), Some(c)) = (
+            fields.get("name"),
+            fields.get("uncached_ns"),
+            fields.get("cached_ns"),
+        ) else {
+            continue;
+        };
+        let entry = samples.entry((*name).to_owned()).or_default();
+        entry.0.push(u.parse()?);
+        entry.1.push(c.parse()?);
+    }
+    if samples.len() != 2 {
+        bail!(
+            "expected results for rsa2048 and p256 in Envoy's log:\n{}",
+            envoy.log()
+        );
+    }
+    Ok(samples
+        .into_iter()
+        .map(|(k, (mut u, mut c))| (k, (median(&mut u), median(&mut c))))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Throughput
+
+fn hcm(stat_prefix: &str, http_filters: Vec<Value>) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": stat_prefix,
+            "route_config": { "virtual_hosts": [{
+                "name": "all", "domains": ["*"],
+                "routes": [{ "match": { "prefix": "/" }, "direct_response": { "status": 200, "body": { "inline_string": "ok\n" } } }]
+            }]},
+            "http_filters": http_filters
+        }
+    })
+}
+
+/// Envoy's native RBAC, allowing the client's principal (its URI SAN) exactly: what it can do
+/// without a filter (match a name; it cannot prove who issued the certificate).
+fn rbac_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": { "action": "ALLOW", "policies": { "client": {
+                "permissions": [{ "any": true }],
+                "principals": [{ "authenticated": { "principal_name": { "exact": CLIENT_ID } } }]
+            }}}
+        }
+    })
+}
+
+struct Variant {
+    name: &'static str,
+    what: &'static str,
+    filters: Vec<Value>,
+}
+
+fn variants(pki: &Pki) -> Vec<Variant> {
+    let peergate =
+        |mode| wasm_http_filter("peergate", &filter_wasm(), &policy(pki, mode).to_json());
+    vec![
+        Variant {
+            name: "none",
+            what: "no filter (baseline)",
+            filters: vec![router_filter()],
+        },
+        Variant {
+            name: "noop",
+            what: "a proxy-wasm filter doing nothing",
+            filters: vec![wasm_http_filter("noop", &bench_wasm(), ""), router_filter()],
+        },
+        Variant {
+            name: "rbac",
+            what: "native RBAC, principal exact",
+            filters: vec![rbac_filter(), router_filter()],
+        },
+        Variant {
+            name: "enforce",
+            what: "peergate enforce (cache warm)",
+            filters: vec![peergate(Mode::Enforce), router_filter()],
+        },
+        Variant {
+            name: "audit",
+            what: "peergate audit (cache warm)",
+            filters: vec![peergate(Mode::Audit), router_filter()],
+        },
+    ]
+}
+
+fn gateway_bootstrap(pki: &Pki, variants: &[Variant]) -> Value {
+    let listeners: Vec<Value> = variants.iter().map(|v| json!({
+        "name": v.name,
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{
+            "transport_socket": downstream_mtls(&pki.server.cert_pem, &pki.server.key_pem, &pki.root.cert.cert_pem, &[]),
+            "filters": [hcm(v.name, v.filters.clone())]
+        }]
+    })).collect();
+    json!({ "admin": admin(), "static_resources": { "listeners": listeners } })
+}
+
+/// The client side: one plain-HTTP listener per gateway listener, each forwarding over a
+/// pool of keep-alive mutual-TLS connections (as a sidecar does).
+fn client_bootstrap(pki: &Pki, gateway: &Envoy, variants: &[Variant]) -> Value {
+    let upstream_tls = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": DOMAIN,
+            "common_tls_context": {
+                "tls_certificates": [{ "certificate_chain": inline(&pki.client.cert_pem), "private_key": inline(&pki.client.key_pem) }],
+                "validation_context": { "trusted_ca": inline(&pki.root.cert.cert_pem), "match_typed_subject_alt_names": san_matchers(&[DOMAIN.to_owned()]) }
+            }
+        }
+    });
+    let listeners: Vec<Value> = variants.iter().map(|v| json!({
+        "name": v.name,
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": v.name,
+                "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"],
+                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": v.name } }] }]},
+                "http_filters": [router_filter()]
+            }
+        }]}]
+    })).collect();
+    let clusters: Vec<Value> = variants
+        .iter()
+        .map(|v| static_cluster(v.name, gateway.listener(v.name), Some(upstream_tls.clone())))
+        .collect();
+    json!({ "admin": admin(), "static_resources": { "listeners": listeners, "clusters": clusters } })
+}
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).context("/proc/<gateway>/stat")?;
+    // The command name may hold spaces; fields resume after its closing parenthesis.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("stat format")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    Ok(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_request: f64,
+}
+
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| text.split_at(i))?;
+    let value: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => return None,
+    })
+}
+
+fn wrk(
+    addr: SocketAddr,
+    seconds: u64,
+    connections: u32,
+    gateway_pid: u32,
+) -> anyhow::Result<Sample> {
+    let cpu_before = cpu_seconds(gateway_pid)?;
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            &format!("http://{addr}/"),
+        ])
+        .output()
+        .context("running wrk (Debian package wrk; cargo make bench installs it)")?;
+    let cpu = cpu_seconds(gateway_pid)? - cpu_before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!(
+            "wrk failed or saw errors:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let field = |prefix: &str| {
+        text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(prefix)
+                .map(str::trim)
+                .map(str::to_owned)
+        })
+    };
+    let rps: f64 = field("Requests/sec:")
+        .context("wrk: Requests/sec")?
+        .parse()?;
+    let requests: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .and_then(|(n, _)| n.parse().ok())
+        })
+        .context("wrk: requests")?;
+    Ok(Sample {
+        rps,
+        p50_ms: field("50%")
+            .and_then(|v| parse_duration_ms(&v))
+            .context("wrk: 50%")?,
+        p99_ms: field("99%")
+            .and_then(|v| parse_duration_ms(&v))
+            .context("wrk: 99%")?,
+        cpu_us_per_request: cpu / requests * 1e6,
+    })
+}
+
+/// New connections as fast as `threads` loops can open them, each with the next certificate
+/// of `clients` (round robin), one request per connection.
+fn new_connections(
+    addr: SocketAddr,
+    clients: &Arc<Vec<TlsClient>>,
+    seconds: u64,
+    threads: usize,
+    gateway_pid: u32,
+) -> anyhow::Result<Sample> {
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds(gateway_pid)?;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (clients, next, done) = (Arc::clone(clients), Arc::clone(&next), Arc::clone(&done));
+            std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+                let mut latencies = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let i = usize::try_from(next.fetch_add(1, Ordering::Relaxed)).unwrap_or(0)
+                        % clients.len();
+                    let t = Instant::now();
+                    let response = clients
+                        .get(i)
+                        .context("client index")?
+                        .get(addr, DOMAIN, DOMAIN, "/", &[])
+                        .context("new-connection request")?;
+                    if response.status != 200 {
+                        bail!("status {} ({})", response.status, response.text());
+                    }
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    done.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a load thread panicked"))??,
+        );
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(gateway_pid)? - cpu_before;
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Sample {
+        rps: latencies.len() as f64 / elapsed,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        cpu_us_per_request: cpu / latencies.len() as f64 * 1e6,
+    })
+}
+
+fn medians(samples: &[Sample]) -> Sample {
+    let pick = |f: fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
+    Sample {
+        rps: pick(|s| s.rps),
+        p50_ms: pick(|s| s.p50_ms),
+        p99_ms: pick(|s| s.p99_ms),
+        cpu_us_per_request: pick(|s| s.cpu_us_per_request),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(0);
+    format!(
+        "{cores} cores ({model}), {}",
+        command_output("uname", &["-sr"])
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    for (path, how) in [
+        (filter_wasm(), "cargo make build-filter"),
+        (bench_wasm(), "cargo make build-bench-wasm"),
+    ] {
+        if !path.exists() {
+            bail!("{} is missing: run `{how}`", path.display());
+        }
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        bail!("wrk is not installed (Debian package wrk): cargo make bench installs it");
+    }
+    let started = time::OffsetDateTime::now_utc();
+    eprintln!("peergate-bench: certificates");
+    let pki = pki();
+
+    if options.v8_only {
+        for (name, (uncached, cached)) in v8_decisions(&pki)? {
+            println!(
+                "{name}: uncached {:.1} µs, cached {:.2} µs in V8",
+                uncached / 1000.0,
+                cached / 1000.0
+            );
+        }
+        return Ok(());
+    }
+    eprintln!("peergate-bench: native medians from target/criterion");
+    let native_ids = [
+        "decide_uncached/rsa2048",
+        "decide_uncached/p256",
+        "decide_cached/rsa2048",
+        "decide_cached/p256",
+        "xfcc_cert_matching",
+        "pem_to_der",
+        "compile/rsa2048",
+        "compile/p256",
+        "part/parse",
+        "part/summary",
+        "part/signature",
+        "part/sha256_der",
+    ];
+    let mut native = BTreeMap::new();
+    for id in native_ids {
+        native.insert(id, criterion_median(id)?);
+    }
+
+    eprintln!("peergate-bench: decisions inside V8");
+    let v8 = v8_decisions(&pki)?;
+
+    eprintln!("peergate-bench: gateway and client Envoys");
+    let variants = variants(&pki);
+    let gateway = Envoy::start_with_args(
+        &envoy_binary(),
+        &gateway_bootstrap(&pki, &variants),
+        &["--concurrency", "1"],
+    )
+    .map_err(|f| anyhow::anyhow!("gateway Envoy did not start:\n{}", f.log))?;
+    let client = Envoy::start_with_args(
+        &envoy_binary(),
+        &client_bootstrap(&pki, &gateway, &variants),
+        &["--concurrency", "1"],
+    )
+    .map_err(|f| anyhow::anyhow!("client Envoy did not start:\n{}", f.log))?;
+    for v in &variants {
+        // Warm up: connections, VMs and the decision cache.
+        wrk(
+            client.listener(v.name),
+            1,
+            options.connections,
+            gateway.pid(),
+        )?;
+    }
+    let mut keepalive: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    for round in 0..options.rounds {
+        for v in &variants {
+            eprintln!(
+                "peergate-bench: round {} of {}: {}",
+                round + 1,
+                options.rounds,
+                v.name
+            );
+            keepalive.entry(v.name).or_default().push(wrk(
+                client.listener(v.name),
+                options.seconds,
+                options.connections,
+                gateway.pid(),
+            )?);
+        }
+    }
+    drop(client);
+
+    // New connections, each with the next of more certificates than the cache holds (one key,
+    // so issuing them is quick): every decision is a cold one.
+    eprintln!(
+        "peergate-bench: {} client certificates for the cold runs",
+        2 * peergate_filter::cache::DEFAULT_CAPACITY
+    );
+    let shared_key = key(KeyKind::Rsa2048);
+    let key_pem = shared_key.serialize_pem();
+    let san = format!("URI:{CLIENT_ID}");
+    let clients: Arc<Vec<TlsClient>> = Arc::new(
+        (0..2 * peergate_filter::cache::DEFAULT_CAPACITY)
+            .map(|i| {
+                let leaf = pki.root.issue_for(
+                    &Leaf::client(&format!("cold-{i}"), &[&san], KeyKind::Rsa2048),
+                    &shared_key,
+                );
+                TlsClient::new(&pki.root.cert.cert_pem, Some((&leaf.cert_pem, &key_pem)))
+            })
+            .collect(),
+    );
+    let cold_variants = [
+        ("none", "no filter"),
+        (
+            "enforce",
+            "peergate enforce, a new certificate per connection (cache cold)",
+        ),
+    ];
+    for (name, _) in cold_variants {
+        new_connections(gateway.listener(name), &clients, 1, 2, gateway.pid())?;
+    }
+    let mut cold: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    for round in 0..options.rounds {
+        for (name, _) in cold_variants {
+            eprintln!(
+                "peergate-bench: round {} of {}: new connections, {name}",
+                round + 1,
+                options.rounds
+            );
+            cold.entry(name).or_default().push(new_connections(
+                gateway.listener(name),
+                &clients,
+                options.seconds,
+                2,
+                gateway.pid(),
+            )?);
+        }
+    }
+    let misses = gateway
+        .stats("peergate")
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("peergate.allowed"))
+        .map(|(_, v)| v)
+        .sum::<u64>();
+    drop(gateway);
+
+    let module_size = std::fs::metadata(filter_wasm())?.len();
+    let report = render(
+        &options,
+        started,
+        &native,
+        &v8,
+        &variants,
+        &keepalive,
+        &cold_variants,
+        &cold,
+        module_size,
+        misses,
+    );
+    std::fs::write(&options.out, &report).with_context(|| options.out.display().to_string())?;
+    print!("{report}");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    options: &Options,
+    started: time::OffsetDateTime,
+    native: &BTreeMap<&str, f64>,
+    v8: &BTreeMap<String, (f64, f64)>,
+    variants: &[Variant],
+    keepalive: &BTreeMap<&str, Vec<Sample>>,
+    cold_variants: &[(&str, &str)],
+    cold: &BTreeMap<&str, Vec<Sample>>,
+    module_size: u64,
+    allowed_total: u64,
+) -> String {
+    let mut out = String::new();
+    let date = started
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let _ = writeln!(out, "# peergate benchmarks\n");
+    let _ = writeln!(out, "Written by `cargo make bench` on {date}: {}; Envoy `{}` (V8); {}. \
+        Every number below comes from this one run; ratios compare variants measured in the same run. \
+        The machine is shared and noisy: medians of {} interleaved rounds (A B C … A B C …) of {} s each.\n",
+        machine(), command_output(&envoy_binary().display().to_string(), &["--version"]).lines().last().unwrap_or("?").trim(),
+        command_output("rustc", &["--version"]), options.rounds, options.seconds);
+
+    let _ = writeln!(out, "## Gateway throughput, keep-alive mutual TLS\n");
+    let _ = writeln!(out, "`wrk -t1 -c{} -d{}s --latency` → client Envoy (plain HTTP in, a pool of keep-alive mutual-TLS \
+        connections out, RSA-2048 client certificate) → gateway Envoy (`--concurrency 1`, client certificate required) → \
+        direct 200 response. Gateway CPU per request is user+system time of the gateway process (`/proc/<pid>/stat`) over \
+        the requests wrk completed.\n", options.connections, options.seconds);
+    let _ = writeln!(
+        out,
+        "| gateway variant | rps | rps vs no filter | rps vs do-nothing wasm | p50 ms | p99 ms | gateway CPU µs/request | CPU over no filter | overhead vs do-nothing wasm's |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let base = keepalive
+        .get("none")
+        .map(|s| medians(s))
+        .unwrap_or_default();
+    let noop = keepalive
+        .get("noop")
+        .map(|s| medians(s))
+        .unwrap_or_default();
+    let noop_overhead = noop.cpu_us_per_request - base.cpu_us_per_request;
+    for v in variants {
+        let m = keepalive
+            .get(v.name)
+            .map(|s| medians(s))
+            .unwrap_or_default();
+        let overhead = m.cpu_us_per_request - base.cpu_us_per_request;
+        // A ratio of two differences is meaningless when the denominator is within the noise.
+        let vs_noop = match v.name {
+            "none" | "noop" | "rbac" => String::new(),
+            _ if noop_overhead >= 2.0 => format!("{:.2}×", overhead / noop_overhead),
+            _ => "n/a (do-nothing overhead within noise)".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.3} | {:.3} | {:.2} | {:.2} | {:.1} | {:+.1} µs | {} |",
+            v.what,
+            m.rps,
+            m.rps / base.rps,
+            m.rps / noop.rps,
+            m.p50_ms,
+            m.p99_ms,
+            m.cpu_us_per_request,
+            overhead,
+            vs_noop
+        );
+    }
+    let _ = writeln!(out, "\nPer-round rps (for judging the noise):\n");
+    for v in variants {
+        let rounds: Vec<String> = keepalive
+            .get(v.name)
+            .map(|s| s.iter().map(|x| format!("{:.0}", x.rps)).collect())
+            .unwrap_or_default();
+        let _ = writeln!(out, "- {}: {}", v.name, rounds.join(", "));
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## New connections, a new client certificate each (decision cache cold)\n"
+    );
+    let _ = writeln!(out, "Two threads of a Rust client (rustls) open one mutual-TLS connection per request straight to the gateway, \
+        cycling through {} RSA-2048 client certificates (twice the decision cache's capacity, so every decision misses). \
+        TLS handshakes dominate; the difference between the rows is the cold decision plus the filter's own cost.\n",
+        2 * peergate_filter::cache::DEFAULT_CAPACITY);
+    let _ = writeln!(out, "| gateway variant | connections/s | vs no filter | p50 ms | p99 ms | gateway CPU µs/connection |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let cold_base = cold.get("none").map(|s| medians(s)).unwrap_or_default();
+    for (name, what) in cold_variants {
+        let m = cold.get(name).map(|s| medians(s)).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {what} | {:.0} | {:.3} | {:.2} | {:.2} | {:.0} |",
+            m.rps,
+            m.rps / cold_base.rps,
+            m.p50_ms,
+            m.p99_ms,
+            m.cpu_us_per_request
+        );
+    }
+    let _ = writeln!(out, "\n(The filter counted {allowed_total} allowed requests on the gateway over the whole run.)");
+
+    let _ = writeln!(out, "\n## One decision, inside V8 and natively\n");
+    let _ = writeln!(out, "Inside V8: the benchmark module (`bench/wasm`, built like the filter: `--release` for wasm32-wasip1) runs the \
+        policy core's `decide()` on an allowed peer (uncached: parse, issuer signature, SAN match) and the per-request path \
+        of a warm cache (lookup by digest, then validity and SANs) when Envoy configures it, timed with the proxy's clock; \
+        median of 5 rounds (200 uncached, 20 000 cached each). Natively: criterion medians (`cargo bench -p peergate-filter \
+        --bench policy`, opt-level 3).\n");
+    let _ = writeln!(out, "| decision | inside V8 | natively | V8 / native |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (name, label) in [("rsa2048", "RSA-2048"), ("p256", "ECDSA P-256")] {
+        if let Some((uncached, cached)) = v8.get(name) {
+            let n_uncached = native
+                .get(format!("decide_uncached/{name}").as_str())
+                .copied()
+                .unwrap_or(f64::NAN);
+            let n_cached = native
+                .get(format!("decide_cached/{name}").as_str())
+                .copied()
+                .unwrap_or(f64::NAN);
+            let _ = writeln!(
+                out,
+                "| uncached, {label} | {:.1} µs | {:.1} µs | {:.1}× |",
+                uncached / 1000.0,
+                n_uncached / 1000.0,
+                uncached / n_uncached
+            );
+            let _ = writeln!(
+                out,
+                "| cached, {label} | {:.2} µs | {:.2} µs | {:.1}× |",
+                cached / 1000.0,
+                n_cached / 1000.0,
+                cached / n_cached
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nNatively, where an uncached RSA-2048 decision goes, and the rest of the core:\n"
+    );
+    let _ = writeln!(out, "| benchmark | median |\n|---|---|");
+    for (id, what) in [
+        (
+            "part/signature",
+            "RSA-2048 PKCS#1 v1.5 signature check (SHA-256 of the TBS + s^65537 mod n)",
+        ),
+        ("part/parse", "X.509 parse of the leaf (x509-parser)"),
+        (
+            "part/summary",
+            "the peer summary (subject, issuer, SANs, serial as text)",
+        ),
+        ("part/sha256_der", "SHA-256 of the DER (the cache key)"),
+        (
+            "xfcc_cert_matching",
+            "XFCC header: find the Cert= matching the connection's digest",
+        ),
+        ("pem_to_der", "PEM → DER of a leaf"),
+        (
+            "compile/rsa2048",
+            "compile a pluginConfig (one RSA-2048 root: Montgomery constants)",
+        ),
+        ("compile/p256", "compile a pluginConfig (one P-256 root)"),
+    ] {
+        let value = native.get(id).copied().unwrap_or(f64::NAN);
+        let _ = writeln!(out, "| {what} | {:.2} µs |", value / 1000.0);
+    }
+    let _ = writeln!(out, "\n## Module size\n\n`target/wasm32-wasip1/release/peergate_filter.wasm`: {module_size} bytes ({:.0} KiB; opt-level z, LTO, one codegen unit, panic=abort, stripped).\n", module_size as f64 / 1024.0);
+    let _ = writeln!(out, "## Reproduce\n\n```sh\ncargo make bench   # installs wrk (Debian) if absent, builds the modules, runs criterion and this program\n# or, with everything built: cargo run --profile bench -p peergate-bench -- --rounds {} --seconds {} --connections {}\n```", options.rounds, options.seconds, options.connections);
+    out
+}
