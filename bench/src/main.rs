@@ -40,7 +40,7 @@ struct Options {
 
 fn options() -> anyhow::Result<Options> {
     let mut options = Options {
-        rounds: 3,
+        rounds: 5,
         seconds: 5,
         connections: 16,
         out: workspace_root().join("BENCHMARKS.md"),

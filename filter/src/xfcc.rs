@@ -109,10 +109,28 @@ fn unquote(value: &str) -> String {
     }
 }
 
-/// Decodes a lower- or upper-case hex digest of 32 bytes.
+/// Decodes a lower- or upper-case hex digest of 32 bytes (64 digits, as Envoy's
+/// `connection.sha256_peer_certificate_digest`). Read on every request: no allocation.
 pub fn parse_digest(text: &[u8]) -> Option<[u8; 32]> {
-    let text = std::str::from_utf8(trim_ascii(text)).ok()?;
-    crate::peer::parse_hex(text).and_then(|b| b.try_into().ok())
+    let text = trim_ascii(text);
+    if text.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(text.chunks_exact(2)) {
+        let (&high, &low) = (pair.first()?, pair.get(1)?);
+        *byte = (hex_value(high)? << 4) | hex_value(low)?;
+    }
+    Some(digest)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Among the XFCC `Cert=` values, the DER of the one whose SHA-256 is `connection_digest`.
@@ -162,6 +180,12 @@ mod tests {
         let hex = "00".repeat(32);
         assert_eq!(parse_digest(hex.as_bytes()), Some([0; 32]));
         assert_eq!(parse_digest(b"00"), None);
+        let mixed = format!("  {}Ff\n", "0a".repeat(31));
+        let mut expected = [0x0a; 32];
+        expected[31] = 0xff;
+        assert_eq!(parse_digest(mixed.as_bytes()), Some(expected));
+        assert_eq!(parse_digest("g".repeat(64).as_bytes()), None);
+        assert_eq!(parse_digest("é".repeat(32).as_bytes()), None);
         assert_eq!(parse_digest(b""), None);
     }
 
