@@ -102,6 +102,25 @@ fn decisions(c: &mut Criterion) {
                         .unwrap()
                 })
             });
+            // The same check with the `rsa` crate, the baseline for ours.
+            {
+                use rsa::pkcs1::DecodeRsaPublicKey;
+                use sha2::Digest;
+                let reference = rsa::PublicKey::from_pkcs1_der(
+                    root.public_key().subject_public_key.data.as_ref(),
+                )
+                .unwrap();
+                let tbs = cert.tbs_certificate.as_ref();
+                let signature = cert.signature_value.data.as_ref();
+                c.bench_function("part/signature_rsa_crate", |b| {
+                    b.iter(|| {
+                        let digest = sha2::Sha256::digest(black_box(tbs));
+                        reference
+                            .verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, signature)
+                            .unwrap()
+                    })
+                });
+            }
             c.bench_function("part/sha256_der", |b| {
                 b.iter(|| fingerprint(black_box(&leaf.cert_der)))
             });
