@@ -10,6 +10,7 @@ use peergate_e2e::backend::Backend;
 use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, legacy_envoy_binary, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
+use peergate_e2e::http::url_encode;
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
 use peergate_filter::{Mode, PluginConfig};
 
@@ -207,17 +208,6 @@ fn run(gateway: &Gateway, case: &Case<'_>) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(got, want, "{}: counter changes", case.name);
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An XFCC element claiming `leaf` (what a client forging the header would send).

@@ -39,19 +39,10 @@ fn world(kind: KeyKind) -> (PluginConfig, Issued) {
 
 /// Envoy's XFCC form: `Cert="<URL-encoded PEM>"` among the other fields.
 fn xfcc_header(leaf: &Issued) -> String {
-    let encoded: String = leaf
-        .cert_pem
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
     format!(
-        "By=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway;Hash={};Cert=\"{encoded}\";Subject=\"CN=cluster-a-client\";URI={CLIENT_ID}",
-        peergate_filter::peer::hex(&fingerprint(&leaf.cert_der))
+        "By=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway;Hash={};Cert=\"{}\";Subject=\"CN=cluster-a-client\";URI={CLIENT_ID}",
+        peergate_filter::peer::hex(&fingerprint(&leaf.cert_der)),
+        peergate_e2e::http::url_encode(&leaf.cert_pem)
     )
 }
 

@@ -13,7 +13,8 @@ use x509_parser::prelude::FromDer;
 use crate::clock::{rfc3339_millis, rfc3339_seconds};
 use crate::config::Mode;
 use crate::decision_log::Verdict;
-use crate::peer::{hex, PeerSummary, San};
+use crate::inspect::signature_algorithm_name;
+use crate::peer::{colon_hex, PeerSummary, San};
 use crate::policy::{
     authority_key_id, best_issuer_attempt, is_expired, is_not_yet_valid, unix_seconds,
     IssuerAttempt, KeyIdComparison, Policy, Reason, Rule,
@@ -179,23 +180,6 @@ fn skip(check: CheckName, detail: &str) -> Check {
         detail: detail.to_owned(),
         reason: None,
     }
-}
-
-/// `ab:cd:ef`, how key identifiers are usually shown.
-fn colon_hex(bytes: &[u8]) -> String {
-    let plain = hex(bytes);
-    let pairs: Vec<&str> = (0..plain.len())
-        .step_by(2)
-        .filter_map(|i| plain.get(i..i + 2))
-        .collect();
-    pairs.join(":")
-}
-
-fn signature_algorithm_name(cert: &X509Certificate<'_>) -> String {
-    let oid = &cert.signature_algorithm.algorithm;
-    x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
-        .map(str::to_owned)
-        .unwrap_or_else(|_| oid.to_id_string())
 }
 
 /// "3 days", "1 day", "5 hours": a rough distance for people.

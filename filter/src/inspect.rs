@@ -16,7 +16,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
 use crate::clock::rfc3339_seconds;
-use crate::peer::{fingerprint, hex, PeerSummary, San};
+use crate::peer::{colon_hex, fingerprint, PeerSummary, San};
 use crate::policy::unix_seconds;
 
 /// Why certificates could not be read.
@@ -163,23 +163,20 @@ pub fn inspect(der: &[u8], now: SystemTime) -> Result<CertificateInfo, InspectEr
         serial: peer.serial,
         sans: peer.sans,
         key: key_info(&cert),
-        signature_algorithm: x509_parser::objects::oid2sn(
-            &cert.signature_algorithm.algorithm,
-            x509_parser::objects::oid_registry(),
-        )
-        .map(str::to_owned)
-        .unwrap_or_else(|_| cert.signature_algorithm.algorithm.to_id_string()),
+        signature_algorithm: signature_algorithm_name(&cert),
         is_ca: cert.is_ca(),
         fingerprint: peer.fingerprint,
-        fingerprint_openssl: hex(&digest)
-            .to_ascii_uppercase()
-            .as_bytes()
-            .chunks(2)
-            .filter_map(|pair| std::str::from_utf8(pair).ok())
-            .collect::<Vec<_>>()
-            .join(":"),
+        fingerprint_openssl: colon_hex(&digest).to_ascii_uppercase(),
         spki_sha256: base64::engine::general_purpose::STANDARD.encode(spki),
     })
+}
+
+/// The signature algorithm's short name (`sha256WithRSAEncryption`), or its OID.
+pub(crate) fn signature_algorithm_name(cert: &X509Certificate<'_>) -> String {
+    let oid = &cert.signature_algorithm.algorithm;
+    x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+        .map(str::to_owned)
+        .unwrap_or_else(|_| oid.to_id_string())
 }
 
 fn key_info(cert: &X509Certificate<'_>) -> KeyInfo {

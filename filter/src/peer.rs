@@ -106,6 +106,18 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Lower-case hex with `:` between bytes (`ab:cd:ef`), as key identifiers are usually shown;
+/// upper-cased, as openssl prints fingerprints.
+pub fn colon_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        use fmt::Write;
+        let separator = if i == 0 { "" } else { ":" };
+        let _ = write!(out, "{separator}{b:02x}");
+    }
+    out
+}
+
 /// The SHA-256 of a certificate's DER.
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
     Sha256::digest(der).into()

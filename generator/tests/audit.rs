@@ -530,17 +530,10 @@ fn a_bundle_audits_each_certificate_and_fails_if_any_is_denied() {
 
 /// Envoy's form: `Cert="<URL-encoded PEM>"`.
 fn xfcc_element(leaf: &Issued) -> String {
-    let encoded: String = leaf
-        .cert_pem
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    format!("Hash=00;Cert=\"{encoded}\";Subject=\"CN=x\";URI={CLIENT_ID}")
+    format!(
+        "Hash=00;Cert=\"{}\";Subject=\"CN=x\";URI={CLIENT_ID}",
+        peergate_e2e::http::url_encode(&leaf.cert_pem)
+    )
 }
 
 #[test]

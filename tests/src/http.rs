@@ -104,3 +104,16 @@ pub fn write_get<W: Write>(
     stream.write_all(request.as_bytes())?;
     stream.flush()
 }
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, as Envoy encodes the
+/// certificate in `x-forwarded-client-cert`'s `Cert=`.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
