@@ -12,13 +12,21 @@ const UNPARSABLE_TTL_SECS: i64 = 300;
 /// Entries kept per VM when nothing else is said.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// Assessments by certificate digest. Entries expire at the certificate's notAfter; when full,
-/// expired entries go first, then the oldest.
+/// How often, at most, a full cache looks for expired entries before evicting the oldest
+/// (seconds): the sweep visits every entry, and a stream of new certificates must not pay for
+/// it on each insertion.
+const SWEEP_INTERVAL_SECS: i64 = 60;
+
+/// Assessments by certificate digest. Entries expire at the certificate's notAfter (an expired
+/// entry found by a lookup is dropped); when full, expired entries go first (swept at most once
+/// a minute), then the oldest.
 #[derive(Debug)]
 pub struct AssessmentCache {
     capacity: usize,
     entries: HashMap<[u8; 32], (Arc<Assessment>, i64)>,
+    /// The keys of `entries`, oldest first: always the same set.
     order: VecDeque<[u8; 32]>,
+    next_sweep: i64,
 }
 
 impl Default for AssessmentCache {
@@ -34,6 +42,7 @@ impl AssessmentCache {
             capacity: capacity.max(1),
             entries: HashMap::new(),
             order: VecDeque::new(),
+            next_sweep: i64::MIN,
         }
     }
 
@@ -43,6 +52,8 @@ impl AssessmentCache {
             Some((assessment, expires)) if now <= *expires => Some(Arc::clone(assessment)),
             Some(_) => {
                 self.entries.remove(digest);
+                // Rare (a certificate outliving its notAfter), so a scan is fine.
+                self.order.retain(|d| d != digest);
                 None
             }
             None => None,
@@ -64,11 +75,15 @@ impl AssessmentCache {
         if self.entries.insert(digest, (assessment, expires)).is_none() {
             self.order.push_back(digest);
         }
+        debug_assert_eq!(self.order.len(), self.entries.len());
     }
 
     fn make_room(&mut self, now: i64) {
-        self.entries.retain(|_, (_, expires)| *expires >= now);
-        self.order.retain(|d| self.entries.contains_key(d));
+        if now >= self.next_sweep {
+            self.next_sweep = now.saturating_add(SWEEP_INTERVAL_SECS);
+            self.entries.retain(|_, (_, expires)| *expires >= now);
+            self.order.retain(|d| self.entries.contains_key(d));
+        }
         while self.entries.len() >= self.capacity {
             match self.order.pop_front() {
                 Some(oldest) => {
@@ -83,6 +98,7 @@ impl AssessmentCache {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.order.clear();
+        self.next_sweep = i64::MIN;
     }
 
     /// Number of entries, live or not yet swept.

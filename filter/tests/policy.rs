@@ -448,6 +448,34 @@ fn cache_expires_at_not_after_and_stays_bounded() {
     assert!(cache.is_empty());
 }
 
+/// A flood of distinct certificates (here unparsable ones, which are cached too) never grows the
+/// cache past its capacity, also when entries expire and come back; the cache's own invariant
+/// (its eviction order holds exactly its keys) is asserted on every insertion in this build.
+#[test]
+fn cache_stays_bounded_under_100_000_distinct_certificates() {
+    let pki = pki();
+    let policy = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
+    let mut cache = AssessmentCache::default();
+    let capacity = peergate_filter::cache::DEFAULT_CAPACITY;
+    let mut t = secs(now());
+    let mut largest = 0;
+    for i in 0..100_000u32 {
+        let assessment =
+            Arc::new(policy.assess(format!("not a certificate {}", i % 50_000).as_bytes()));
+        if cache.get(&assessment.fingerprint, t).is_none() {
+            cache.insert(assessment, t);
+        }
+        largest = largest.max(cache.len());
+        // Time passes: unparsable entries expire after 300 s and the second half of the loop
+        // brings the same inputs back.
+        if i % 1000 == 0 {
+            t += 7;
+        }
+    }
+    assert_eq!(largest, capacity);
+    assert!(cache.len() <= capacity);
+}
+
 fn compile_error(json: serde_json::Value) -> String {
     compile_json(json.to_string().as_bytes())
         .unwrap_err()
