@@ -204,7 +204,7 @@ impl Policy {
         let decision = self.judge(&assessment, authority, now);
         let checks = match X509Certificate::from_der(der) {
             Ok(([], cert)) => match &assessment.peer {
-                Some(peer) => self.checks(&cert, peer, authority, now),
+                Some(peer) => self.checks(&cert, peer, &assessment.fingerprint, authority, now),
                 None => unparsable("the subjectAltName extension is malformed".into()),
             },
             Ok((rest, _)) => {
@@ -213,11 +213,7 @@ impl Policy {
             Err(e) => unparsable(format!("not X.509 DER: {e}")),
         };
         AuditReport {
-            verdict: if decision.is_allowed() {
-                Verdict::Allow
-            } else {
-                Verdict::Deny
-            },
+            verdict: Verdict::of(&decision),
             reason: decision.reason,
             explanation: decision.reason.explain(),
             mode: self.mode(),
@@ -233,6 +229,7 @@ impl Policy {
         &self,
         cert: &X509Certificate<'_>,
         peer: &PeerSummary,
+        fingerprint: &[u8; 32],
         authority: &str,
         now: SystemTime,
     ) -> Vec<Check> {
@@ -246,7 +243,7 @@ impl Policy {
         )];
         checks.extend(self.issuer_checks(cert, peer));
         checks.extend(validity_checks(peer, now));
-        checks.extend(self.deny_list_checks(cert, peer));
+        checks.extend(self.deny_list_checks(cert, peer, fingerprint));
         checks.extend(self.san_checks(peer, authority));
         checks
     }
@@ -336,7 +333,12 @@ impl Policy {
         [name, key_id, signature]
     }
 
-    fn deny_list_checks(&self, cert: &X509Certificate<'_>, peer: &PeerSummary) -> [Check; 2] {
+    fn deny_list_checks(
+        &self,
+        cert: &X509Certificate<'_>,
+        peer: &PeerSummary,
+        fingerprint: &[u8; 32],
+    ) -> [Check; 2] {
         let serial = if self.serial_is_denied(cert.raw_serial()) {
             fail(
                 CheckName::DeniedSerial,
@@ -352,10 +354,7 @@ impl Policy {
                 },
             )
         };
-        let listed = crate::peer::parse_hex(&peer.fingerprint)
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .is_some_and(|fp| self.fingerprint_is_denied(&fp));
-        let fingerprint = if listed {
+        let fingerprint = if self.fingerprint_is_denied(fingerprint) {
             fail(
                 CheckName::DeniedFingerprint,
                 Reason::DeniedFingerprint,

@@ -37,6 +37,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict of a decision.
+    pub fn of(decision: &Decision) -> Self {
+        if decision.is_allowed() {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        }
+    }
+
     /// `allow` or `deny`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -92,17 +101,12 @@ impl<'a> DecisionRecord<'a> {
         now: SystemTime,
     ) -> Self {
         let peer = decision.peer();
-        let allowed = decision.is_allowed();
         DecisionRecord {
             time: Some(Cow::Owned(rfc3339_millis(now))),
-            decision: if allowed {
-                Verdict::Allow
-            } else {
-                Verdict::Deny
-            },
+            decision: Verdict::of(decision),
             reason: decision.reason,
             mode,
-            enforced: !allowed && mode == Mode::Enforce,
+            enforced: decision.is_refused_in(mode),
             authority: Cow::Borrowed(authority),
             source,
             subject: peer.map(|p| Cow::Borrowed(p.subject.as_str())),

@@ -77,16 +77,16 @@ fn collect(documents: Vec<Value>) -> Result<Vec<FoundConfig>, DocumentError> {
     Ok(found)
 }
 
-fn visit(document: Value, found: &mut Vec<FoundConfig>, seen: &mut Vec<String>) {
+fn visit(mut document: Value, found: &mut Vec<FoundConfig>, seen: &mut Vec<String>) {
     let kind = document
         .get("kind")
         .and_then(Value::as_str)
         .map(str::to_owned);
     match kind.as_deref() {
         Some("List") => {
-            if let Some(Value::Array(items)) = document.get("items") {
+            if let Some(Value::Array(items)) = document.get_mut("items").map(Value::take) {
                 for item in items {
-                    visit(item.clone(), found, seen);
+                    visit(item, found, seen);
                 }
             }
         }

@@ -195,12 +195,7 @@ fn key_info(cert: &X509Certificate<'_>) -> KeyInfo {
         return named("RSA", bits, None);
     }
     if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok());
-        let (name, bits) = match curve {
+        let (name, bits) = match crate::signature::named_curve(spki) {
             Some(c) if c == OID_EC_P256 => ("P-256".to_owned(), Some(256)),
             Some(c) if c == OID_NIST_EC_P384 => ("P-384".to_owned(), Some(384)),
             Some(c) if c == OID_NIST_EC_P521 => ("P-521".to_owned(), Some(521)),

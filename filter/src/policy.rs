@@ -508,6 +508,11 @@ impl Decision {
         self.reason == Reason::Allowed
     }
 
+    /// Whether the request is refused under `mode`: a denial in enforce mode.
+    pub fn is_refused_in(&self, mode: Mode) -> bool {
+        !self.is_allowed() && mode == Mode::Enforce
+    }
+
     /// The peer's summary, when the certificate parsed.
     pub fn peer(&self) -> Option<&PeerSummary> {
         self.assessment.as_deref().and_then(|a| a.peer.as_ref())
@@ -542,7 +547,7 @@ impl Policy {
 
     /// Whether the request must be refused: a denial in enforce mode.
     pub fn refuses(&self, decision: &Decision) -> bool {
-        !decision.is_allowed() && self.mode == Mode::Enforce
+        decision.is_refused_in(self.mode)
     }
 
     /// Judges a leaf certificate (DER) for a request to `authority` at `now`.

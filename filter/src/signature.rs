@@ -35,6 +35,14 @@ impl std::fmt::Debug for IssuerKey {
     }
 }
 
+/// The named curve of an EC public key; `None` for explicit or missing parameters.
+pub(crate) fn named_curve<'a>(spki: &'a SubjectPublicKeyInfo<'a>) -> Option<Oid<'a>> {
+    spki.algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+}
+
 /// Why a key or a signature cannot be checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -63,12 +71,7 @@ impl IssuerKey {
             return Ok(IssuerKey::Rsa(Box::new(key)));
         }
         if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok());
-            return match curve {
+            return match named_curve(spki) {
                 Some(c) if c == OID_EC_P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bits)
                     .map(IssuerKey::P256)
                     .map_err(|_| KeyError::Malformed("ECDSA P-256")),

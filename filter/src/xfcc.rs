@@ -23,7 +23,7 @@ pub fn url_decode(s: &str) -> Option<Vec<u8>> {
 /// The DER of the first `CERTIFICATE` block of a PEM text, plain or URL-encoded (Envoy's docs
 /// say the property is URL-encoded; Envoy 1.40 returns plain PEM; XFCC's `Cert=` is encoded).
 pub fn certificate_der_from_pem(text: &[u8]) -> Option<Vec<u8>> {
-    let trimmed = trim_ascii(text);
+    let trimmed = text.trim_ascii();
     let decoded;
     // Envoy's encoding leaves `-----BEGIN` as it is, so look for escapes, not the prefix:
     // plain PEM never contains `%`.
@@ -35,18 +35,6 @@ pub fn certificate_der_from_pem(text: &[u8]) -> Option<Vec<u8>> {
     };
     let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
     (block.label == "CERTIFICATE").then_some(block.contents)
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    b.get(start..end).unwrap_or_default()
 }
 
 /// The `Cert=` values of every element of an `x-forwarded-client-cert` header, in order.
@@ -112,7 +100,7 @@ fn unquote(value: &str) -> String {
 /// Decodes a lower- or upper-case hex digest of 32 bytes (64 digits, as Envoy's
 /// `connection.sha256_peer_certificate_digest`). Read on every request: no allocation.
 pub fn parse_digest(text: &[u8]) -> Option<[u8; 32]> {
-    let text = trim_ascii(text);
+    let text = text.trim_ascii();
     if text.len() != 64 {
         return None;
     }

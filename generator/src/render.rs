@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use peergate_filter::audit::Outcome;
 use peergate_filter::decision_log::Verdict;
 use peergate_filter::inspect::CertificateInfo;
+use peergate_filter::peer::San;
 use peergate_filter::Mode;
 
 use crate::audit::{AuditRun, AuditedCertificate};
@@ -79,6 +80,17 @@ fn visible_width(text: &str) -> usize {
     width
 }
 
+/// `URI:…, DNS:…`, or `(none)`.
+fn sans_text(sans: &[San]) -> String {
+    if sans.is_empty() {
+        return "(none)".to_owned();
+    }
+    sans.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
@@ -146,19 +158,11 @@ fn certificate_audit_text(audited: &AuditedCertificate, deny_status: u16, style:
     let report = &audited.report;
     let mut out = format!("{}\n", style.paint(BOLD, &audited.source));
     if let Some(peer) = &report.peer {
-        let sans: Vec<String> = peer.sans.iter().map(ToString::to_string).collect();
         out.push_str(&table(
             &[
                 vec!["subject".into(), peer.subject.clone()],
                 vec!["issuer".into(), peer.issuer.clone()],
-                vec![
-                    "SANs".into(),
-                    if sans.is_empty() {
-                        "(none)".into()
-                    } else {
-                        sans.join(", ")
-                    },
-                ],
+                vec!["SANs".into(), sans_text(&peer.sans)],
                 vec!["serial".into(), peer.serial.clone()],
                 vec!["fingerprint".into(), peer.fingerprint.clone()],
                 vec![
@@ -219,7 +223,6 @@ pub fn inspect_text(certificates: &[(String, CertificateInfo)], style: Style) ->
             out.push('\n');
         }
         let _ = writeln!(out, "{}", style.paint(BOLD, source));
-        let sans: Vec<String> = info.sans.iter().map(ToString::to_string).collect();
         let left = if info.expired {
             let ago = match -info.days_left {
                 0 => "expired less than a day ago".to_owned(),
@@ -244,14 +247,7 @@ pub fn inspect_text(certificates: &[(String, CertificateInfo)], style: Style) ->
                 vec!["serial".into(), info.serial.clone()],
                 vec!["not before".into(), info.not_before.clone()],
                 vec!["not after".into(), format!("{} ({left})", info.not_after)],
-                vec![
-                    "SANs".into(),
-                    if sans.is_empty() {
-                        "(none)".into()
-                    } else {
-                        sans.join(", ")
-                    },
-                ],
+                vec!["SANs".into(), sans_text(&info.sans)],
                 vec!["key".into(), key],
                 vec!["signature".into(), info.signature_algorithm.clone()],
                 vec!["CA".into(), if info.is_ca { "yes" } else { "no" }.into()],
@@ -326,8 +322,7 @@ pub fn logs_text(label: &str, summary: &LogSummary, style: Style) -> String {
             peer.last_seen.clone().unwrap_or_else(|| "-".into()),
         ]);
         if !peer.sans.is_empty() {
-            let sans: Vec<String> = peer.sans.iter().map(ToString::to_string).collect();
-            rows.push(vec![format!("  {}", sans.join(", "))]);
+            rows.push(vec![format!("  {}", sans_text(&peer.sans))]);
         }
         if let Some(fingerprint) = &peer.fingerprint {
             rows.push(vec![style.paint(DIM, &format!("  sha256 {fingerprint}"))]);
