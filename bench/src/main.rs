@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, workspace_root, Envoy};
 use peergate_e2e::gateway::{
-    admin, downstream_mtls, inline, router_filter, san_matchers, static_cluster,
+    admin, downstream_mtls, named_wasm_filter, router_filter, static_cluster, upstream_mtls,
 };
 use peergate_e2e::pki::{key, Ca, Issued, KeyKind, Leaf};
 use peergate_filter::{Mode, PluginConfig};
@@ -134,26 +134,6 @@ fn criterion_median(id: &str) -> anyhow::Result<f64> {
 // ---------------------------------------------------------------------------------------------
 // 2. In V8
 
-fn wasm_http_filter(name: &str, wasm: &Path, configuration: &str) -> Value {
-    json!({
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": name,
-                "root_id": name,
-                "configuration": { "@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration },
-                "fail_open": false,
-                "vm_config": {
-                    "vm_id": name,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": wasm.display().to_string() } }
-                }
-            }
-        }
-    })
-}
-
 /// Median ns per decision (uncached, cached) for each named peer, timed inside V8.
 fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
     let p256_root = Ca::new("p256-root", KeyKind::P256);
@@ -180,7 +160,7 @@ fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
         "name": "microbench",
         "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
         "filter_chains": [{ "filters": [hcm("microbench", vec![
-            wasm_http_filter("bench", &bench_wasm(), &configuration.to_string()),
+            named_wasm_filter("bench", &bench_wasm(), &configuration.to_string()),
             router_filter(),
         ])]}]
     });
@@ -263,7 +243,7 @@ struct Variant {
 
 fn variants(pki: &Pki) -> Vec<Variant> {
     let peergate =
-        |mode| wasm_http_filter("peergate", &filter_wasm(), &policy(pki, mode).to_json());
+        |mode| named_wasm_filter("peergate", &filter_wasm(), &policy(pki, mode).to_json());
     vec![
         Variant {
             name: "none",
@@ -273,7 +253,10 @@ fn variants(pki: &Pki) -> Vec<Variant> {
         Variant {
             name: "noop",
             what: "a proxy-wasm filter doing nothing",
-            filters: vec![wasm_http_filter("noop", &bench_wasm(), ""), router_filter()],
+            filters: vec![
+                named_wasm_filter("noop", &bench_wasm(), ""),
+                router_filter(),
+            ],
         },
         Variant {
             name: "rbac",
@@ -308,17 +291,13 @@ fn gateway_bootstrap(pki: &Pki, variants: &[Variant]) -> Value {
 /// The client side: one plain-HTTP listener per gateway listener, each forwarding over a
 /// pool of keep-alive mutual-TLS connections (as a sidecar does).
 fn client_bootstrap(pki: &Pki, gateway: &Envoy, variants: &[Variant]) -> Value {
-    let upstream_tls = json!({
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": DOMAIN,
-            "common_tls_context": {
-                "tls_certificates": [{ "certificate_chain": inline(&pki.client.cert_pem), "private_key": inline(&pki.client.key_pem) }],
-                "validation_context": { "trusted_ca": inline(&pki.root.cert.cert_pem), "match_typed_subject_alt_names": san_matchers(&[DOMAIN.to_owned()]) }
-            }
-        }
-    });
+    let upstream_tls = upstream_mtls(
+        &pki.client.cert_pem,
+        &pki.client.key_pem,
+        &pki.root.cert.cert_pem,
+        DOMAIN,
+        &[DOMAIN.to_owned()],
+    );
     let listeners: Vec<Value> = variants.iter().map(|v| json!({
         "name": v.name,
         "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },

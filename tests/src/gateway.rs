@@ -95,22 +95,50 @@ pub fn downstream_mtls(cert: &str, key: &str, ca: &str, client_sans: &[String]) 
     })
 }
 
+/// A sidecar's mutual-TLS origination (DestinationRule `tls.mode: MUTUAL`): the client
+/// certificate, `sni`, the server verified against `ca` and (when any) `server_sans`.
+pub fn upstream_mtls(cert: &str, key: &str, ca: &str, sni: &str, server_sans: &[String]) -> Value {
+    let mut validation = json!({ "trusted_ca": inline(ca) });
+    if !server_sans.is_empty() {
+        validation["match_typed_subject_alt_names"] = san_matchers(server_sans).into();
+    }
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": sni,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": inline(cert),
+                    "private_key": inline(key)
+                }],
+                "validation_context": validation
+            }
+        }
+    })
+}
+
 /// The HTTP filter that runs the peergate module.
 pub fn wasm_filter(wasm: &Path, plugin_config: &str) -> Value {
+    named_wasm_filter("peergate", wasm, plugin_config)
+}
+
+/// An HTTP filter running `wasm` (V8) as plugin, root id and VM id `name`, failing closed.
+pub fn named_wasm_filter(name: &str, wasm: &Path, plugin_config: &str) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": "peergate",
-                "root_id": "peergate",
+                "name": name,
+                "root_id": name,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": plugin_config
                 },
                 "fail_open": false,
                 "vm_config": {
-                    "vm_id": "peergate",
+                    "vm_id": name,
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": { "local": { "filename": wasm.display().to_string() } }
                 }

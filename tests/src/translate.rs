@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::gateway::{admin, downstream_mtls, inline, router_filter, san_matchers, static_cluster};
+use crate::gateway::{admin, downstream_mtls, router_filter, static_cluster, upstream_mtls};
 
 /// Istio's default ingress gateway: Service port → container (listener) port.
 pub const GATEWAY_LISTENER_PORTS: [(u16, u16); 2] = [(80, 8080), (443, 8443)];
@@ -872,23 +872,13 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
 
 /// Cluster A's sidecar: plain HTTP in on `outbound_80`, mutual TLS out to `gateway`.
 pub fn client_bootstrap(client: &ClientSide, gateway: SocketAddr, listen_port: u16) -> Value {
-    let upstream_tls = json!({
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": client.sni,
-            "common_tls_context": {
-                "tls_certificates": [{
-                    "certificate_chain": inline(&client.tls.cert),
-                    "private_key": inline(&client.tls.key)
-                }],
-                "validation_context": {
-                    "trusted_ca": inline(&client.tls.ca),
-                    "match_typed_subject_alt_names": san_matchers(&client.server_sans)
-                }
-            }
-        }
-    });
+    let upstream_tls = upstream_mtls(
+        &client.tls.cert,
+        &client.tls.key,
+        &client.tls.ca,
+        &client.sni,
+        &client.server_sans,
+    );
     json!({
         "admin": admin(),
         "static_resources": {
