@@ -87,8 +87,48 @@ pub fn generate_key(key_type: KeyType) -> Result<KeyPair, CertError> {
         KeyType::Rsa4096 => rsa(4096),
         KeyType::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto("key")),
         KeyType::EcdsaP384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(crypto("key")),
-        KeyType::Ed25519 => KeyPair::generate_for(&PKCS_ED25519).map_err(crypto("key")),
+        KeyType::Ed25519 => ed25519_key(),
     }
+}
+
+/// The fixed start of an Ed25519 key in PKCS#8 v1 (RFC 8410): version 0, algorithm id, and the
+/// 32-byte seed that follows.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// An Ed25519 key written as PKCS#8 v1. ring makes v2 documents (the public key appended),
+/// which BoringSSL, and so Envoy and Istio's gateways, refuse with SEQUENCE_LENGTH_MISMATCH.
+fn ed25519_key() -> Result<KeyPair, CertError> {
+    let failed = |message: String| CertError::Crypto {
+        what: "Ed25519 key".into(),
+        message,
+    };
+    let v2 = KeyPair::generate_for(&PKCS_ED25519).map_err(|e| failed(e.to_string()))?;
+    let seed = ed25519_seed(v2.serialized_der())
+        .ok_or_else(|| failed("unexpected PKCS#8 layout from the key generator".into()))?;
+    let mut v1 = ED25519_PKCS8_V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    KeyPair::from_pkcs8_der_and_sign_algo(&v1.as_slice().into(), &PKCS_ED25519)
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// The seed of an Ed25519 PKCS#8 document (v1 or v2): the OCTET STRING of 32 bytes after the
+/// algorithm identifier.
+fn ed25519_seed(der: &[u8]) -> Option<&[u8]> {
+    // Both versions: SEQUENCE { INTEGER version, SEQUENCE { OID 1.3.101.112 }, OCTET STRING {
+    // OCTET STRING (32) } ... }; only the version byte and the outer length differ.
+    let body = der.get(2..)?;
+    let (version, rest) = (body.get(2)?, body.get(3..)?);
+    let after_version = ED25519_PKCS8_V1_PREFIX.get(5..)?;
+    (*version <= 1 && rest.starts_with(after_version))
+        .then(|| rest.get(after_version.len()..after_version.len() + 32))
+        .flatten()
+}
+
+/// Whether a PKCS#8 Ed25519 key is in the v2 form Envoy cannot load.
+pub fn is_ed25519_pkcs8_v2(der: &[u8]) -> bool {
+    ed25519_seed(der).is_some() && der.get(4) == Some(&1)
 }
 
 fn random_serial() -> Result<SerialNumber, CertError> {
@@ -247,7 +287,7 @@ fn common_checks(
     expected_cn: &str,
     mesh: &Mesh,
     now: SystemTime,
-) -> Result<(), String> {
+) -> Result<(), Misfit> {
     let cn = cert
         .subject()
         .iter_common_name()
@@ -255,38 +295,99 @@ fn common_checks(
         .and_then(|cn| cn.as_str().ok())
         .unwrap_or_default();
     if cn != expected_cn {
-        return Err(format!(
+        return Err(Misfit::cert(format!(
             "its common name is {cn:?}, the configuration says {expected_cn:?}"
-        ));
+        )));
     }
     let actual = key_type_of(cert);
     if actual != Some(mesh.key_type) {
-        return Err(format!(
+        return Err(Misfit::cert(format!(
             "its key is {}, the configuration says {}",
             actual.map_or("of another type".to_owned(), |k| k.to_string()),
             mesh.key_type
+        )));
+    }
+    let key = KeyPair::from_pem(&pair.key)
+        .map_err(|e| Misfit::key(format!("the key does not load: {e}")))?;
+    if is_ed25519_pkcs8_v2(key.serialized_der()) {
+        return Err(Misfit::key(
+            "the key is a PKCS#8 v2 document, which Envoy (BoringSSL) cannot load",
         ));
     }
-    let key = KeyPair::from_pem(&pair.key).map_err(|e| format!("its key does not load: {e}"))?;
     if key.subject_public_key_info() != cert.public_key().raw {
-        return Err("the private key does not belong to the certificate".into());
+        return Err(Misfit::key(
+            "the private key does not belong to the certificate",
+        ));
     }
     let not_after = cert.validity().not_after.timestamp();
     let deadline = peergate_filter::policy::unix_seconds(now + MIN_REMAINING);
     if not_after < deadline {
-        return Err("it expires within 30 days".into());
+        return Err(Misfit::cert("it expires within 30 days"));
     }
     Ok(())
 }
 
+/// Why an existing certificate and key cannot be reused, and which of the two files says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    /// The key file is the problem (it does not load, or is another key's).
+    pub in_key: bool,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Misfit {
+    fn cert(reason: impl Into<String>) -> Self {
+        Self {
+            in_key: false,
+            reason: reason.into(),
+        }
+    }
+
+    fn key(reason: impl Into<String>) -> Self {
+        Self {
+            in_key: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// The file to name in an error: `DIR/certs/NAME-cert.pem` or `-key.pem`.
+    pub fn path(&self, out: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let (cert, key) = crate::gen::cert_paths(out, name);
+        if self.in_key {
+            key
+        } else {
+            cert
+        }
+    }
+}
+
 /// Whether an existing root still fits: `Err` says why not.
-pub fn check_root(pair: &CertAndKey, mesh: &Mesh, now: SystemTime) -> Result<(), String> {
-    let der = parse_pem(&pair.cert)?;
-    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+pub fn check_root(pair: &CertAndKey, mesh: &Mesh, now: SystemTime) -> Result<(), Misfit> {
+    let der = parse_pem(&pair.cert).map_err(Misfit::cert)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| Misfit::cert(e.to_string()))?;
     if !cert.is_ca() {
-        return Err("it is not a CA certificate".into());
+        return Err(Misfit::cert("it is not a CA certificate"));
     }
     common_checks(&cert, pair, &mesh.root.name, mesh, now)
+}
+
+/// When a newly issued `leaf` would outlive `root`: both notAfter times, RFC 3339.
+pub fn outlives_root(leaf: &CertAndKey, root: &CertAndKey) -> Option<(String, String)> {
+    let not_after = |pem: &str| -> Option<x509_parser::time::ASN1Time> {
+        let der = parse_pem(pem).ok()?;
+        let (_, cert) = X509Certificate::from_der(&der).ok()?;
+        Some(cert.validity().not_after)
+    };
+    let (root_end, leaf_end) = (not_after(&root.cert)?, not_after(&leaf.cert)?);
+    (leaf_end > root_end).then(|| {
+        let show = |t: x509_parser::time::ASN1Time| {
+            t.to_datetime()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| t.to_string())
+        };
+        (show(root_end), show(leaf_end))
+    })
 }
 
 /// Whether an existing leaf still fits and was issued by `root`: `Err` says why not.
@@ -296,9 +397,9 @@ pub fn check_leaf(
     root: &CertAndKey,
     mesh: &Mesh,
     now: SystemTime,
-) -> Result<(), String> {
-    let der = parse_pem(&pair.cert)?;
-    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+) -> Result<(), Misfit> {
+    let der = parse_pem(&pair.cert).map_err(Misfit::cert)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| Misfit::cert(e.to_string()))?;
     common_checks(&cert, pair, leaf_name(mesh, role), mesh, now)?;
     // The filter's own check decides whether the root issued it and whether its SANs are the
     // configured ones, so "reusable" and "admitted by the gateway" cannot disagree.
@@ -308,18 +409,18 @@ pub fn check_leaf(
         allowed_sans: Some(sans.clone()),
         ..Default::default()
     })
-    .map_err(|e| format!("cannot check it against the root: {e}"))?;
+    .map_err(|e| Misfit::cert(format!("cannot check it against the root: {e}")))?;
     let decision = policy.decide(Some(&der), "", now);
     match decision.reason {
         peergate_filter::Reason::Allowed => {}
         peergate_filter::Reason::SanNotAllowed => {
-            return Err("its SANs differ from the configuration".into())
+            return Err(Misfit::cert("its SANs differ from the configuration"))
         }
         other => {
-            return Err(format!(
+            return Err(Misfit::cert(format!(
                 "the current root does not admit it: {}",
                 other.explain()
-            ))
+            )))
         }
     }
     let mut actual: Vec<String> = decision
@@ -330,9 +431,9 @@ pub fn check_leaf(
     actual.sort();
     wanted.sort();
     if actual != wanted {
-        return Err(format!(
+        return Err(Misfit::cert(format!(
             "its SANs are {actual:?}, the configuration says {wanted:?}"
-        ));
+        )));
     }
     Ok(())
 }
@@ -342,5 +443,32 @@ fn san_text(san: &peergate_filter::peer::San) -> String {
     match san {
         San::Dns(v) | San::Uri(v) | San::Email(v) | San::Other(v) => v.clone(),
         San::Ip(ip) => ip.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ed25519_keys_are_pkcs8_v1() {
+        let key = generate_key(KeyType::Ed25519).unwrap();
+        let der = key.serialized_der();
+        assert_eq!(der.len(), 48, "v1 is 48 bytes: {der:02x?}");
+        assert!(der.starts_with(&ED25519_PKCS8_V1_PREFIX));
+        assert!(!is_ed25519_pkcs8_v2(der));
+        // ring's own v2 document is recognised, and carries the same kind of seed.
+        let v2 = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        assert!(is_ed25519_pkcs8_v2(v2.serialized_der()));
+        assert_eq!(ed25519_seed(v2.serialized_der()).map(<[u8]>::len), Some(32));
+        // The re-encoded key signs: a root made with it verifies its own signature.
+        let mesh = Mesh {
+            key_type: KeyType::Ed25519,
+            ..Mesh::default()
+        };
+        let root = issue_root(&mesh, SystemTime::now()).unwrap();
+        assert!(check_root(&root, &mesh, SystemTime::now()).is_ok());
+        assert!(ed25519_seed(b"\x30\x05\x02\x01\x00").is_none());
     }
 }

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
-use crate::mesh::{ClientCertMode, Mesh};
-use crate::output::{remove_stale, write_atomic, FileStatus, WriteError};
+use crate::mesh::{ClientCertMode, KeyType, Mesh};
+use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 
 /// Mode of private keys and of files holding them.
 pub const KEY_MODE: u32 = 0o600;
@@ -37,8 +37,8 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// Why `generate` stopped. Nothing was written when it returns one of these, except for
-/// `Write`, where files before the failing one were replaced atomically.
+/// Why `generate` stopped. Nothing was written when it returns one of these: files are staged
+/// in full before any is renamed into place (see [`crate::output`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GenError {
@@ -51,12 +51,24 @@ pub enum GenError {
         reason: String,
     },
     /// An existing file cannot be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// A new leaf would outlive the reused root.
+    #[error("{path}: the root expires on {root_not_after}, before a new {leaf} certificate would ({leaf_not_after}); nothing was written (renew the root: rerun with --force)")]
+    RootExpiresFirst {
+        /// The root certificate.
+        path: PathBuf,
+        /// Its notAfter, RFC 3339.
+        root_not_after: String,
+        /// The leaf's name.
+        leaf: String,
+        /// The leaf's notAfter if it were issued now, RFC 3339.
+        leaf_not_after: String,
     },
     /// Making a certificate failed.
     #[error(transparent)]
@@ -99,9 +111,9 @@ fn read_optional(path: &Path) -> Result<Option<String>, GenError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(GenError::Read {
+        Err(error) => Err(GenError::Read {
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }
@@ -138,10 +150,10 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     let (root, root_status) = match existing_root {
         Some(pair) if !options.force => match certs::check_root(&pair, mesh, now) {
             Ok(()) => (pair, CertStatus::Reused),
-            Err(reason) => {
+            Err(misfit) => {
                 return Err(GenError::WouldOverwrite {
-                    path: cert_paths(out, "root").0,
-                    reason: format!("the root no longer fits: {reason}"),
+                    path: misfit.path(out, "root"),
+                    reason: format!("the root no longer fits: {}", misfit.reason),
                 })
             }
         },
@@ -160,15 +172,25 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         }
         Some(pair) if !options.force => match certs::check_leaf(&pair, role, &root, mesh, now) {
             Ok(()) => Ok((pair, CertStatus::Reused)),
-            Err(reason) => Err(GenError::WouldOverwrite {
-                path: cert_paths(out, name).0,
-                reason: format!("no longer fits: {reason}"),
+            Err(misfit) => Err(GenError::WouldOverwrite {
+                path: misfit.path(out, name),
+                reason: format!("no longer fits: {}", misfit.reason),
             }),
         },
-        _ => Ok((
-            certs::issue_leaf(mesh, role, &root, now)?,
-            CertStatus::Issued,
-        )),
+        _ => {
+            let leaf = certs::issue_leaf(mesh, role, &root, now)?;
+            if root_status == CertStatus::Reused {
+                if let Some((root_end, leaf_end)) = certs::outlives_root(&leaf, &root) {
+                    return Err(GenError::RootExpiresFirst {
+                        path: cert_paths(out, "root").0,
+                        root_not_after: root_end,
+                        leaf: name.to_owned(),
+                        leaf_not_after: leaf_end,
+                    });
+                }
+            }
+            Ok((leaf, CertStatus::Issued))
+        }
     };
     let (client, client_status) = leaf(existing_client, Role::Client, client_name)?;
     let (server, server_status) = leaf(existing_server, Role::Server, server_name)?;
@@ -181,24 +203,29 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         server: &server,
     };
     let files = manifests::manifests(mesh, &pki)?;
+    if mesh.key_type == KeyType::Ed25519 {
+        report.warnings.push(
+            "keyType ed25519: Envoy's TLS library (BoringSSL) leaves Ed25519 out of the signature \
+             algorithms it offers by default, so Istio's sidecars and gateways do not complete \
+             mutual TLS with these certificates (seen with Envoy 1.40: the client is asked for no \
+             certificate it can use); prefer ecdsa-p256"
+                .into(),
+        );
+    }
     if let Some(warning) = self_check(mesh, &pki, now)? {
         report.warnings.push(warning);
     }
 
-    // Everything is ready: write.
-    let mut write = |path: PathBuf, bytes: &[u8], mode: u32| -> Result<(), GenError> {
-        let status = write_atomic(&path, bytes, mode)?;
-        report.files.push((path, status));
-        Ok(())
-    };
+    // Everything is ready: stage every file, then put them all in place.
+    let mut staging = Staging::new();
     for (name, pair) in [
         ("root", &root),
         (client_name, &client),
         (server_name, &server),
     ] {
         let (cert_path, key_path) = cert_paths(out, name);
-        write(key_path, pair.key.as_bytes(), KEY_MODE)?;
-        write(cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
+        staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
+        staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
     }
     for Manifest {
         cluster,
@@ -208,8 +235,9 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     } in &files
     {
         let mode = if *secret { KEY_MODE } else { PUBLIC_MODE };
-        write(out.join(cluster.dir()).join(file), yaml.as_bytes(), mode)?;
+        staging.stage(&out.join(cluster.dir()).join(file), yaml.as_bytes(), mode)?;
     }
+    report.files = staging.commit()?;
     if mesh.cluster_a.client_cert_mode == ClientCertMode::Mounted {
         for stale in ["role.yaml", "rolebinding.yaml"] {
             let path = out.join("cluster-a").join(stale);

@@ -395,6 +395,21 @@ impl Mesh {
                 ));
             }
         }
+        for (field, leaf) in [
+            ("clusterA.validity", self.cluster_a.validity),
+            ("clusterB.validity", self.cluster_b.validity),
+        ] {
+            if leaf.0 > self.root.validity.0 {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{}h is longer than root.validity ({}h): the root would expire first and take the certificate with it",
+                        leaf.hours(),
+                        self.root.validity.hours()
+                    ),
+                ));
+            }
+        }
         if self.cluster_b.port == 0 {
             return Err(invalid("clusterB.port", "0 is not a port".into()));
         }
