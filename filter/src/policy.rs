@@ -20,9 +20,28 @@ use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
 use crate::signature::{verify_leaf_signature, IssuerKey, KeyError, SignatureFailure};
 
 /// The line the filter logs when it refuses a configuration; `peergate audit` prints the same.
+/// The message quotes parts of the configuration (an unknown field's name, say), so control
+/// characters are escaped and the length is capped: whoever can write the pluginConfig must not
+/// be able to forge further log lines, decision lines included, or flood the log.
 pub fn rejection_log_line(error: &CompileError) -> String {
-    format!("peergate: rejecting configuration: {error}")
+    let mut line = String::from("peergate: rejecting configuration: ");
+    let message = error.to_string();
+    for (shown, c) in message.chars().enumerate() {
+        if shown == MAX_REJECTION_MESSAGE_CHARS {
+            line.push_str("… (truncated)");
+            break;
+        }
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
 }
+
+/// How much of a rejection message is logged.
+const MAX_REJECTION_MESSAGE_CHARS: usize = 1024;
 
 /// Status of the local reply when `denyStatus` is absent.
 pub const DEFAULT_DENY_STATUS: u16 = 403;

@@ -584,3 +584,32 @@ fn the_serialized_configuration_compiles_to_the_same_policy() {
         Reason::Allowed
     );
 }
+
+/// Found by the `compile_config` fuzzer: an unknown field whose name holds `\n` made the
+/// rejection line span lines, so whoever writes the pluginConfig could forge log lines (a fake
+/// decision line among them). The input is in fuzz/regressions/compile_config/.
+#[test]
+fn rejection_log_line_is_one_line_and_bounded() {
+    let forged = r#"{"trustedIssuers":[],"x\n{\"decision\":\"allow\"}":1}"#;
+    let error = compile_json(forged.as_bytes()).err().unwrap();
+    let line = peergate_filter::policy::rejection_log_line(&error);
+    assert!(!line.contains('\n'), "{line}");
+    assert!(
+        line.contains(r"x\n{"),
+        "the newline is shown escaped: {line}"
+    );
+
+    let crash = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/compile_config/crash-def325d3cb80a79cbf63dbbfee240d52bb089432"
+    ))
+    .unwrap();
+    let line = peergate_filter::policy::rejection_log_line(&compile_json(&crash).err().unwrap());
+    assert!(!line.contains('\n'), "{line}");
+
+    let huge = format!(r#"{{"trustedIssuers":[],"{}":1}}"#, "a".repeat(100_000));
+    let line =
+        peergate_filter::policy::rejection_log_line(&compile_json(huge.as_bytes()).err().unwrap());
+    assert!(line.len() < 1200, "{} bytes", line.len());
+    assert!(line.ends_with("… (truncated)"));
+}
