@@ -13,6 +13,7 @@ use x509_parser::prelude::FromDer;
 use crate::clock::{rfc3339_millis, rfc3339_seconds};
 use crate::config::Mode;
 use crate::decision_log::Verdict;
+use crate::der::check_certificate_framing;
 use crate::inspect::signature_algorithm_name;
 use crate::peer::{colon_hex, PeerSummary, San};
 use crate::policy::{
@@ -203,9 +204,12 @@ impl Policy {
         let assessment = Arc::new(self.assess(der));
         let decision = self.judge(&assessment, authority, now);
         let checks = match X509Certificate::from_der(der) {
-            Ok(([], cert)) => match &assessment.peer {
-                Some(peer) => self.checks(&cert, peer, &assessment.fingerprint, authority, now),
-                None => unparsable("the subjectAltName extension is malformed".into()),
+            Ok(([], cert)) => match (check_certificate_framing(der), &assessment.peer) {
+                (Err(detail), _) => unparsable(format!("not DER: {detail}")),
+                (Ok(()), Some(peer)) => {
+                    self.checks(&cert, peer, &assessment.fingerprint, authority, now)
+                }
+                (Ok(()), None) => unparsable("the subjectAltName extension is malformed".into()),
             },
             Ok((rest, _)) => {
                 unparsable(format!("{} bytes follow the certificate's DER", rest.len()))

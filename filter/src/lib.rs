@@ -13,6 +13,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod decision_log;
+pub mod der;
 #[cfg(feature = "documents")]
 pub mod document;
 pub mod inspect;

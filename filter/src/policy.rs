@@ -15,6 +15,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use crate::config::{Mode, ParseError, PluginConfig};
+use crate::der::check_certificate_framing;
 use crate::pattern::{PatternError, SanAllowList};
 use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
 use crate::signature::{verify_leaf_signature, IssuerKey, KeyError, SignatureFailure};
@@ -595,6 +596,9 @@ impl Policy {
             Ok(([], cert)) => cert,
             _ => return unparsable,
         };
+        if check_certificate_framing(der).is_err() {
+            return unparsable;
+        }
         let Ok(peer) = PeerSummary::of(&cert, &fingerprint) else {
             return unparsable;
         };

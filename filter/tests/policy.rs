@@ -613,3 +613,56 @@ fn rejection_log_line_is_one_line_and_bounded() {
     assert!(line.len() < 1200, "{} bytes", line.len());
     assert!(line.ends_with("… (truncated)"));
 }
+
+/// Found by the property test `an_admitted_certificate_changed_anywhere_is_refused`: the
+/// outer signatureAlgorithm under another tag, or a signature BIT STRING with an unused bit,
+/// kept the signed content and so the signature valid, under a new SHA-256. A certificate on
+/// `deniedFingerprints` could come back as such a variant. Both are refused now, as not DER.
+#[test]
+fn a_re_encoded_certificate_does_not_escape_the_fingerprint_deny_list() {
+    let pki = pki();
+    let der = &pki.client.cert_der;
+    let digest = peergate_filter::peer::fingerprint(der);
+    let mut config = config(&pki.root, &[CLIENT_ID]);
+    config.denied_fingerprints = vec![peergate_filter::peer::hex(&digest)];
+    assert_eq!(reason(&config, &pki.client, "h"), Reason::DeniedFingerprint);
+
+    let policy = compile(&config).unwrap();
+    // Locate the outer signatureAlgorithm and the signature BIT STRING from the end: the
+    // signature is the last element, the algorithm right before it.
+    let (alg_at, bits_at) = outer_positions(der);
+    for (at, xor) in [(alg_at + 2, 0x01), (bits_at + 2, 0x01)] {
+        let mut variant = der.clone();
+        variant[at] ^= xor;
+        let decision = policy.decide(Some(&variant), "h", now());
+        assert_eq!(decision.reason, Reason::UnparsableCertificate, "byte {at}");
+        let report = policy.audit(&variant, "h", now());
+        assert_eq!(
+            report.deciding_check().and_then(|c| c.reason),
+            Some(Reason::UnparsableCertificate)
+        );
+    }
+}
+
+/// Offsets of the outer signatureAlgorithm and signatureValue elements of a certificate.
+fn outer_positions(der: &[u8]) -> (usize, usize) {
+    fn skip(der: &[u8], at: usize) -> (usize, usize) {
+        // (header length, content length) of the element at `at`.
+        let first = der[at + 1];
+        if first < 0x80 {
+            (2, usize::from(first))
+        } else {
+            let n = usize::from(first & 0x7f);
+            let len = der[at + 2..at + 2 + n]
+                .iter()
+                .fold(0usize, |v, &b| (v << 8) | usize::from(b));
+            (2 + n, len)
+        }
+    }
+    let (outer_header, _) = skip(der, 0);
+    let tbs_at = outer_header;
+    let (h, l) = skip(der, tbs_at);
+    let alg_at = tbs_at + h + l;
+    let (h, l) = skip(der, alg_at);
+    (alg_at, alg_at + h + l)
+}
