@@ -1,0 +1,313 @@
+//! Property tests (proptest) for the parsers the fuzzers target, run on every `cargo make
+//! test`: XFCC headers, digests, PEM, the pluginConfig and SAN patterns, and decisions on
+//! certificates changed in any single byte. The fuzzers (`cargo make fuzz`) explore further;
+//! these keep the invariants checked on every change.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use base64::Engine;
+use peergate_e2e::http::url_encode;
+use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use peergate_filter::pattern::{SanAllowList, SanPattern};
+use peergate_filter::peer::{fingerprint, San};
+use peergate_filter::xfcc::{
+    certificate_der_from_pem, parse_digest, url_decode, xfcc_cert_matching, xfcc_certs,
+};
+use peergate_filter::{compile, HostConfig, Mode, PluginConfig, Policy, Reason};
+use proptest::prelude::*;
+
+const CLIENT_SAN: &str = "URI:spiffe://cluster-a/ns/client/sa/sleep";
+
+struct World {
+    root: Ca,
+    rsa_root: Ca,
+    clients: Vec<Issued>,
+    policy: Policy,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let root = Ca::new("a-b-root-ca", KeyKind::P256);
+        let rsa_root = Ca::new("a-b-rsa-root", KeyKind::Rsa2048);
+        let clients = vec![
+            root.issue(&Leaf::client("client-p256", &[CLIENT_SAN], KeyKind::P256)),
+            rsa_root.issue(&Leaf::client("client-rsa", &[CLIENT_SAN], KeyKind::Rsa2048)),
+            root.issue(&Leaf::client("client-ed", &[CLIENT_SAN], KeyKind::Ed25519)),
+        ];
+        let policy = compile(&PluginConfig {
+            trusted_issuers: vec![root.cert.cert_pem.clone(), rsa_root.cert.cert_pem.clone()],
+            allowed_sans: Some(vec!["spiffe://cluster-a/ns/client/sa/sleep".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        for client in &clients {
+            assert!(policy
+                .decide(Some(&client.cert_der), "h", SystemTime::now())
+                .is_allowed());
+        }
+        World {
+            root,
+            rsa_root,
+            clients,
+            policy,
+        }
+    })
+}
+
+/// Text rich in the characters XFCC syntax gives meaning to.
+fn xfcc_text() -> impl Strategy<Value = String> {
+    proptest::string::string_regex(r#"[A-Za-z0-9,;="\\%: /.\-]{0,40}"#).unwrap()
+}
+
+/// A value as Envoy writes it: double-quoted, `"` and `\` escaped.
+fn quoted(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Any text at all: the parsers return, and a certificate is only ever returned for the
+    /// digest asked for.
+    #[test]
+    fn xfcc_parsers_never_panic(header in xfcc_text(), any in ".{0,200}", digest in any::<[u8; 32]>()) {
+        for text in [&header, &any] {
+            let _ = xfcc_certs(text);
+            let _ = url_decode(text);
+            let _ = parse_digest(text.as_bytes());
+            if let Some(der) = xfcc_cert_matching(text, &digest) {
+                prop_assert_eq!(fingerprint(&der), digest);
+            }
+        }
+    }
+
+    /// Elements written the way Envoy writes them, with any characters in the values, give
+    /// back every `Cert=` value, in order.
+    #[test]
+    fn xfcc_values_round_trip(
+        elements in proptest::collection::vec(
+            (xfcc_text(), proptest::option::of(xfcc_text()), xfcc_text()), 0..6)
+    ) {
+        let header = elements
+            .iter()
+            .map(|(by, cert, uri)| {
+                let mut pairs = vec![format!("By={}", quoted(by))];
+                if let Some(cert) = cert {
+                    pairs.push(format!("Cert={}", quoted(cert)));
+                }
+                pairs.push(format!("URI={}", quoted(uri)));
+                pairs.join(";")
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let expected: Vec<String> = elements.iter().filter_map(|(_, c, _)| c.clone()).collect();
+        prop_assert_eq!(xfcc_certs(&header), expected, "header: {}", header);
+    }
+
+    /// Real certificates among forged elements, in any order: the one whose digest the
+    /// connection reports is found, whatever comes before or after it; another digest finds
+    /// nothing.
+    #[test]
+    fn xfcc_trusts_only_the_connections_certificate(
+        order in Just((0..3usize).collect::<Vec<_>>()).prop_shuffle(),
+        pick in 0..3usize,
+        forged in xfcc_text(),
+    ) {
+        let w = world();
+        let mut elements: Vec<String> = order
+            .iter()
+            .map(|&i| format!(
+                "Hash={};Cert=\"{}\";URI=spiffe://x",
+                peergate_filter::peer::hex(&fingerprint(&w.clients[i].cert_der)),
+                url_encode(&w.clients[i].cert_pem)
+            ))
+            .collect();
+        elements.insert(0, format!("Cert={};By=x", quoted(&forged)));
+        let header = elements.join(",");
+        let wanted = &w.clients[pick].cert_der;
+        let found = xfcc_cert_matching(&header, &fingerprint(wanted));
+        prop_assert_eq!(found.as_ref(), Some(wanted));
+        prop_assert_eq!(xfcc_cert_matching(&header, &[7u8; 32]), None);
+    }
+
+    #[test]
+    fn url_decoding_inverts_encoding(text in ".{0,300}") {
+        prop_assert_eq!(url_decode(&url_encode(&text)), Some(text.into_bytes()));
+    }
+
+    #[test]
+    fn digests_parse_in_any_case_and_nothing_else_does(
+        digest in any::<[u8; 32]>(),
+        upper in any::<bool>(),
+        junk in "[^0-9a-fA-F\\s]",
+        at in 0..64usize,
+    ) {
+        let hex = peergate_filter::peer::hex(&digest);
+        let hex = if upper { hex.to_uppercase() } else { hex };
+        prop_assert_eq!(parse_digest(format!(" {hex}\n").as_bytes()), Some(digest));
+        let mut broken: Vec<char> = hex.chars().collect();
+        broken[at] = junk.chars().next().unwrap();
+        prop_assert_eq!(parse_digest(broken.iter().collect::<String>().as_bytes()), None);
+        prop_assert_eq!(parse_digest(&hex.as_bytes()[..at]), None);
+    }
+
+    /// PEM of any bytes gives the bytes back, plain or URL-encoded as in XFCC.
+    #[test]
+    fn pem_blocks_decode_to_their_bytes(der in proptest::collection::vec(any::<u8>(), 1..600)) {
+        let text = pem(&der);
+        prop_assert_eq!(certificate_der_from_pem(text.as_bytes()), Some(der.clone()));
+        prop_assert_eq!(certificate_der_from_pem(url_encode(&text).as_bytes()), Some(der));
+    }
+
+    /// A certificate the policy admits, changed in any one byte or cut short, is never
+    /// admitted: everything in it is signed, or is the signature.
+    #[test]
+    fn an_admitted_certificate_changed_anywhere_is_refused(
+        which in 0..3usize,
+        at in any::<prop::sample::Index>(),
+        xor in 1..=255u8,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let w = world();
+        let der = &w.clients[which].cert_der;
+        let mut changed = der.clone();
+        let i = at.index(der.len());
+        changed[i] ^= xor;
+        let decision = w.policy.decide(Some(&changed), "h", SystemTime::now());
+        prop_assert!(!decision.is_allowed(), "byte {} ^ {:#04x} still admitted", i, xor);
+        let short = &der[..cut.index(der.len())];
+        prop_assert!(!w.policy.decide(Some(short), "h", SystemTime::now()).is_allowed());
+    }
+
+    /// Any configuration: compile returns (a policy or an error naming the problem), a policy
+    /// decides, and the JSON form the generator writes reads back as the same configuration.
+    #[test]
+    fn any_configuration_compiles_or_is_refused(
+        audit in any::<bool>(),
+        issuers in proptest::collection::vec(0..4usize, 0..3),
+        sans in proptest::option::of(proptest::collection::vec(san_pattern_text(), 0..4)),
+        hosts in proptest::collection::btree_map("[a-zA-Z0-9.*:\\-]{0,20}", proptest::collection::vec(san_pattern_text(), 0..3), 0..3),
+        serials in proptest::collection::vec("[0-9a-fA-F: ]{0,12}", 0..3),
+        fingerprints in proptest::collection::vec("[0-9a-fA-F:]{0,70}", 0..3),
+        deny_status in proptest::option::of(any::<u16>()),
+        log_allowed in any::<bool>(),
+    ) {
+        let w = world();
+        let pems = [
+            w.root.cert.cert_pem.clone(),
+            w.rsa_root.cert.cert_pem.clone(),
+            w.clients[0].cert_pem.clone(),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_owned(),
+        ];
+        let config = PluginConfig {
+            mode: if audit { Mode::Audit } else { Mode::Enforce },
+            trusted_issuers: issuers.iter().map(|&i| pems[i].clone()).collect(),
+            allowed_sans: sans,
+            hosts: hosts
+                .into_iter()
+                .map(|(host, allowed_sans)| (host, HostConfig { allowed_sans }))
+                .collect::<BTreeMap<_, _>>(),
+            denied_serials: serials,
+            denied_fingerprints: fingerprints,
+            deny_status,
+            log_allowed,
+        };
+        let again = PluginConfig::from_json(config.to_json().as_bytes());
+        prop_assert_eq!(again.as_ref(), Ok(&config));
+        match compile(&config) {
+            Ok(policy) => {
+                for client in &w.clients {
+                    for authority in ["h", "helloworld.zufar.io:443", ""] {
+                        let _ = policy.decide(Some(&client.cert_der), authority, SystemTime::now());
+                    }
+                }
+                let _ = policy.decide(None, "h", SystemTime::now());
+            }
+            Err(error) => {
+                let line = peergate_filter::policy::rejection_log_line(&error);
+                prop_assert!(!line.contains('\n'));
+            }
+        }
+    }
+
+    /// Any pattern text parses or is refused; an exact pattern admits exactly its own name,
+    /// and a `*.` pattern never admits the bare domain.
+    #[test]
+    fn san_patterns(text in san_pattern_text(), other in san_pattern_text()) {
+        if let Ok(pattern) = SanPattern::parse(&text) {
+            let list = SanAllowList::parse(std::slice::from_ref(&text)).unwrap();
+            if !pattern.is_pattern() {
+                // An exact pattern names one SAN of one kind: exactly one reading matches.
+                let mut readings = vec![
+                    San::Dns(text.clone()),
+                    San::Uri(text.clone()),
+                    San::Email(text.clone()),
+                ];
+                if let Ok(ip) = text.parse() {
+                    readings.push(San::Ip(ip));
+                }
+                let matching: Vec<&San> = readings.iter().filter(|s| pattern.matches(s)).collect();
+                prop_assert_eq!(matching.len(), 1, "{} matches {:?}", text, matching);
+                prop_assert!(list.admits(&readings));
+            }
+            if let Some(domain) = text.strip_prefix("*.") {
+                prop_assert!(!pattern.matches(&San::Dns(domain.to_owned())));
+            }
+            let _ = pattern.matches(&San::Dns(other.clone()));
+            let _ = pattern.matches(&San::Uri(other));
+        }
+    }
+}
+
+/// Text shaped like SAN patterns: names, wildcards, SPIFFE prefixes, and junk.
+fn san_pattern_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::string::string_regex(r"(\*\.)?[a-z0-9\-]{1,8}(\.[a-z0-9\-]{1,8}){0,3}").unwrap(),
+        proptest::string::string_regex(r"spiffe://[a-z0-9.\-]{1,10}(/[a-z0-9\-]{1,6}){0,4}(/\*)?")
+            .unwrap(),
+        proptest::string::string_regex(r".{0,20}").unwrap(),
+    ]
+}
+
+/// The decision for an unchanged certificate, to make sure the property above is not
+/// vacuous.
+#[test]
+fn the_unchanged_certificates_are_admitted() {
+    let w = world();
+    for client in &w.clients {
+        assert_eq!(
+            w.policy
+                .decide(Some(&client.cert_der), "h", SystemTime::now())
+                .reason,
+            Reason::Allowed
+        );
+    }
+}
