@@ -24,6 +24,15 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
+/// A request header as text. Read as bytes: the SDK's `get_map_value` unwraps a UTF-8
+/// conversion, so a header carrying other bytes would trap the VM (the end-to-end hostile test
+/// caught exactly that on the XFCC path). Such bytes become U+FFFD, which no certificate
+/// encoding or host rule contains.
+fn request_header(name: &str) -> Result<Option<String>, proxy_wasm::types::Status> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .map(|value| value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 fn log(level: LogLevel, message: &str) {
     // Nothing sensible can be done if logging itself fails.
     let _ = hostcalls::log(level, message);
@@ -245,17 +254,14 @@ impl Request {
             },
             // Proxies before Envoy 1.38 lack the property: fall back to the header the gateway
             // sets, trusting it only where it carries the connection's own certificate.
-            Ok(None) => {
-                let header = hostcalls::get_map_value(MapType::HttpRequestHeaders, XFCC);
-                match header {
-                    Ok(Some(value)) => match xfcc_cert_matching(&value, &digest) {
-                        Some(der) => (der, CertSource::Xfcc),
-                        None => return fail(Reason::XfccMismatch),
-                    },
-                    Ok(None) => return fail(Reason::XfccMismatch),
-                    Err(_) => return fail(Reason::ProxyError),
-                }
-            }
+            Ok(None) => match request_header(XFCC) {
+                Ok(Some(value)) => match xfcc_cert_matching(&value, &digest) {
+                    Some(der) => (der, CertSource::Xfcc),
+                    None => return fail(Reason::XfccMismatch),
+                },
+                Ok(None) => return fail(Reason::XfccMismatch),
+                Err(_) => return fail(Reason::ProxyError),
+            },
             Err(_) => return fail(Reason::ProxyError),
         };
         // `der` hashes to `digest`: checked above for both sources.
@@ -294,7 +300,7 @@ impl HttpContext for Request {
             return Action::Pause;
         };
         let read_authority = || {
-            hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
+            request_header(":authority")
                 .ok()
                 .flatten()
                 .unwrap_or_default()
