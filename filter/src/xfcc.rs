@@ -126,16 +126,52 @@ fn hex_value(digit: u8) -> Option<u8> {
 /// Under APPEND_FORWARD the client's own (possibly forged) element comes first and the proxy's
 /// last; under SANITIZE_SET only the proxy's is there. Matching on the digest the connection
 /// itself reports makes the order irrelevant and a forged element harmless.
+///
+/// A client's own part can be malformed (an unterminated quote swallows everything after it,
+/// the proxy's element included), so when no element matches, the last `Cert="…"` of the
+/// header is tried on its own: that is where the proxy appends the connection's certificate,
+/// URL-encoded, so without quotes inside. Only a certificate with the connection's digest is
+/// ever returned, so trying more candidates cannot admit anything else.
 pub fn xfcc_cert_matching(header: &str, connection_digest: &[u8; 32]) -> Option<Vec<u8>> {
+    let matches = |der: &Vec<u8>| crate::peer::fingerprint(der) == *connection_digest;
     xfcc_certs(header)
         .iter()
         .filter_map(|value| certificate_der_from_pem(value.as_bytes()))
-        .find(|der| crate::peer::fingerprint(der) == *connection_digest)
+        .find(matches)
+        .or_else(|| {
+            last_quoted_cert(header)
+                .and_then(|value| certificate_der_from_pem(value.as_bytes()))
+                .filter(matches)
+        })
+}
+
+/// The value of the last `Cert="…"` in the header, read up to the next quote.
+fn last_quoted_cert(header: &str) -> Option<&str> {
+    const KEY: &[u8] = b"cert=\"";
+    let bytes = header.as_bytes();
+    let start = bytes
+        .windows(KEY.len())
+        .rposition(|w| w.eq_ignore_ascii_case(KEY))?
+        + KEY.len();
+    let rest = header.get(start..)?;
+    rest.find('"').and_then(|end| rest.get(..end))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_quoted_cert_survives_a_broken_prefix() {
+        assert_eq!(
+            last_quoted_cert(r#"Cert="AAAA,By=x;Hash=ab;Cert="pem";URI=x"#),
+            Some("pem")
+        );
+        assert_eq!(last_quoted_cert(r#"CERT="a",cert="b""#), Some("b"));
+        assert_eq!(last_quoted_cert(r#"Cert="unterminated"#), None);
+        assert_eq!(last_quoted_cert("Cert=plain"), None);
+        assert_eq!(last_quoted_cert(""), None);
+    }
 
     #[test]
     fn url_decoding() {

@@ -158,6 +158,25 @@ proptest! {
         prop_assert_eq!(xfcc_cert_matching(&header, &[7u8; 32]), None);
     }
 
+    /// Under APPEND_FORWARD the client's part comes first and can be any junk (an
+    /// unterminated quote, stray escapes); the element the proxy appends after it is still
+    /// found. (The end-to-end hostile test found the unterminated quote.)
+    #[test]
+    fn xfcc_finds_the_proxys_element_after_any_client_prefix(
+        prefix in xfcc_text(),
+        which in 0..3usize,
+    ) {
+        let w = world();
+        let client = &w.clients[which];
+        let header = format!(
+            "{prefix},By=spiffe://gw;Hash={};Cert=\"{}\";Subject=\"CN=x\";URI=spiffe://a",
+            peergate_filter::peer::hex(&fingerprint(&client.cert_der)),
+            url_encode(&client.cert_pem)
+        );
+        let found = xfcc_cert_matching(&header, &fingerprint(&client.cert_der));
+        prop_assert_eq!(found.as_ref(), Some(&client.cert_der), "header: {}", header);
+    }
+
     #[test]
     fn url_decoding_inverts_encoding(text in ".{0,300}") {
         prop_assert_eq!(url_decode(&url_encode(&text)), Some(text.into_bytes()));
