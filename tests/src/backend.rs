@@ -87,18 +87,24 @@ fn serve(stream: TcpStream, record: &Mutex<Vec<Seen>>, respond: Responder) {
         return;
     };
     let mut reader = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        match reader.read_line(&mut request_line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+    // Lines are read as bytes: a header may carry bytes that are not UTF-8, and a backend
+    // that dropped the connection on them would pass for a gateway failure.
+    let read_line = |reader: &mut BufReader<TcpStream>| -> Option<String> {
+        let mut raw = Vec::new();
+        match reader.read_until(b'\n', &mut raw) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&raw).into_owned()),
         }
+    };
+    loop {
+        let Some(request_line) = read_line(&mut reader) else {
+            return;
+        };
         let mut headers = Vec::new();
         loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let Some(line) = read_line(&mut reader) else {
                 return;
-            }
+            };
             let line = line.trim_end();
             if line.is_empty() {
                 break;

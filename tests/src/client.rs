@@ -89,4 +89,14 @@ impl Connection {
         write_get(self.stream.get_mut(), host, path, headers)?;
         read_response(&mut self.stream)
     }
+
+    /// Sends `request` exactly as given (for requests no well-behaved client would write)
+    /// and reads the response.
+    pub fn send_raw(&mut self, request: &[u8]) -> std::io::Result<Response> {
+        use std::io::Write;
+        let stream = self.stream.get_mut();
+        stream.write_all(request)?;
+        stream.flush()?;
+        read_response(&mut self.stream)
+    }
 }
