@@ -1,0 +1,364 @@
+//! Policy updates under load, the way Istio delivers a WasmPlugin's `pluginConfig`: the
+//! filter's configuration comes from Envoy's extension config discovery (ECDS), here from a
+//! file Envoy watches, while allowed clients keep sending requests on kept-alive connections.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peergate_e2e::backend::Backend;
+use peergate_e2e::client::TlsClient;
+use peergate_e2e::envoy::{filter_wasm, Envoy};
+use peergate_e2e::gateway::{
+    admin, downstream_mtls, named_wasm_filter, router_filter, static_cluster,
+};
+use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use serde_json::{json, Value};
+
+const DOMAIN: &str = "helloworld.zufar.io";
+const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
+const FILTER: &str = "peergate";
+const CONFIG_FILE: &str = "peergate-ecds.json";
+const LOAD_CONNECTIONS: usize = 4;
+
+struct World {
+    root: Ca,
+    server: Issued,
+    client: Issued,
+    stranger: Issued,
+}
+
+impl World {
+    fn new() -> Self {
+        let root = Ca::new("a-b-root-ca", KeyKind::P256);
+        World {
+            server: root.issue(&Leaf::server(DOMAIN, KeyKind::P256)),
+            client: root.issue(&Leaf::client(
+                "cluster-a-client",
+                &[&format!("URI:{CLIENT_ID}")],
+                KeyKind::P256,
+            )),
+            stranger: root.issue(&Leaf::client(
+                "stranger",
+                &["URI:spiffe://cluster-x/ns/x/sa/x"],
+                KeyKind::P256,
+            )),
+            root,
+        }
+    }
+}
+
+/// The ECDS resource for one `pluginConfig`, as a DiscoveryResponse file.
+fn discovery_response(version: usize, plugin_config: &str) -> Value {
+    let filter = named_wasm_filter(FILTER, &filter_wasm(), plugin_config);
+    json!({
+        "version_info": version.to_string(),
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": FILTER,
+            "typed_config": filter["typed_config"]
+        }]
+    })
+}
+
+/// Replaces the watched file atomically (Envoy reloads on the rename).
+fn publish(dir: &Path, version: usize, plugin_config: &str) {
+    let tmp = dir.join(format!(".{CONFIG_FILE}.{version}"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&discovery_response(version, plugin_config)).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, dir.join(CONFIG_FILE)).unwrap();
+}
+
+fn bootstrap(world: &World, config_path: &Path, backend: std::net::SocketAddr) -> Value {
+    json!({
+        // Like istio-proxy, which names its node: xDS subscriptions require it.
+        "node": { "id": "router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local", "cluster": "istio-ingressgateway.istio-system" },
+        "admin": admin(),
+        "static_resources": {
+            "listeners": [{
+                "name": "gateway",
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                "filter_chains": [{
+                    "transport_socket": downstream_mtls(
+                        &world.server.cert_pem, &world.server.key_pem, &world.root.cert.cert_pem, &[]),
+                    "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "gateway",
+                            "route_config": { "virtual_hosts": [{
+                                "name": "all", "domains": ["*"],
+                                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "backend" } }]
+                            }]},
+                            "http_filters": [
+                                {
+                                    "name": FILTER,
+                                    "config_discovery": {
+                                        "config_source": {
+                                            "path_config_source": { "path": config_path.display().to_string() },
+                                            "resource_api_version": "V3"
+                                        },
+                                        "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+                                    }
+                                },
+                                router_filter()
+                            ]
+                        }
+                    }]
+                }]
+            }],
+            "clusters": [static_cluster("backend", backend, None)]
+        }
+    })
+}
+
+fn policy(world: &World, allowed: &[&str], extra: Value) -> String {
+    let mut config = json!({
+        "trustedIssuers": [world.root.cert.cert_pem],
+        "allowedSans": allowed,
+    });
+    if let (Some(base), Value::Object(more)) = (config.as_object_mut(), extra) {
+        base.extend(more);
+    }
+    config.to_string()
+}
+
+/// What one load connection saw: every response status with its time, and any failure.
+#[derive(Default)]
+struct Seen {
+    responses: Vec<(Instant, u16)>,
+    failures: Vec<String>,
+}
+
+/// A bounded load: `LOAD_CONNECTIONS` kept-alive connections, one thread each, sending GETs
+/// back to back until `stop`.
+fn start_load(
+    client: &TlsClient,
+    addr: std::net::SocketAddr,
+    stop: &Arc<AtomicBool>,
+) -> Vec<(Arc<Mutex<Seen>>, std::thread::JoinHandle<()>)> {
+    (0..LOAD_CONNECTIONS)
+        .map(|_| {
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let (record, stop, client) = (Arc::clone(&seen), Arc::clone(stop), client.clone());
+            let handle = std::thread::spawn(move || {
+                let mut connection = client.connect(addr, DOMAIN).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    match connection.get(DOMAIN, "/hello", &[]) {
+                        Ok(response) => record
+                            .lock()
+                            .unwrap()
+                            .responses
+                            .push((Instant::now(), response.status)),
+                        Err(e) => {
+                            record.lock().unwrap().failures.push(e.to_string());
+                            return;
+                        }
+                    }
+                    // Keeps the rate bounded (a few hundred per second per connection).
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            (seen, handle)
+        })
+        .collect()
+}
+
+fn ecds_counter(envoy: &Envoy, name: &str) -> u64 {
+    envoy
+        .stats("extension_config_discovery")
+        .into_iter()
+        .find(|(k, _)| k.ends_with(&format!(".{FILTER}.{name}")))
+        .map_or(0, |(_, v)| v)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
+    let world = World::new();
+    let backend = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join(CONFIG_FILE);
+    let mut version = 1;
+    publish(
+        dir.path(),
+        version,
+        &policy(&world, &[CLIENT_ID], json!({})),
+    );
+    let envoy = Envoy::start(&bootstrap(&world, &config_path, backend.addr))
+        .unwrap_or_else(|f| panic!("Envoy did not start:\n{}", f.log));
+    let addr = envoy.listener("gateway");
+    let client = TlsClient::new(
+        &world.root.cert.cert_pem,
+        Some((&world.client.cert_pem, &world.client.key_pem)),
+    );
+    let stranger = TlsClient::new(
+        &world.root.cert.cert_pem,
+        Some((&world.stranger.cert_pem, &world.stranger.key_pem)),
+    );
+    wait_for("the first configuration", Duration::from_secs(10), || {
+        ecds_counter(&envoy, "update_success") >= 1
+    });
+    let stranger_serial = {
+        let info = peergate_filter::inspect::inspect(
+            &world.stranger.cert_der,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        info.serial
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = start_load(&client, addr, &stop);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Ten updates that all keep the client admitted, each confirmed applied by Envoy.
+    let keep_admitting = [
+        json!({ "logAllowed": true }),
+        json!({ "denyStatus": 401 }),
+        json!({ "deniedSerials": [stranger_serial] }),
+        json!({ "mode": "audit" }),
+        json!({ "hosts": { DOMAIN: { "allowedSans": [CLIENT_ID] } } }),
+        json!({ "allowedSans": [CLIENT_ID, "spiffe://cluster-a/ns/other/*"] }),
+        json!({ "deniedFingerprints": ["00".repeat(32)] }),
+        json!({ "hosts": { "other.zufar.io": { "allowedSans": ["spiffe://cluster-x/*"] } } }),
+        json!({ "logAllowed": false, "denyStatus": 403 }),
+        json!({}),
+    ];
+    for extra in keep_admitting {
+        let successes = ecds_counter(&envoy, "update_success");
+        version += 1;
+        let config = policy(&world, &[CLIENT_ID], extra.clone());
+        publish(dir.path(), version, &config);
+        wait_for(
+            &format!("update {version} ({extra})"),
+            Duration::from_secs(10),
+            || ecds_counter(&envoy, "update_success") > successes,
+        );
+        assert_eq!(
+            ecds_counter(&envoy, "update_rejected"),
+            0,
+            "{extra}:\n{}",
+            envoy.log()
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // The updates reached new connections too: the stranger is refused with the status of
+    // the last update.
+    let refused = stranger.get(addr, DOMAIN, DOMAIN, "/hello", &[]).unwrap();
+    assert_eq!(refused.status, 403);
+
+    // A broken configuration: Envoy rejects the update and the previous policy serves on.
+    let rejections = ecds_counter(&envoy, "update_rejected");
+    let successes = ecds_counter(&envoy, "update_success");
+    let rejected_log =
+        "peergate: rejecting configuration: trustedIssuers[0]: not a PEM certificate";
+    version += 1;
+    let broken = json!({ "trustedIssuers": ["not a certificate"], "allowedSans": [CLIENT_ID] });
+    publish(dir.path(), version, &broken.to_string());
+    wait_for(
+        "the broken update to be rejected",
+        Duration::from_secs(10),
+        || ecds_counter(&envoy, "update_rejected") > rejections,
+    );
+    assert_eq!(ecds_counter(&envoy, "update_success"), successes);
+    for (who, line) in [
+        ("the filter says why", rejected_log),
+        (
+            "Envoy says it kept the previous configuration",
+            "config update rejected: Unable to create Wasm plugin peergate",
+        ),
+    ] {
+        assert!(
+            envoy
+                .wait_for_log_line(&[line], Duration::from_secs(5))
+                .is_some(),
+            "{who} ({line:?}):\n{}",
+            envoy.log()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let still = client.get(addr, DOMAIN, DOMAIN, "/hello", &[]).unwrap();
+    assert_eq!(still.status, 200, "the previous policy keeps serving");
+    let refused = stranger.get(addr, DOMAIN, DOMAIN, "/hello", &[]).unwrap();
+    assert_eq!(refused.status, 403, "and keeps refusing");
+
+    // No request of the load failed or was refused through all of that.
+    let mut requests = 0;
+    for (seen, _) in &load {
+        requests += seen.lock().unwrap().responses.len();
+        let seen = seen.lock().unwrap();
+        assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+        let refused: Vec<u16> = seen
+            .responses
+            .iter()
+            .map(|(_, s)| *s)
+            .filter(|s| *s != 200)
+            .collect();
+        assert!(refused.is_empty(), "statuses other than 200: {refused:?}");
+        assert!(
+            seen.responses.len() > 50,
+            "the load ran: {}",
+            seen.responses.len()
+        );
+    }
+
+    eprintln!(
+        "{requests} requests on {LOAD_CONNECTIONS} connections through 10 updates and 1 rejected one: all 200"
+    );
+
+    // Removing the client's SAN takes effect on the existing connections within a second.
+    let removed_at = Instant::now();
+    version += 1;
+    publish(
+        dir.path(),
+        version,
+        &policy(
+            &world,
+            &["spiffe://cluster-a/ns/client/sa/other"],
+            json!({}),
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let mut lags = Vec::new();
+    for (seen, handle) in load {
+        handle.join().unwrap();
+        let seen = seen.lock().unwrap();
+        assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+        let after: Vec<&(Instant, u16)> = seen
+            .responses
+            .iter()
+            .filter(|(at, _)| *at > removed_at)
+            .collect();
+        let first_refusal = after
+            .iter()
+            .position(|(_, s)| *s == 403)
+            .expect("the connection was refused after the SAN was removed");
+        let lag = after[first_refusal].0 - removed_at;
+        assert!(
+            after[first_refusal..].iter().all(|(_, s)| *s == 403),
+            "once refused, a connection stays refused"
+        );
+        lags.push(lag);
+    }
+    let slowest = lags.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_secs(1),
+        "the removal took {slowest:?} on one connection: {lags:?}"
+    );
+    eprintln!("SAN removal reached the {LOAD_CONNECTIONS} open connections after {lags:?}");
+    assert_eq!(ecds_counter(&envoy, "update_rejected"), rejections + 1);
+}
