@@ -28,6 +28,33 @@ impl Mode {
     }
 }
 
+/// Where the filter takes its decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// An HTTP filter: every request is decided (a denial is an HTTP reply with `denyStatus`).
+    #[default]
+    Request,
+    /// A network filter: each TLS connection is decided once, on its first bytes, and a
+    /// denied connection is closed. Needs the WasmPlugin's `type: NETWORK`.
+    Connection,
+}
+
+impl Layer {
+    /// The name used in the configuration and the decision log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Request => "request",
+            Layer::Connection => "connection",
+        }
+    }
+
+    /// The default layer (serde skips it when writing).
+    pub fn is_request(&self) -> bool {
+        *self == Layer::Request
+    }
+}
+
 /// The `pluginConfig` of the peergate WasmPlugin.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -35,6 +62,9 @@ pub struct PluginConfig {
     /// `enforce` (default) or `audit`.
     #[serde(default)]
     pub mode: Mode,
+    /// `request` (default) or `connection`.
+    #[serde(default, skip_serializing_if = "Layer::is_request")]
+    pub layer: Layer,
     /// PEM CA certificates; the peer's leaf must be signed directly by one of them.
     pub trusted_issuers: Vec<String>,
     /// SAN patterns for every authority without its own entry in `hosts`.

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::rfc3339_millis;
-use crate::config::Mode;
+use crate::config::{Layer, Mode};
 use crate::peer::San;
 use crate::policy::{Decision, Reason};
 
@@ -68,9 +68,13 @@ pub struct DecisionRecord<'a> {
     pub reason: Reason,
     /// The plugin's mode.
     pub mode: Mode,
+    /// Where the decision was taken; absent for `request`.
+    #[serde(default, skip_serializing_if = "Layer::is_request")]
+    pub layer: Layer,
     /// Whether a denial was acted on (false in audit mode and for allowed requests).
     pub enforced: bool,
-    /// The request's `:authority` as received.
+    /// The request's `:authority` as received; at layer `connection`, the TLS server name
+    /// (SNI) the client sent.
     pub authority: Cow<'a, str>,
     /// Where the certificate came from.
     pub source: CertSource,
@@ -106,6 +110,7 @@ impl<'a> DecisionRecord<'a> {
             decision: Verdict::of(decision),
             reason: decision.reason,
             mode,
+            layer: Layer::Request,
             enforced: decision.is_refused_in(mode),
             authority: Cow::Borrowed(authority),
             source,
@@ -129,9 +134,12 @@ impl<'a> DecisionRecord<'a> {
 pub fn decision_log_line(
     decision: &Decision,
     mode: Mode,
+    layer: Layer,
     authority: &str,
     source: CertSource,
     now: SystemTime,
 ) -> String {
-    DecisionRecord::of(decision, mode, authority, source, now).to_line()
+    let mut record = DecisionRecord::of(decision, mode, authority, source, now);
+    record.layer = layer;
+    record.to_line()
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::cache::AssessmentCache;
-use crate::config::Mode;
+use crate::config::{Layer, Mode};
 use crate::decision_log::{decision_log_line, CertSource};
 use crate::peer::fingerprint;
 use crate::policy::{compile_json, rejection_log_line, unix_seconds, Decision, Policy, Reason};
@@ -182,13 +182,18 @@ impl RootContext for Root {
         };
         match compile_json(&bytes) {
             Ok(policy) => {
+                let denial = match policy.layer() {
+                    Layer::Request => format!("deny_status={}", policy.deny_status()),
+                    // A reminder of the pairing the SDK needs (a mismatch traps the VM).
+                    Layer::Connection => "denial=close (needs WasmPlugin type: NETWORK)".into(),
+                };
                 log(
                     LogLevel::Info,
                     &format!(
-                        "peergate: configured: mode={} trusted_issuers={} deny_status={}",
+                        "peergate: configured: mode={} layer={} trusted_issuers={} {denial}",
                         policy.mode().as_str(),
+                        policy.layer().as_str(),
                         policy.issuer_count(),
-                        policy.deny_status()
                     ),
                 );
                 self.policy = Some(Rc::new(policy));
@@ -205,34 +210,79 @@ impl RootContext for Root {
     }
 
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        // The SDK asks this for every new context. The layer must agree with the filter type
+        // that hosts the plugin (WasmPlugin `type: NETWORK` for `connection`).
+        match self.policy.as_deref().map(Policy::layer) {
+            Some(Layer::Connection) => Some(ContextType::StreamContext),
+            _ => Some(ContextType::HttpContext),
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
-            policy: self.policy.clone(),
-            cache: Rc::clone(&self.cache),
-            metrics: self.metrics.clone(),
+        Some(Box::new(Request(self.peer_check())))
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(TlsConnection {
+            peer: self.peer_check(),
+            decided: false,
         }))
     }
 }
 
-struct Request {
+impl Root {
+    fn peer_check(&self) -> PeerCheck {
+        PeerCheck {
+            policy: self.policy.clone(),
+            cache: Rc::clone(&self.cache),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// What a request or a connection needs to decide on its peer.
+struct PeerCheck {
     policy: Option<Rc<Policy>>,
     cache: Rc<RefCell<AssessmentCache>>,
     metrics: Option<Rc<Metrics>>,
 }
 
+/// An HTTP stream (layer `request`).
+struct Request(PeerCheck);
+
 impl Context for Request {}
+
+/// A downstream TLS connection (layer `connection`): decided once, on its first bytes.
+struct TlsConnection {
+    peer: PeerCheck,
+    decided: bool,
+}
+
+impl Context for TlsConnection {}
 
 fn property(path: &[&str]) -> Result<Option<Vec<u8>>, proxy_wasm::types::Status> {
     hostcalls::get_property(path.to_vec()).map(|v| v.filter(|b| !b.is_empty()))
 }
 
-impl Request {
+/// How the certificate may be found when the connection property is missing (Envoy < 1.38).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    /// From `x-forwarded-client-cert`, checked against the connection's digest.
+    Xfcc,
+    /// None: a network filter sees no headers.
+    None,
+}
+
+impl PeerCheck {
     /// Finds the peer certificate and judges it. Any failure to learn about the connection
     /// is a denial.
-    fn decide(&self, policy: &Policy, authority: &str, now: SystemTime) -> (Decision, CertSource) {
+    fn decide(
+        &self,
+        policy: &Policy,
+        authority: &str,
+        now: SystemTime,
+        fallback: Fallback,
+    ) -> (Decision, CertSource) {
         let fail = |reason| (Decision::without_certificate(reason), CertSource::None);
         let now_secs = unix_seconds(now);
         let digest = match property(&["connection", "sha256_peer_certificate_digest"]) {
@@ -252,6 +302,8 @@ impl Request {
                 Some(_) => return fail(Reason::ProxyError),
                 None => return fail(Reason::UnparsableCertificate),
             },
+            // A network filter on a proxy without the property has nothing else to read.
+            Ok(None) if fallback == Fallback::None => return fail(Reason::ProxyError),
             // Proxies before Envoy 1.38 lack the property: fall back to the header the gateway
             // sets, trusting it only where it carries the connection's own certificate.
             Ok(None) => match request_header(XFCC) {
@@ -272,6 +324,56 @@ impl Request {
         (policy.judge(&assessment, authority, now), source)
     }
 
+    /// Counts and logs a decision as both layers do.
+    fn record(
+        &self,
+        policy: &Policy,
+        decision: &Decision,
+        authority: &str,
+        source: CertSource,
+        now: SystemTime,
+    ) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(decision, policy.mode());
+        }
+        if !decision.is_allowed() || policy.log_allowed() {
+            log(
+                LogLevel::Info,
+                &decision_log_line(
+                    decision,
+                    policy.mode(),
+                    policy.layer(),
+                    authority,
+                    source,
+                    now,
+                ),
+            );
+        }
+    }
+
+    /// Decides at the proxy's current time; without a clock no validity check is possible,
+    /// so that is a denial (fail closed).
+    fn decide_now(
+        &self,
+        policy: &Policy,
+        authority: &str,
+        fallback: Fallback,
+    ) -> (Decision, CertSource, SystemTime) {
+        match hostcalls::get_current_time() {
+            Ok(now) => {
+                let (decision, source) = self.decide(policy, authority, now, fallback);
+                (decision, source, now)
+            }
+            Err(_) => (
+                Decision::without_certificate(Reason::ProxyError),
+                CertSource::None,
+                SystemTime::UNIX_EPOCH,
+            ),
+        }
+    }
+}
+
+impl Request {
     fn refuse(&self, status: u16, reason: Reason) {
         let body = format!("{}\n", reason.code());
         let sent = hostcalls::send_http_response(
@@ -294,7 +396,7 @@ impl Request {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(policy) = self.policy.clone() else {
+        let Some(policy) = self.0.policy.clone() else {
             // Only reachable if the proxy runs a plugin whose configuration was refused.
             self.refuse(503, Reason::ProxyError);
             return Action::Pause;
@@ -307,38 +409,71 @@ impl HttpContext for Request {
         };
         // Only per-host rules need the authority to decide; otherwise it is read only for a
         // decision-log line, so an allowed request costs one host call less.
-        let mut authority = if policy.has_host_rules() {
-            Some(read_authority())
-        } else {
-            None
-        };
-        let (decision, source, now) = match hostcalls::get_current_time() {
-            Ok(now) => {
-                let (decision, source) =
-                    self.decide(&policy, authority.as_deref().unwrap_or_default(), now);
-                (decision, source, now)
-            }
-            // Without a clock no validity check is possible: fail closed.
-            Err(_) => (
-                Decision::without_certificate(Reason::ProxyError),
-                CertSource::None,
-                SystemTime::UNIX_EPOCH,
-            ),
-        };
-        if let Some(metrics) = &self.metrics {
-            metrics.record(&decision, policy.mode());
-        }
+        let mut authority = policy.has_host_rules().then(read_authority);
+        let (decision, source, now) = self.0.decide_now(
+            &policy,
+            authority.as_deref().unwrap_or_default(),
+            Fallback::Xfcc,
+        );
         if !decision.is_allowed() || policy.log_allowed() {
             let authority = authority.get_or_insert_with(read_authority);
-            log(
-                LogLevel::Info,
-                &decision_log_line(&decision, policy.mode(), authority, source, now),
-            );
+            self.0.record(&policy, &decision, authority, source, now);
+        } else {
+            self.0.record(&policy, &decision, "", source, now);
         }
         if policy.refuses(&decision) {
             self.refuse(policy.deny_status(), decision.reason);
             return Action::Pause;
         }
         Action::Continue
+    }
+}
+
+/// The TLS server name the client sent (SNI): the connection layer's "authority".
+fn server_name() -> String {
+    property(&["connection", "requested_server_name"])
+        .ok()
+        .flatten()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+impl StreamContext for TlsConnection {
+    fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
+        // The handshake is complete before the first decrypted bytes arrive; after the first
+        // decision the connection is left alone for the rest of its life.
+        if self.decided {
+            return Action::Continue;
+        }
+        self.decided = true;
+        let Some(policy) = self.peer.policy.clone() else {
+            close_connection();
+            return Action::Pause;
+        };
+        let mut sni = policy.has_host_rules().then(server_name);
+        let (decision, source, now) =
+            self.peer
+                .decide_now(&policy, sni.as_deref().unwrap_or_default(), Fallback::None);
+        if !decision.is_allowed() || policy.log_allowed() {
+            let sni = sni.get_or_insert_with(server_name);
+            self.peer.record(&policy, &decision, sni, source, now);
+        } else {
+            self.peer.record(&policy, &decision, "", source, now);
+        }
+        if policy.refuses(&decision) {
+            // The bytes are held back (Pause), so nothing reaches the next filter.
+            close_connection();
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+}
+
+fn close_connection() {
+    if let Err(status) = hostcalls::close_downstream() {
+        log(
+            LogLevel::Error,
+            &format!("peergate: closing the connection failed ({status:?})"),
+        );
     }
 }

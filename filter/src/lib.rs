@@ -27,5 +27,5 @@ pub mod xfcc;
 #[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod glue;
 
-pub use config::{HostConfig, Mode, PluginConfig};
+pub use config::{HostConfig, Layer, Mode, PluginConfig};
 pub use policy::{compile, compile_json, Assessment, CompileError, Decision, Policy, Reason};

@@ -14,7 +14,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
-use crate::config::{Mode, ParseError, PluginConfig};
+use crate::config::{Layer, Mode, ParseError, PluginConfig};
 use crate::der::check_certificate_framing;
 use crate::pattern::{PatternError, SanAllowList};
 use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
@@ -133,6 +133,9 @@ pub enum CompileError {
     /// `denyStatus` is not an HTTP error status.
     #[error("denyStatus: {0} is not an HTTP error status (400-599)")]
     BadDenyStatus(u16),
+    /// `denyStatus` with `layer: connection`, where a denial closes the connection.
+    #[error("denyStatus: with layer connection a refused peer's connection is closed; there is no HTTP reply to give a status (remove denyStatus or use layer request)")]
+    DenyStatusAtConnectionLayer,
 }
 
 /// Why a peer was allowed or denied. `code()` is what logs, counters and reply bodies carry.
@@ -258,6 +261,7 @@ pub(crate) struct TrustedIssuer {
 #[derive(Debug, Clone)]
 pub struct Policy {
     mode: Mode,
+    layer: Layer,
     pub(crate) issuers: Vec<TrustedIssuer>,
     default_sans: Option<SanAllowList>,
     hosts: HashMap<String, SanAllowList>,
@@ -337,7 +341,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
 
     let mut hosts = HashMap::new();
     for (host, rule) in &config.hosts {
-        let key = check_host_key(host)?;
+        let key = check_host_key(host, config.layer)?;
         let field = format!("hosts.{host}.allowedSans");
         let list = compile_allow_list(&field, &rule.allowed_sans)?;
         if hosts.insert(key, list).is_some() {
@@ -368,6 +372,9 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         denied_fingerprints.insert(digest);
     }
 
+    if config.layer == Layer::Connection && config.deny_status.is_some() {
+        return Err(CompileError::DenyStatusAtConnectionLayer);
+    }
     let deny_status = config.deny_status.unwrap_or(DEFAULT_DENY_STATUS);
     if !(400..=599).contains(&deny_status) {
         return Err(CompileError::BadDenyStatus(deny_status));
@@ -375,6 +382,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
 
     Ok(Policy {
         mode: config.mode,
+        layer: config.layer,
         issuers,
         default_sans,
         hosts,
@@ -444,7 +452,7 @@ fn compile_allow_list(field: &str, patterns: &[String]) -> Result<SanAllowList, 
     })
 }
 
-fn check_host_key(host: &str) -> Result<String, CompileError> {
+fn check_host_key(host: &str, layer: Layer) -> Result<String, CompileError> {
     let bad = |why| CompileError::BadHost {
         host: host.to_owned(),
         why,
@@ -461,6 +469,12 @@ fn check_host_key(host: &str) -> Result<String, CompileError> {
     let normalized = normalize_authority(host);
     if normalized != host.to_ascii_lowercase().trim_end_matches('.') {
         return Err(bad("write the host without a port: the port is ignored"));
+    }
+    if layer == Layer::Connection && normalized.parse::<std::net::IpAddr>().is_ok() {
+        // RFC 6066: server_name carries DNS host names only, so such a rule could never apply.
+        return Err(bad(
+            "with layer connection host rules key on the TLS server name (SNI), which is never an IP address",
+        ));
     }
     Ok(normalized)
 }
@@ -543,6 +557,11 @@ impl Policy {
     /// `enforce` or `audit`.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Where decisions are taken: per request or per connection.
+    pub fn layer(&self) -> Layer {
+        self.layer
     }
 
     /// Status of the local reply on a denial.

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
 use peergate_filter::cache::AssessmentCache;
 use peergate_filter::decision_log::{decision_log_line, CertSource, DecisionRecord};
-use peergate_filter::{compile, compile_json, CompileError, Mode, PluginConfig, Reason};
+use peergate_filter::{compile, compile_json, CompileError, Layer, Mode, PluginConfig, Reason};
 use time::{Duration, OffsetDateTime};
 
 const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
@@ -362,6 +362,7 @@ fn decision_log_line_carries_the_peer() {
     let line = decision_log_line(
         &decision,
         Mode::Enforce,
+        Layer::Request,
         "helloworld.zufar.io",
         CertSource::Connection,
         at,
@@ -397,12 +398,21 @@ fn decision_log_line_carries_the_peer() {
     let v: serde_json::Value = serde_json::from_str(&decision_log_line(
         &none,
         Mode::Audit,
+        Layer::Connection,
         "h",
         CertSource::None,
         now(),
     ))
     .unwrap();
     assert_eq!(v["enforced"], false);
+    assert_eq!(
+        v["layer"], "connection",
+        "the layer is written when it is not the default"
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["layer"].is_null(),
+        "and left out for requests, so older readers see the same lines"
+    );
     assert!(v.get("subject").is_none());
 }
 
@@ -665,4 +675,50 @@ fn outer_positions(der: &[u8]) -> (usize, usize) {
     let alg_at = tbs_at + h + l;
     let (h, l) = skip(der, alg_at);
     (alg_at, alg_at + h + l)
+}
+
+#[test]
+fn connection_layer_configuration() {
+    let pki = pki();
+    let mut config = config(&pki.root, &[CLIENT_ID]);
+    config.layer = Layer::Connection;
+    let policy = compile(&config).unwrap();
+    assert_eq!(policy.layer(), Layer::Connection);
+    // The same decision as at the request layer: the SNI plays the authority's part.
+    assert!(policy
+        .decide(Some(&pki.client.cert_der), "helloworld.zufar.io", now())
+        .is_allowed());
+    assert!(config.to_json().contains(r#""layer":"connection""#));
+    let mut request = config.clone();
+    request.layer = Layer::Request;
+    assert!(
+        !request.to_json().contains("layer"),
+        "the default is not written, so configurations from before the field read the same"
+    );
+
+    let mut with_status = config.clone();
+    with_status.deny_status = Some(403);
+    assert_eq!(
+        compile(&with_status).err(),
+        Some(CompileError::DenyStatusAtConnectionLayer)
+    );
+    for ip in ["10.0.0.1", "::1"] {
+        let mut ip_rule = config.clone();
+        ip_rule.hosts.insert(
+            ip.into(),
+            peergate_filter::HostConfig {
+                allowed_sans: vec![CLIENT_ID.into()],
+            },
+        );
+        let error = compile(&ip_rule).err().unwrap().to_string();
+        assert!(error.contains("server name (SNI)"), "{ip}: {error}");
+        ip_rule.layer = Layer::Request;
+        // At the request layer an IP authority is a fine rule.
+        assert!(compile(&ip_rule).is_ok(), "{ip}");
+    }
+    let error = compile_json(br#"{"layer":"transport","trustedIssuers":[]}"#)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("layer"), "{error}");
 }

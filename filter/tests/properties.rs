@@ -21,7 +21,7 @@ use peergate_filter::peer::{fingerprint, San};
 use peergate_filter::xfcc::{
     certificate_der_from_pem, parse_digest, url_decode, xfcc_cert_matching, xfcc_certs,
 };
-use peergate_filter::{compile, HostConfig, Mode, PluginConfig, Policy, Reason};
+use peergate_filter::{compile, HostConfig, Layer, Mode, PluginConfig, Policy, Reason};
 use proptest::prelude::*;
 
 const CLIENT_SAN: &str = "URI:spiffe://cluster-a/ns/client/sa/sleep";
@@ -231,6 +231,7 @@ proptest! {
     #[test]
     fn any_configuration_compiles_or_is_refused(
         audit in any::<bool>(),
+        connection in any::<bool>(),
         issuers in proptest::collection::vec(0..4usize, 0..3),
         sans in proptest::option::of(proptest::collection::vec(san_pattern_text(), 0..4)),
         hosts in proptest::collection::btree_map("[a-zA-Z0-9.*:\\-]{0,20}", proptest::collection::vec(san_pattern_text(), 0..3), 0..3),
@@ -248,6 +249,7 @@ proptest! {
         ];
         let config = PluginConfig {
             mode: if audit { Mode::Audit } else { Mode::Enforce },
+            layer: if connection { Layer::Connection } else { Layer::Request },
             trusted_issuers: issuers.iter().map(|&i| pems[i].clone()).collect(),
             allowed_sans: sans,
             hosts: hosts

@@ -40,6 +40,7 @@ pub fn now() -> SystemTime {
 pub fn policy(mode: Mode) -> Policy {
     let config = PluginConfig {
         mode,
+        layer: peergate_filter::Layer::Request,
         trusted_issuers: ROOTS.iter().map(|r| (*r).to_owned()).collect(),
         allowed_sans: Some(vec![
             CLIENT_SAN.to_owned(),
@@ -89,6 +90,7 @@ pub fn decide_and_audit(policy: &Policy, der: &[u8]) {
         let line = peergate_filter::decision_log::decision_log_line(
             &decision,
             policy.mode(),
+            policy.layer(),
             authority,
             peergate_filter::decision_log::CertSource::Connection,
             now(),

@@ -147,10 +147,43 @@ pub fn named_wasm_filter(name: &str, wasm: &Path, plugin_config: &str) -> Value 
     })
 }
 
+/// The network filter that runs the peergate module at layer `connection` (WasmPlugin
+/// `type: NETWORK`): before the connection manager, V8, failing closed.
+pub fn network_wasm_filter(name: &str, wasm: &Path, plugin_config: &str) -> Value {
+    let mut filter = named_wasm_filter(name, wasm, plugin_config);
+    filter["name"] = "envoy.filters.network.wasm".into();
+    filter["typed_config"]["@type"] =
+        "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm".into();
+    filter
+}
+
+/// Whether a plugin configuration asks for the connection layer, as the generator pairs it
+/// with the WasmPlugin's `type: NETWORK`.
+pub fn is_connection_layer(plugin_config: &str) -> bool {
+    serde_json::from_str::<Value>(plugin_config).is_ok_and(|config| config["layer"] == "connection")
+}
+
 fn mtls_listener(l: &MtlsListener, tls: &GatewayTls<'_>, wasm: &Path) -> Value {
-    json!({
+    // At layer `connection` the module is a network filter ahead of the connection manager;
+    // otherwise an HTTP filter ahead of the router.
+    let connection_layer = is_connection_layer(&l.plugin_config);
+    let mut http_filters = Vec::new();
+    let mut network_filters = Vec::new();
+    if connection_layer {
+        network_filters.push(network_wasm_filter("peergate", wasm, &l.plugin_config));
+    } else {
+        http_filters.push(wasm_filter(wasm, &l.plugin_config));
+    }
+    http_filters.push(router_filter());
+    let mut listener = json!({
         "name": l.name,
         "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        // Istio's gateways match Gateway servers by SNI, so their TLS listeners carry the TLS
+        // inspector; it is also what records the server name the connection layer keys on.
+        "listener_filters": [{
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" }
+        }],
         "filter_chains": [{
             "transport_socket": downstream_mtls(tls.cert, tls.key, tls.client_ca_bundle, &[]),
             "filters": [{
@@ -169,14 +202,17 @@ fn mtls_listener(l: &MtlsListener, tls: &GatewayTls<'_>, wasm: &Path) -> Value {
                             "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "backend" } }]
                         }]
                     },
-                    "http_filters": [
-                        wasm_filter(wasm, &l.plugin_config),
-                        router_filter()
-                    ]
+                    "http_filters": http_filters
                 }
             }]
         }]
-    })
+    });
+    if let Some(filters) = listener["filter_chains"][0]["filters"].as_array_mut() {
+        for (i, filter) in network_filters.into_iter().enumerate() {
+            filters.insert(i, filter);
+        }
+    }
+    listener
 }
 
 /// A cluster of one loopback endpoint (what DNS would resolve to in a cluster).

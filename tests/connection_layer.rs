@@ -1,0 +1,398 @@
+//! The module as a network filter (`"layer": "connection"`, WasmPlugin `type: NETWORK`) in a
+//! real Envoy: one decision per TLS connection on its first bytes, a denied peer's connection
+//! closed before anything reaches the connection manager or the backend, the same counters and
+//! decision lines as the HTTP layer, host rules keyed on SNI, bad configurations failing
+//! closed.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use peergate_e2e::backend::Backend;
+use peergate_e2e::client::TlsClient;
+use peergate_e2e::envoy::{filter_wasm, Envoy};
+use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
+use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use serde_json::{json, Value};
+
+const DOMAIN: &str = "helloworld.zufar.io";
+const OTHER_NAME: &str = "other.zufar.io";
+const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
+
+struct World {
+    root: Ca,
+    look_alike: Ca,
+    server: Issued,
+    client: Issued,
+    stranger: Issued,
+    impostor: Issued,
+    /// From the look-alike, without an authority key identifier: only the signature tells.
+    impostor_without_aki: Issued,
+}
+
+impl World {
+    fn new() -> Self {
+        let kind = KeyKind::P256;
+        let root = Ca::new("a-b-root-ca", kind);
+        let look_alike = root.same_name(kind);
+        let client_san = format!("URI:{CLIENT_ID}");
+        let mut without_aki = Leaf::client("cluster-a-client", &[&client_san], kind);
+        without_aki.authority_key_id = false;
+        let mut server = Leaf::server(DOMAIN, kind);
+        server.sans.push(OTHER_NAME.into());
+        World {
+            server: root.issue(&server),
+            client: root.issue(&Leaf::client("cluster-a-client", &[&client_san], kind)),
+            stranger: root.issue(&Leaf::client(
+                "stranger",
+                &["URI:spiffe://cluster-x/ns/x/sa/x"],
+                kind,
+            )),
+            impostor: look_alike.issue(&Leaf::client("cluster-a-client", &[&client_san], kind)),
+            impostor_without_aki: look_alike.issue(&without_aki),
+            look_alike,
+            root,
+        }
+    }
+
+    fn config(&self, extra: Value) -> String {
+        let mut config = json!({
+            "layer": "connection",
+            "trustedIssuers": [self.root.cert.cert_pem],
+            "allowedSans": [CLIENT_ID],
+        });
+        if let (Some(base), Value::Object(more)) = (config.as_object_mut(), extra) {
+            base.extend(more);
+        }
+        config.to_string()
+    }
+
+    /// TLS admits both CAs (a shared trust bundle); only the filter tells them apart. (The
+    /// look-alike first: BoringSSL then picks it for a leaf without a key id.)
+    fn bundle(&self) -> String {
+        format!(
+            "{}{}",
+            self.look_alike.cert.cert_pem, self.root.cert.cert_pem
+        )
+    }
+
+    fn client_for(&self, leaf: &Issued) -> TlsClient {
+        TlsClient::new(
+            &self.root.cert.cert_pem,
+            Some((&leaf.cert_pem, &leaf.key_pem)),
+        )
+    }
+}
+
+struct Gateway {
+    envoy: Envoy,
+    backend: Backend,
+}
+
+fn start(world: &World) -> Gateway {
+    let backend = Backend::start();
+    let listener = |name: &str, extra: Value| MtlsListener {
+        name: name.into(),
+        plugin_config: world.config(extra),
+        xfcc: Xfcc::SanitizeSet,
+    };
+    let listeners = [
+        listener("enforce", json!({ "logAllowed": true })),
+        listener("audit", json!({ "mode": "audit" })),
+        listener(
+            "sni",
+            json!({ "allowedSans": null, "hosts": { DOMAIN: { "allowedSans": [CLIENT_ID] } } }),
+        ),
+    ];
+    let tls = GatewayTls {
+        cert: &world.server.cert_pem,
+        key: &world.server.key_pem,
+        client_ca_bundle: &world.bundle(),
+    };
+    let envoy = Envoy::start(&bootstrap(&listeners, &tls, &filter_wasm(), backend.addr))
+        .unwrap_or_else(|f| panic!("Envoy did not start:\n{}", f.log));
+    Gateway { envoy, backend }
+}
+
+fn counter(envoy: &Envoy, name: &str) -> u64 {
+    envoy.counter(&format!("wasmcustom.peergate.{name}"))
+}
+
+/// Sends one request on a new connection and expects the connection to be closed without an
+/// HTTP response, promptly.
+fn expect_closed(gateway: &Gateway, client: &TlsClient, listener: &str, sni: &str, what: &str) {
+    let before = gateway.backend.count();
+    let started = Instant::now();
+    let result = client
+        .connect(gateway.envoy.listener(listener), sni)
+        .and_then(|mut c| c.get(DOMAIN, "/hello", &[]));
+    assert!(
+        result.is_err(),
+        "{what}: the connection should have been closed, got {:?}",
+        result.map(|r| r.status)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{what}: closed only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        gateway.backend.count(),
+        before,
+        "{what}: a byte reached the backend"
+    );
+}
+
+#[test]
+fn one_decision_per_connection_and_denied_connections_are_closed() {
+    let world = World::new();
+    let gateway = start(&world);
+    let envoy = &gateway.envoy;
+
+    // The allowed client: twenty requests on one connection, one decision.
+    let allowed = counter(envoy, "allowed");
+    let mut connection = world
+        .client_for(&world.client)
+        .connect(envoy.listener("enforce"), DOMAIN)
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(connection.get(DOMAIN, "/hello", &[]).unwrap().status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(600)); // the allowed counter is flushed every 250 ms
+    assert_eq!(
+        counter(envoy, "allowed") - allowed,
+        1,
+        "one decision for the connection"
+    );
+    assert_eq!(gateway.backend.count(), 20);
+    let line = envoy
+        .wait_for_log_line(
+            &[r#""decision":"allow""#, r#""layer":"connection""#],
+            Duration::from_secs(3),
+        )
+        .expect("an allow line with the layer");
+    assert!(
+        line.contains(&format!(r#""authority":"{DOMAIN}""#)),
+        "SNI as authority: {line}"
+    );
+
+    // Denials: closed, counted and logged per reason, nothing reaches the backend.
+    for (leaf, reason, what) in [
+        (&world.stranger, "san_not_allowed", "a SAN not allowed"),
+        (
+            &world.impostor,
+            "issuer_key_id_mismatch",
+            "a same-named CA with its own key id",
+        ),
+        (
+            &world.impostor_without_aki,
+            "bad_signature",
+            "a same-named CA, no key id on the leaf",
+        ),
+    ] {
+        let denied = counter(envoy, &format!("denied.{reason}"));
+        expect_closed(&gateway, &world.client_for(leaf), "enforce", DOMAIN, what);
+        assert_eq!(
+            counter(envoy, &format!("denied.{reason}")) - denied,
+            1,
+            "{what}"
+        );
+        assert!(
+            envoy
+                .wait_for_log_line(
+                    &[
+                        &format!(r#""reason":"{reason}""#),
+                        r#""layer":"connection""#,
+                        r#""enforced":true"#
+                    ],
+                    Duration::from_secs(3)
+                )
+                .is_some(),
+            "{what}: decision line"
+        );
+    }
+
+    // Audit mode: the stranger gets through, the would-be denial is counted.
+    let would = counter(envoy, "audit_would_deny.san_not_allowed");
+    let response = world
+        .client_for(&world.stranger)
+        .get(envoy.listener("audit"), DOMAIN, DOMAIN, "/hello", &[])
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        counter(envoy, "audit_would_deny.san_not_allowed") - would,
+        1
+    );
+
+    // Host rules key on SNI: the named server passes, another name has no rule.
+    let client = world.client_for(&world.client);
+    let response = client
+        .get(envoy.listener("sni"), DOMAIN, DOMAIN, "/hello", &[])
+        .unwrap();
+    assert_eq!(response.status, 200);
+    let no_rule = counter(envoy, "denied.no_rule_for_host");
+    expect_closed(
+        &gateway,
+        &client,
+        "sni",
+        OTHER_NAME,
+        "an SNI without a rule",
+    );
+    assert_eq!(counter(envoy, "denied.no_rule_for_host") - no_rule, 1);
+    // At this layer `:authority` plays no part: SNI decides even when the Host header differs.
+    let mut connection = client.connect(envoy.listener("sni"), DOMAIN).unwrap();
+    assert_eq!(
+        connection.get(OTHER_NAME, "/hello", &[]).unwrap().status,
+        200
+    );
+}
+
+/// A configuration the connection layer cannot honour makes Envoy refuse the plugin, with
+/// the reason in its log; nothing reaches the backend.
+#[test]
+fn bad_connection_layer_configurations_fail_closed() {
+    let world = World::new();
+    for (extra, expected) in [
+        (
+            json!({ "denyStatus": 403 }),
+            "denyStatus: with layer connection a refused peer's connection is closed",
+        ),
+        (
+            json!({ "hosts": { "10.0.0.1": { "allowedSans": [CLIENT_ID] } } }),
+            "hosts.10.0.0.1: with layer connection host rules key on the TLS server name (SNI)",
+        ),
+        (
+            json!({ "layer": "transport" }),
+            "unknown variant `transport`",
+        ),
+    ] {
+        let backend = Backend::start();
+        let listeners = [MtlsListener {
+            name: "bad".into(),
+            plugin_config: world.config(extra.clone()),
+            xfcc: Xfcc::SanitizeSet,
+        }];
+        let tls = GatewayTls {
+            cert: &world.server.cert_pem,
+            key: &world.server.key_pem,
+            client_ca_bundle: &world.root.cert.cert_pem,
+        };
+        match Envoy::start(&bootstrap(&listeners, &tls, &filter_wasm(), backend.addr)) {
+            Err(failure) => assert!(
+                failure.log.contains(expected),
+                "{extra}: Envoy's log should say {expected:?}:\n{}",
+                failure.log
+            ),
+            Ok(envoy) => {
+                let result = world.client_for(&world.client).get(
+                    envoy.listener("bad"),
+                    DOMAIN,
+                    DOMAIN,
+                    "/hello",
+                    &[],
+                );
+                assert!(
+                    result.map_or(true, |r| r.status != 200),
+                    "{extra} let a request through"
+                );
+                assert!(
+                    envoy
+                        .wait_for_log_line(&[expected], Duration::from_secs(5))
+                        .is_some(),
+                    "{extra}: {expected:?} not logged:\n{}",
+                    envoy.log()
+                );
+            }
+        }
+        assert_eq!(backend.count(), 0, "{extra}: a request reached the backend");
+    }
+}
+
+/// `"layer": "connection"` in a plugin that Envoy runs as an HTTP filter (a WasmPlugin
+/// without `type: NETWORK`), and the reverse: the mismatch fails closed.
+#[test]
+fn a_layer_that_does_not_match_the_filter_type_fails_closed() {
+    use peergate_e2e::gateway::{
+        admin, downstream_mtls, named_wasm_filter, network_wasm_filter, router_filter,
+        static_cluster,
+    };
+    let world = World::new();
+    let connection_config = world.config(json!({}));
+    let request_config = {
+        let mut v: Value = serde_json::from_str(&connection_config).unwrap();
+        v["layer"] = "request".into();
+        v.to_string()
+    };
+    for (what, network_filters, http_filters) in [
+        (
+            "layer connection in an HTTP filter",
+            vec![],
+            vec![named_wasm_filter(
+                "peergate",
+                &filter_wasm(),
+                &connection_config,
+            )],
+        ),
+        (
+            "layer request in a network filter",
+            vec![network_wasm_filter(
+                "peergate",
+                &filter_wasm(),
+                &request_config,
+            )],
+            vec![],
+        ),
+    ] {
+        let backend = Backend::start();
+        let mut http_filters = http_filters;
+        http_filters.push(router_filter());
+        let mut filters = network_filters;
+        filters.push(json!({
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "gw",
+                "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"],
+                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "backend" } }] }] },
+                "http_filters": http_filters
+            }
+        }));
+        let config = json!({
+            "admin": admin(),
+            "static_resources": {
+                "listeners": [{
+                    "name": "gw",
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                    "filter_chains": [{
+                        "transport_socket": downstream_mtls(&world.server.cert_pem, &world.server.key_pem, &world.root.cert.cert_pem, &[]),
+                        "filters": filters
+                    }]
+                }],
+                "clusters": [static_cluster("backend", backend.addr, None)]
+            }
+        });
+        let envoy = Envoy::start(&config).unwrap_or_else(|f| panic!("{what}: {}", f.log));
+        for _ in 0..3 {
+            let result = world.client_for(&world.client).get(
+                envoy.listener("gw"),
+                DOMAIN,
+                DOMAIN,
+                "/hello",
+                &[],
+            );
+            assert!(
+                result.map_or(true, |r| r.status != 200),
+                "{what}: a request got through"
+            );
+        }
+        assert_eq!(backend.count(), 0, "{what}");
+        // The SDK cannot serve a callback of the other filter type: the VM traps, which is
+        // fail closed, and Envoy logs which callback failed.
+        assert!(
+            envoy
+                .wait_for_log_line(&["failed: Uncaught RuntimeError"], Duration::from_secs(3))
+                .is_some(),
+            "{what}:\n{}",
+            envoy.log()
+        );
+    }
+}
