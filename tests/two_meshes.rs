@@ -263,6 +263,54 @@ fn the_client_removed_from_the_allowed_list_gets_403_from_the_filter() {
     assert_eq!(topo.gateway_counter("wasmcustom.peergate.denied"), 0);
 }
 
+/// `layer = "connection"` in mesh.toml: the WasmPlugin is `type: NETWORK`, the translated
+/// gateway runs the module as a network filter, and the whole path still works; with the client
+/// removed from the allowed SANs the sidecar's connection to the gateway is closed (the
+/// application sees the sidecar's 503) and nothing reaches helloworld.
+#[test]
+fn the_connection_layer_end_to_end() {
+    let mut mesh = Mesh {
+        key_type: KeyType::EcdsaP256,
+        ..Mesh::default()
+    };
+    mesh.plugin.layer = peergate_filter::Layer::Connection;
+    mesh.cluster_b.plugin_listener_port = Some(8443);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &mesh);
+    let plugin = std::fs::read_to_string(out.join("cluster-b/wasmplugin.yaml")).unwrap();
+    assert!(plugin.contains("type: NETWORK"), "{plugin}");
+    assert!(plugin.contains("layer: connection"), "{plugin}");
+    let topo = start(&out, None);
+    for _ in 0..3 {
+        let response = topo.hello();
+        assert_eq!(
+            response.status,
+            200,
+            "{}\n{}",
+            response.text(),
+            topo.gateway.log()
+        );
+    }
+    // The sidecar pools its connections to the gateway (one pool per worker, two workers
+    // here): more requests than decisions.
+    std::thread::sleep(Duration::from_millis(600));
+    let decisions = topo.wait_counter("wasmcustom.peergate.allowed", 1);
+    assert!(
+        (1..=2).contains(&decisions),
+        "{decisions} decisions for 3 requests"
+    );
+    assert_eq!(topo.backend.count(), 3);
+
+    mesh.cluster_b.allowed_sans = Some(vec!["spiffe://cluster-a/ns/other/*".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &mesh);
+    let topo = start(&out, None);
+    let response = topo.hello();
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert!(topo.wait_counter("wasmcustom.peergate.denied.san_not_allowed", 1) >= 1);
+    assert_eq!(topo.backend.count(), 0);
+}
+
 #[test]
 fn the_translator_refuses_fields_it_does_not_know() {
     let dir = tempfile::tempdir().unwrap();

@@ -252,6 +252,9 @@ pub struct WasmPluginSpec {
     pub sha256: Option<String>,
     /// `AUTHN`: before Istio's authorization.
     pub phase: String,
+    /// `NETWORK` for the connection layer; absent (HTTP) otherwise.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub plugin_type: Option<String>,
     /// `FAIL_CLOSE`, `FAIL_RELOAD` or `FAIL_OPEN`.
     pub fail_strategy: String,
     /// Which listeners.

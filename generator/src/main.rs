@@ -124,6 +124,11 @@ struct GenArgs {
     /// The filter's mode (plugin.mode): enforce, audit.
     #[arg(long, value_parser = mesh_value::<peergate_filter::Mode>)]
     mode: Option<peergate_filter::Mode>,
+    /// Where the filter decides (plugin.layer): request (HTTP filter, a 403 per refused
+    /// request) or connection (network filter, once per TLS connection, refused connections
+    /// are closed).
+    #[arg(long, value_parser = mesh_value::<peergate_filter::Layer>)]
+    layer: Option<peergate_filter::Layer>,
     /// Where the gateway fetches the module (plugin.url).
     #[arg(long)]
     plugin_url: Option<String>,
@@ -309,6 +314,9 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     }
     if let Some(mode) = args.client_cert_mode {
         mesh.cluster_a.client_cert_mode = mode;
+    }
+    if let Some(layer) = args.layer {
+        mesh.plugin.layer = layer;
     }
     if let Some(mode) = args.mode {
         mesh.plugin.mode = mode;

@@ -212,6 +212,7 @@ impl Emitter {
 pub fn plugin_config(mesh: &Mesh, pki: &Pki<'_>) -> peergate_filter::PluginConfig {
     peergate_filter::PluginConfig {
         mode: mesh.plugin.mode,
+        layer: mesh.plugin.layer,
         trusted_issuers: vec![pki.root.cert.clone()],
         allowed_sans: Some(mesh.allowed_sans()),
         ..Default::default()
@@ -559,6 +560,10 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
             url: mesh.plugin.url.clone(),
             sha256: mesh.plugin.sha256.clone(),
             phase: "AUTHN".into(),
+            // A connection-layer plugin is a network filter (Istio >= 1.20); HTTP is the
+            // default and is left unsaid so the object reads as it always did.
+            plugin_type: (mesh.plugin.layer == peergate_filter::Layer::Connection)
+                .then(|| "NETWORK".to_owned()),
             fail_strategy: mesh.plugin.fail_strategy.name().into(),
             matches: b
                 .plugin_listener_port

@@ -209,6 +209,9 @@ pub struct PluginSection {
     pub allow_fail_open: bool,
     /// `enforce` or `audit`.
     pub mode: peergate_filter::Mode,
+    /// `request` (an HTTP filter, the default) or `connection` (a network filter,
+    /// `type: NETWORK`, one decision per TLS connection).
+    pub layer: peergate_filter::Layer,
 }
 
 /// The whole of `mesh.toml`.
@@ -275,6 +278,7 @@ impl Default for PluginSection {
             fail_strategy: FailStrategy::FailClose,
             allow_fail_open: false,
             mode: peergate_filter::Mode::Enforce,
+            layer: peergate_filter::Layer::Request,
         }
     }
 }

@@ -226,6 +226,7 @@ fn every_emitted_istio_object_fits_its_crd() {
         &[][..],
         &["--client-cert-mode", "credentialName", "--mode", "audit"][..],
         &["--fail-strategy", "FAIL_RELOAD", "--key-type", "ecdsa-p256"][..],
+        &["--layer", "connection"][..],
     ] {
         let (_dir, objects) = generated(args);
         for (file, yaml) in &objects {

@@ -337,6 +337,8 @@ struct WasmPluginSpec {
     url: String,
     sha256: Option<String>,
     phase: String,
+    #[serde(rename = "type")]
+    plugin_type: Option<String>,
     fail_strategy: String,
     #[serde(rename = "match")]
     matches: Option<Vec<TrafficSelector>>,
@@ -408,6 +410,8 @@ pub struct GatewaySide {
     pub plugin_config: String,
     /// Whether a failing plugin is skipped (FAIL_OPEN).
     pub fail_open: bool,
+    /// `type: NETWORK`: the module is a network filter ahead of the connection manager.
+    pub network_plugin: bool,
 }
 
 fn b64(text: &str) -> String {
@@ -796,6 +800,11 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
         assert_eq!(sha.len(), 64);
     }
     assert_eq!(plugin.spec.phase, "AUTHN");
+    let network_plugin = match plugin.spec.plugin_type.as_deref() {
+        None | Some("HTTP") => false,
+        Some("NETWORK") => true,
+        Some(other) => panic!("unknown WasmPlugin type {other}"),
+    };
     let fail_open = match plugin.spec.fail_strategy.as_str() {
         "FAIL_CLOSE" | "FAIL_RELOAD" => false,
         "FAIL_OPEN" => true,
@@ -867,6 +876,7 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
         backend_port: dest.destination.port.number,
         plugin_config: plugin.spec.plugin_config.to_string(),
         fail_open,
+        network_plugin,
     }
 }
 
@@ -918,10 +928,19 @@ pub fn gateway_bootstrap(
         .iter()
         .map(|l| {
             let mut filters = Vec::new();
+            let mut network_filters = Vec::new();
             if l.plugin {
-                let mut wasm_filter = crate::gateway::wasm_filter(wasm, &gw.plugin_config);
+                let mut wasm_filter = if gw.network_plugin {
+                    crate::gateway::network_wasm_filter("peergate", wasm, &gw.plugin_config)
+                } else {
+                    crate::gateway::wasm_filter(wasm, &gw.plugin_config)
+                };
                 wasm_filter["typed_config"]["config"]["fail_open"] = gw.fail_open.into();
-                filters.push(wasm_filter);
+                if gw.network_plugin {
+                    network_filters.push(wasm_filter);
+                } else {
+                    filters.push(wasm_filter);
+                }
             }
             filters.push(router_filter());
             let mut domains = Vec::new();
@@ -952,10 +971,11 @@ pub fn gateway_bootstrap(
                 chain["transport_socket"] =
                     downstream_mtls(&tls.cert, &tls.key, &tls.ca, client_sans);
             }
-            chain["filters"] = json!([{
+            network_filters.push(json!({
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": hcm
-            }]);
+            }));
+            chain["filters"] = network_filters.into();
             let mut listener = json!({
                 "name": format!("gateway_{}", l.port),
                 "address": { "socket_address": {
