@@ -20,10 +20,11 @@ use anyhow::{bail, Context};
 use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, workspace_root, Envoy};
 use peergate_e2e::gateway::{
-    admin, downstream_mtls, named_wasm_filter, router_filter, static_cluster, upstream_mtls,
+    admin, downstream_mtls, named_wasm_filter, network_wasm_filter, router_filter, static_cluster,
+    upstream_mtls,
 };
 use peergate_e2e::pki::{key, Ca, Issued, KeyKind, Leaf};
-use peergate_filter::{Mode, PluginConfig};
+use peergate_filter::{Layer, Mode, PluginConfig};
 use serde_json::{json, Value};
 
 const DOMAIN: &str = "helloworld.zufar.io";
@@ -238,20 +239,29 @@ fn rbac_filter() -> Value {
 struct Variant {
     name: &'static str,
     what: &'static str,
+    /// Network filters ahead of the connection manager.
+    network_filters: Vec<Value>,
+    /// HTTP filters (the router last).
     filters: Vec<Value>,
 }
 
 fn variants(pki: &Pki) -> Vec<Variant> {
     let peergate =
         |mode| named_wasm_filter("peergate", &filter_wasm(), &policy(pki, mode).to_json());
+    let connection_policy = PluginConfig {
+        layer: Layer::Connection,
+        ..policy(pki, Mode::Enforce)
+    };
     vec![
         Variant {
             name: "none",
+            network_filters: Vec::new(),
             what: "no filter (baseline)",
             filters: vec![router_filter()],
         },
         Variant {
             name: "noop",
+            network_filters: Vec::new(),
             what: "a proxy-wasm filter doing nothing",
             filters: vec![
                 named_wasm_filter("noop", &bench_wasm(), ""),
@@ -260,18 +270,31 @@ fn variants(pki: &Pki) -> Vec<Variant> {
         },
         Variant {
             name: "rbac",
+            network_filters: Vec::new(),
             what: "native RBAC, principal exact",
             filters: vec![rbac_filter(), router_filter()],
         },
         Variant {
             name: "enforce",
+            network_filters: Vec::new(),
             what: "peergate enforce (cache warm)",
             filters: vec![peergate(Mode::Enforce), router_filter()],
         },
         Variant {
             name: "audit",
+            network_filters: Vec::new(),
             what: "peergate audit (cache warm)",
             filters: vec![peergate(Mode::Audit), router_filter()],
+        },
+        Variant {
+            name: "connection",
+            what: "peergate enforce, layer connection (network filter)",
+            network_filters: vec![network_wasm_filter(
+                "peergate",
+                &filter_wasm(),
+                &connection_policy.to_json(),
+            )],
+            filters: vec![router_filter()],
         },
     ]
 }
@@ -282,7 +305,9 @@ fn gateway_bootstrap(pki: &Pki, variants: &[Variant]) -> Value {
         "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
         "filter_chains": [{
             "transport_socket": downstream_mtls(&pki.server.cert_pem, &pki.server.key_pem, &pki.root.cert.cert_pem, &[]),
-            "filters": [hcm(v.name, v.filters.clone())]
+            "filters": v.network_filters.iter().cloned()
+                .chain(std::iter::once(hcm(v.name, v.filters.clone())))
+                .collect::<Vec<_>>()
         }]
     })).collect();
     json!({ "admin": admin(), "static_resources": { "listeners": listeners } })
@@ -638,9 +663,14 @@ fn main() -> anyhow::Result<()> {
     );
     let cold_variants = [
         ("none", "no filter"),
+        ("rbac", "native RBAC"),
         (
             "enforce",
-            "peergate enforce, a new certificate per connection (cache cold)",
+            "peergate enforce, layer request, a new certificate per connection (cache cold)",
+        ),
+        (
+            "connection",
+            "peergate enforce, layer connection, a new certificate per connection (cache cold)",
         ),
     ];
     for (name, _) in cold_variants {
