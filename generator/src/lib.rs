@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod certs;
 pub mod gen;
+pub mod image;
 pub mod istio;
 pub mod logs;
 pub mod manifests;

@@ -37,6 +37,26 @@ enum Command {
     Audit(AuditArgs),
     /// Show what a certificate says: names, validity, key, fingerprints.
     Inspect(InspectArgs),
+    /// Write the filter module as an OCI image layout Istio can pull (no Docker needed) and
+    /// print its manifest digest, the WasmPlugin's sha256 for an oci:// url.
+    Image(ImageArgs),
+}
+
+#[derive(clap::Args)]
+struct ImageArgs {
+    /// The module (cargo make build-filter writes it).
+    #[arg(long, value_name = "FILE")]
+    wasm: PathBuf,
+    /// The OCI image layout directory to write (created or updated).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// compat: plugin.wasm in a tar+gzip layer (any registry, any Istio); wasm: the Wasm image
+    /// variant (module as the content layer).
+    #[arg(long, value_enum, default_value_t = peergate::image::Variant::Compat)]
+    variant: peergate::image::Variant,
+    /// The image's name inside the layout (skopeo: oci:DIR:TAG).
+    #[arg(long, default_value = "latest")]
+    tag: String,
 }
 
 #[derive(clap::Args)]
@@ -130,8 +150,27 @@ struct GenArgs {
     #[arg(long, value_parser = mesh_value::<peergate_filter::Layer>)]
     layer: Option<peergate_filter::Layer>,
     /// Where the gateway fetches the module (plugin.url).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["wasm_image", "wasm_url"])]
     plugin_url: Option<String>,
+    /// The module as an OCI image, REF[@sha256:DIGEST] (plugin.wasmImage): url oci://REF,
+    /// sha256 = the manifest digest (`peergate image` / `cargo make oci` print it).
+    #[arg(long, value_name = "REF[@DIGEST]", conflicts_with = "wasm_url")]
+    wasm_image: Option<String>,
+    /// The module over https://, http:// (sha256 = the module's SHA-256, of --wasm) or file://
+    /// (no sha256) (plugin.wasmUrl).
+    #[arg(long, value_name = "URL")]
+    wasm_url: Option<String>,
+    /// The built module, hashed for --wasm-url https://…
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "target/wasm32-wasip1/release/peergate_filter.wasm"
+    )]
+    wasm: PathBuf,
+    /// Which Istio API installs the filter (plugin.api): wasmplugin, trafficextension
+    /// (Istio >= 1.30).
+    #[arg(long, value_parser = mesh_value::<peergate::mesh::PluginApi>)]
+    api: Option<peergate::mesh::PluginApi>,
     /// SHA-256 of the module (plugin.sha256).
     #[arg(long)]
     plugin_sha256: Option<String>,
@@ -163,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gen(args) => gen(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit(args),
         Command::Inspect(args) => inspect(args),
+        Command::Image(args) => image(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -324,6 +364,17 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     if let Some(url) = &args.plugin_url {
         mesh.plugin.url.clone_from(url);
     }
+    if let Some(image) = &args.wasm_image {
+        mesh.plugin.wasm_image = Some(image.clone());
+        mesh.plugin.wasm_url = None;
+    }
+    if let Some(url) = &args.wasm_url {
+        mesh.plugin.wasm_url = Some(url.clone());
+        mesh.plugin.wasm_image = None;
+    }
+    if let Some(api) = args.api {
+        mesh.plugin.api = api;
+    }
     if let Some(sha) = &args.plugin_sha256 {
         mesh.plugin.sha256 = Some(sha.clone());
     }
@@ -343,7 +394,10 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
 
 fn gen(args: GenArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (mesh, source) = load_mesh(&args)?;
+    let (mut mesh, source) = load_mesh(&args)?;
+    for warning in peergate::gen::resolve_module_source(&mut mesh, &args.wasm)? {
+        eprintln!("warning: {warning}");
+    }
     if mesh.plugin.fail_strategy == FailStrategy::FailOpen {
         eprintln!(
             "warning: failStrategy FAIL_OPEN: if the filter traps, the gateway skips it and the peer policy is not applied"
@@ -385,5 +439,42 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
         changed.len(),
         started.elapsed()
     );
+    Ok(())
+}
+
+fn image(args: ImageArgs) -> anyhow::Result<()> {
+    use peergate::image::{read_module, write_layout, Variant};
+    let module = read_module(&args.wasm)?;
+    let image = write_layout(&module, args.variant, &args.out, &args.tag)
+        .with_context(|| format!("writing the image layout {}", args.out.display()))?;
+    let variant = match args.variant {
+        Variant::Compat => "compat: plugin.wasm in a tar+gzip layer",
+        Variant::Wasm => "wasm: the module as the content layer",
+    };
+    let changed = image
+        .files
+        .iter()
+        .filter(|(_, s)| *s != FileStatus::Unchanged)
+        .count();
+    eprintln!(
+        "peergate image ({variant}) {} -> oci:{}:{} ({} files, {changed} changed)",
+        args.wasm.display(),
+        args.out.display(),
+        args.tag,
+        image.files.len()
+    );
+    eprintln!("  module sha256 {}", image.module_sha256);
+    eprintln!(
+        "  push: skopeo copy oci:{}:{} docker://REGISTRY/REPOSITORY:{}",
+        args.out.display(),
+        args.tag,
+        args.tag
+    );
+    eprintln!(
+        "  then: peergate gen --wasm-image REGISTRY/REPOSITORY:{}@{}",
+        args.tag, image.manifest_digest
+    );
+    // The one line on standard output: the manifest digest, for scripts.
+    println!("{}", image.manifest_digest);
     Ok(())
 }
