@@ -85,6 +85,73 @@ pub enum GenError {
     /// Writing failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// `plugin.wasmImage` / `plugin.wasmUrl` cannot be turned into `url` and `sha256`.
+    #[error("{field}: {message}")]
+    ModuleSource {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where the module comes from, turned into the WasmPlugin's `url` and `sha256` the way Istio
+/// checks them: for `oci://` the image's manifest digest, for `http(s)://` the module's own
+/// SHA-256 (of `module`, the built filter), for `file://` nothing (Istio ignores it). Returns
+/// warnings for the user.
+pub fn resolve_module_source(mesh: &mut Mesh, module: &Path) -> Result<Vec<String>, GenError> {
+    let mut warnings = Vec::new();
+    let conflict = |field: &'static str, computed: &str, given: &str| GenError::ModuleSource {
+        field,
+        message: format!(
+            "its digest {computed} differs from plugin.sha256 {given}; give one of them"
+        ),
+    };
+    if let Some(image) = mesh.plugin.wasm_image.clone() {
+        let (reference, digest) =
+            crate::mesh::split_image_reference(&image).map_err(|message| {
+                GenError::ModuleSource {
+                    field: "plugin.wasmImage",
+                    message,
+                }
+            })?;
+        mesh.plugin.url = format!("oci://{reference}");
+        match (digest, mesh.plugin.sha256.as_deref()) {
+            (Some(d), Some(given)) if d != given => {
+                return Err(conflict("plugin.wasmImage", d, given))
+            }
+            (Some(d), _) => mesh.plugin.sha256 = Some(d.to_owned()),
+            (None, Some(_)) => {}
+            (None, None) => warnings.push(format!(
+                "plugin.wasmImage {image} has no @sha256:<manifest digest>: Istio will pull the tag without verifying it (cargo make oci prints the digest)"
+            )),
+        }
+    }
+    if let Some(url) = mesh.plugin.wasm_url.clone() {
+        mesh.plugin.url.clone_from(&url);
+        if url.starts_with("file://") {
+            if mesh.plugin.sha256.take().is_some() {
+                warnings
+                    .push("plugin.sha256 dropped: Istio does not check it for file:// URLs".into());
+            }
+        } else {
+            let bytes = std::fs::read(module).map_err(|e| GenError::ModuleSource {
+                field: "plugin.wasmUrl",
+                message: format!(
+                    "the module's SHA-256 is needed for {url}, but {} cannot be read ({e}); run `cargo make build-filter` or pass --wasm FILE",
+                    module.display()
+                ),
+            })?;
+            let digest = crate::image::sha256_hex(&bytes);
+            match mesh.plugin.sha256.as_deref() {
+                Some(given) if given != digest => {
+                    return Err(conflict("plugin.wasmUrl", &digest, given))
+                }
+                _ => mesh.plugin.sha256 = Some(digest),
+            }
+        }
+    }
+    Ok(warnings)
 }
 
 /// Options of a run.
@@ -238,6 +305,17 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         staging.stage(&out.join(cluster.dir()).join(file), yaml.as_bytes(), mode)?;
     }
     report.files = staging.commit()?;
+    // Only one plugin object is emitted: the other API's file would be applied too.
+    let emitted = match mesh.plugin.api {
+        crate::mesh::PluginApi::WasmPlugin => manifests::PLUGIN_FILES[0],
+        crate::mesh::PluginApi::TrafficExtension => manifests::PLUGIN_FILES[1],
+    };
+    for stale in manifests::PLUGIN_FILES.iter().filter(|f| **f != emitted) {
+        let path = out.join("cluster-b").join(stale);
+        if let Some(status) = remove_stale(&path)? {
+            report.files.push((path, status));
+        }
+    }
     if mesh.cluster_a.client_cert_mode == ClientCertMode::Mounted {
         for stale in ["role.yaml", "rolebinding.yaml"] {
             let path = out.join("cluster-a").join(stale);

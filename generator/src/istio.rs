@@ -264,6 +264,40 @@ pub struct WasmPluginSpec {
     pub plugin_config: peergate_filter::PluginConfig,
 }
 
+/// `TrafficExtension.spec` (Istio >= 1.30): the WasmPlugin's fields, the Wasm ones under
+/// `wasm`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficExtensionSpec {
+    /// Which proxies.
+    pub selector: WorkloadSelector,
+    /// `AUTHN`: before Istio's authorization.
+    pub phase: String,
+    /// Which listeners.
+    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<TrafficSelector>,
+    /// The module and its configuration.
+    pub wasm: TrafficExtensionWasm,
+}
+
+/// `TrafficExtension.spec.wasm`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficExtensionWasm {
+    /// Module location.
+    pub url: String,
+    /// Module digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `NETWORK` for the connection layer; absent (HTTP) otherwise.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub plugin_type: Option<String>,
+    /// `FAIL_CLOSE`, `FAIL_RELOAD` or `FAIL_OPEN`.
+    pub fail_strategy: String,
+    /// The filter's configuration.
+    pub plugin_config: peergate_filter::PluginConfig,
+}
+
 /// `kustomization.yaml`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -17,10 +17,11 @@ use crate::certs::CertAndKey;
 use crate::istio::{
     ClientTls, Destination, DestinationRuleSpec, GatewayPort, GatewayServer, GatewaySpec,
     HttpMatch, HttpRoute, Kustomization, Metadata, Object, PortSelector, PortTrafficPolicy,
-    RouteDestination, ServerTls, ServiceEntrySpec, Subset, TrafficPolicy, TrafficSelector,
-    VirtualServiceSpec, WasmPluginSpec, WorkloadSelector,
+    RouteDestination, ServerTls, ServiceEntrySpec, Subset, TrafficExtensionSpec,
+    TrafficExtensionWasm, TrafficPolicy, TrafficSelector, VirtualServiceSpec, WasmPluginSpec,
+    WorkloadSelector,
 };
-use crate::mesh::{ClientCertMode, Mesh};
+use crate::mesh::{ClientCertMode, Mesh, PluginApi};
 
 /// Where the client Secret is mounted in the sidecar (mounted mode).
 pub const CLIENT_CERT_DIR: &str = "/etc/peergate/client";
@@ -207,6 +208,9 @@ impl Emitter {
         self.emit(cluster, "kustomization.yaml", &k, false);
     }
 }
+
+/// The files the plugin object can be in, by API: the one not emitted is stale.
+pub const PLUGIN_FILES: [&str; 2] = ["wasmplugin.yaml", "trafficextension.yaml"];
 
 /// The pluginConfig the WasmPlugin carries.
 pub fn plugin_config(mesh: &Mesh, pki: &Pki<'_>) -> peergate_filter::PluginConfig {
@@ -549,34 +553,62 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
     };
     e.emit(Cluster::B, "virtualservice.yaml", &vs, false);
 
-    let plugin = Object {
-        api_version: "extensions.istio.io/v1alpha1",
-        kind: "WasmPlugin",
-        metadata: istio_meta("peergate", GATEWAY_NAMESPACE),
-        spec: WasmPluginSpec {
-            selector: WorkloadSelector {
-                match_labels: selector,
-            },
-            url: mesh.plugin.url.clone(),
-            sha256: mesh.plugin.sha256.clone(),
-            phase: "AUTHN".into(),
-            // A connection-layer plugin is a network filter (Istio >= 1.20); HTTP is the
-            // default and is left unsaid so the object reads as it always did.
-            plugin_type: (mesh.plugin.layer == peergate_filter::Layer::Connection)
-                .then(|| "NETWORK".to_owned()),
-            fail_strategy: mesh.plugin.fail_strategy.name().into(),
-            matches: b
-                .plugin_listener_port
-                .map(|port| TrafficSelector {
-                    mode: "CLIENT".into(),
-                    ports: vec![PortSelector { number: port }],
-                })
-                .into_iter()
-                .collect(),
-            plugin_config: plugin_config(mesh, pki),
-        },
-    };
-    e.emit(Cluster::B, "wasmplugin.yaml", &plugin, false);
+    // A connection-layer plugin is a network filter (Istio >= 1.20); HTTP is the default and
+    // is left unsaid so the object reads as it always did.
+    let plugin_type =
+        (mesh.plugin.layer == peergate_filter::Layer::Connection).then(|| "NETWORK".to_owned());
+    let matches: Vec<TrafficSelector> = b
+        .plugin_listener_port
+        .map(|port| TrafficSelector {
+            mode: "CLIENT".into(),
+            ports: vec![PortSelector { number: port }],
+        })
+        .into_iter()
+        .collect();
+    match mesh.plugin.api {
+        PluginApi::WasmPlugin => {
+            let plugin = Object {
+                api_version: "extensions.istio.io/v1alpha1",
+                kind: "WasmPlugin",
+                metadata: istio_meta("peergate", GATEWAY_NAMESPACE),
+                spec: WasmPluginSpec {
+                    selector: WorkloadSelector {
+                        match_labels: selector,
+                    },
+                    url: mesh.plugin.url.clone(),
+                    sha256: mesh.plugin.sha256.clone(),
+                    phase: "AUTHN".into(),
+                    plugin_type,
+                    fail_strategy: mesh.plugin.fail_strategy.name().into(),
+                    matches,
+                    plugin_config: plugin_config(mesh, pki),
+                },
+            };
+            e.emit(Cluster::B, PLUGIN_FILES[0], &plugin, false);
+        }
+        PluginApi::TrafficExtension => {
+            let extension = Object {
+                api_version: "extensions.istio.io/v1alpha1",
+                kind: "TrafficExtension",
+                metadata: istio_meta("peergate", GATEWAY_NAMESPACE),
+                spec: TrafficExtensionSpec {
+                    selector: WorkloadSelector {
+                        match_labels: selector,
+                    },
+                    phase: "AUTHN".into(),
+                    matches,
+                    wasm: TrafficExtensionWasm {
+                        url: mesh.plugin.url.clone(),
+                        sha256: mesh.plugin.sha256.clone(),
+                        plugin_type,
+                        fail_strategy: mesh.plugin.fail_strategy.name().into(),
+                        plugin_config: plugin_config(mesh, pki),
+                    },
+                },
+            };
+            e.emit(Cluster::B, PLUGIN_FILES[1], &extension, false);
+        }
+    }
 
     let patch = serde_json::json!({
         "spec": { "template": { "metadata": { "annotations": {

@@ -92,6 +92,17 @@ impl FailStrategy {
     }
 }
 
+/// Which Istio API installs the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginApi {
+    /// `WasmPlugin` (extensions.istio.io/v1alpha1), every Istio with Wasm support.
+    #[default]
+    WasmPlugin,
+    /// `TrafficExtension` (extensions.istio.io/v1alpha1, Istio >= 1.30), which supersedes it.
+    TrafficExtension,
+}
+
 /// A validity period written as `<n>h` or `<n>d` (e.g. `87600h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity(pub Duration);
@@ -212,6 +223,16 @@ pub struct PluginSection {
     /// `request` (an HTTP filter, the default) or `connection` (a network filter,
     /// `type: NETWORK`, one decision per TLS connection).
     pub layer: peergate_filter::Layer,
+    /// The module as an OCI image, `REF[@sha256:HEX]`: `url` becomes `oci://REF` and `sha256`
+    /// the image's manifest digest (what Istio checks for `oci://` URLs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wasm_image: Option<String>,
+    /// The module over `https://` or `http://` (`sha256` becomes the module's own digest,
+    /// computed from the built module) or `file://` (no digest: Istio ignores it there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wasm_url: Option<String>,
+    /// `wasmplugin` (default) or `trafficextension`.
+    pub api: PluginApi,
 }
 
 /// The whole of `mesh.toml`.
@@ -279,6 +300,9 @@ impl Default for PluginSection {
             allow_fail_open: false,
             mode: peergate_filter::Mode::Enforce,
             layer: peergate_filter::Layer::Request,
+            wasm_image: None,
+            wasm_url: None,
+            api: PluginApi::WasmPlugin,
         }
     }
 }
@@ -293,6 +317,34 @@ impl Default for Mesh {
             plugin: PluginSection::default(),
         }
     }
+}
+
+/// Splits `REF[@sha256:HEX]` (an optional `oci://` in front) into the reference and the digest's
+/// hex, checking both.
+pub fn split_image_reference(image: &str) -> Result<(&str, Option<&str>), String> {
+    let image = image.strip_prefix("oci://").unwrap_or(image);
+    let (reference, digest) = match image.split_once('@') {
+        Some((reference, digest)) => {
+            let hex = digest
+                .strip_prefix("sha256:")
+                .ok_or("the digest must be sha256:<64 hex digits>")?;
+            if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err("the digest must be sha256:<64 lower-case hex digits>".into());
+            }
+            (reference, Some(hex))
+        }
+        None => (image, None),
+    };
+    if reference.is_empty()
+        || reference.starts_with('/')
+        || !reference.contains('/')
+        || reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("expected registry/repository[:tag], e.g. ghcr.io/acme/peergate:0.1.0".into());
+    }
+    Ok((reference, digest))
 }
 
 /// A problem with the input, naming where it is.
@@ -453,6 +505,28 @@ impl Mesh {
                 return Err(invalid(
                     &format!("clusterB.allowedSans[{i}]"),
                     e.to_string(),
+                ));
+            }
+        }
+        if self.plugin.wasm_image.is_some() && self.plugin.wasm_url.is_some() {
+            return Err(invalid(
+                "plugin.wasmImage",
+                "give plugin.wasmImage or plugin.wasmUrl, not both".into(),
+            ));
+        }
+        if let Some(image) = &self.plugin.wasm_image {
+            if let Err(why) = split_image_reference(image) {
+                return Err(invalid("plugin.wasmImage", format!("{image:?}: {why}")));
+            }
+        }
+        if let Some(url) = &self.plugin.wasm_url {
+            if !["https://", "http://", "file://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len())
+            {
+                return Err(invalid(
+                    "plugin.wasmUrl",
+                    format!("{url:?}: use an https://, http:// or file:// URL (oci:// images go in plugin.wasmImage)"),
                 ));
             }
         }

@@ -123,7 +123,18 @@ pub fn validate(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Stri
         }
         Some("boolean" | "number") => {}
         Some(other) => errors.push(format!("{path}: schema type {other} not understood")),
-        None => {}
+        // Untyped schemas are the parts of oneOf/anyOf/not: `required` alone says which
+        // fields are there (checking it only under `type: object` made every such part match).
+        None => {
+            if let Some(map) = value.as_object() {
+                for required in schema["required"].as_array().into_iter().flatten() {
+                    let name = required.as_str().unwrap();
+                    if !map.contains_key(name) {
+                        errors.push(format!("{path}: missing required field {name}"));
+                    }
+                }
+            }
+        }
     }
     // Istio expresses "at most one of" with oneOf/anyOf/not over `required`.
     if let Some(options) = schema["oneOf"].as_array() {
@@ -227,6 +238,8 @@ fn every_emitted_istio_object_fits_its_crd() {
         &["--client-cert-mode", "credentialName", "--mode", "audit"][..],
         &["--fail-strategy", "FAIL_RELOAD", "--key-type", "ecdsa-p256"][..],
         &["--layer", "connection"][..],
+        &["--api", "trafficextension", "--layer", "connection", "--wasm-image", "ghcr.io/acme/peergate:0.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"][..],
+        &["--api", "trafficextension", "--wasm-url", "file:///var/local/peergate.wasm"][..],
     ] {
         let (_dir, objects) = generated(args);
         for (file, yaml) in &objects {
@@ -239,6 +252,7 @@ fn every_emitted_istio_object_fits_its_crd() {
         "DestinationRule",
         "Gateway",
         "ServiceEntry",
+        "TrafficExtension",
         "VirtualService",
         "WasmPlugin",
     ]
@@ -267,4 +281,23 @@ fn the_validator_catches_what_the_api_server_would() {
     assert!(text.contains("\"MUTUALLY\" is not one of"), "{text}");
     assert!(text.contains("servers[0].hostz: unknown field"), "{text}");
     assert!(text.contains("port.number: expected an integer"), "{text}");
+
+    // oneOf over `required`: a TrafficExtension carrying both wasm and lua is refused.
+    let (_dir, objects) = generated(&["--api", "trafficextension"]);
+    let (_, extension) = objects
+        .iter()
+        .find(|(f, _)| f.ends_with("trafficextension.yaml"))
+        .unwrap();
+    let mut object: Value = yaml_serde::from_str(extension).unwrap();
+    let schema = &schemas()[&(
+        "extensions.istio.io/v1alpha1".to_owned(),
+        "TrafficExtension".to_owned(),
+    )];
+    assert!(validate_object(schema, &object, "TrafficExtension").is_empty());
+    object["spec"]["lua"] = serde_json::json!({ "inlineCode": "function envoy_on_request(h) end" });
+    let text = validate_object(schema, &object, "TrafficExtension").join("\n");
+    assert!(
+        text.contains("matches 2 of the oneOf alternatives"),
+        "{text}"
+    );
 }
