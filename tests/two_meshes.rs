@@ -311,6 +311,25 @@ fn the_connection_layer_end_to_end() {
     assert_eq!(topo.backend.count(), 0);
 }
 
+/// The same path with the filter installed by a TrafficExtension (Istio >= 1.30) instead of
+/// a WasmPlugin.
+#[test]
+fn installed_by_a_traffic_extension() {
+    let mut mesh = Mesh {
+        key_type: KeyType::EcdsaP256,
+        ..Mesh::default()
+    };
+    mesh.plugin.api = peergate::mesh::PluginApi::TrafficExtension;
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), &mesh);
+    assert!(out.join("cluster-b/trafficextension.yaml").exists());
+    assert!(!out.join("cluster-b/wasmplugin.yaml").exists());
+    let topo = start(&out, None);
+    let response = topo.hello();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(topo.wait_counter("wasmcustom.peergate.allowed", 1), 1);
+}
+
 #[test]
 fn the_translator_refuses_fields_it_does_not_know() {
     let dir = tempfile::tempdir().unwrap();

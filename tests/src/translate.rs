@@ -346,6 +346,27 @@ struct WasmPluginSpec {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TrafficExtensionSpec {
+    selector: LabelSelector,
+    phase: String,
+    #[serde(rename = "match")]
+    matches: Option<Vec<TrafficSelector>>,
+    wasm: TrafficExtensionWasm,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TrafficExtensionWasm {
+    url: String,
+    sha256: Option<String>,
+    #[serde(rename = "type")]
+    plugin_type: Option<String>,
+    fail_strategy: String,
+    plugin_config: Value,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrafficSelector {
     mode: String,
@@ -712,19 +733,23 @@ pub fn client_side(dir: &Path) -> ClientSide {
 /// Translates `DIR/cluster-b/`.
 pub fn gateway_side(dir: &Path) -> GatewaySide {
     let objects = Objects::read(&dir.join("cluster-b"));
-    assert_eq!(
-        objects.kinds(),
-        [
-            "Deployment",
-            "Gateway",
-            "Namespace",
-            "Secret",
-            "Service",
-            "VirtualService",
-            "WasmPlugin"
-        ],
-        "cluster-b kinds"
-    );
+    // The filter is installed by a WasmPlugin or (Istio >= 1.30) a TrafficExtension.
+    let plugin_kind = if objects.kinds().contains(&"TrafficExtension") {
+        "TrafficExtension"
+    } else {
+        "WasmPlugin"
+    };
+    let mut expected = vec![
+        "Deployment",
+        "Gateway",
+        "Namespace",
+        "Secret",
+        "Service",
+        "VirtualService",
+    ];
+    expected.push(plugin_kind);
+    expected.sort_unstable();
+    assert_eq!(objects.kinds(), expected, "cluster-b kinds");
     let ns: Namespace = objects.one("Namespace", "v1");
     let namespace = ns.metadata.name.clone();
     let secret: Secret = objects.one("Secret", "v1");
@@ -792,7 +817,26 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
     );
     assert_eq!(dest.destination.port.number, port.port);
 
-    let plugin: Istio<WasmPluginSpec> = objects.one("WasmPlugin", "extensions.istio.io/v1alpha1");
+    let plugin: Istio<WasmPluginSpec> = if plugin_kind == "TrafficExtension" {
+        let extension: Istio<TrafficExtensionSpec> =
+            objects.one("TrafficExtension", "extensions.istio.io/v1alpha1");
+        // The same fields as a WasmPlugin's, the Wasm ones under `wasm`.
+        Istio {
+            metadata: extension.metadata,
+            spec: WasmPluginSpec {
+                selector: extension.spec.selector,
+                url: extension.spec.wasm.url,
+                sha256: extension.spec.wasm.sha256,
+                phase: extension.spec.phase,
+                plugin_type: extension.spec.wasm.plugin_type,
+                fail_strategy: extension.spec.wasm.fail_strategy,
+                matches: extension.spec.matches,
+                plugin_config: extension.spec.wasm.plugin_config,
+            },
+        }
+    } else {
+        objects.one("WasmPlugin", "extensions.istio.io/v1alpha1")
+    };
     assert_eq!(plugin.metadata.namespace.as_deref(), Some("istio-system"));
     assert_eq!(plugin.spec.selector.match_labels, gw.spec.selector);
     assert!(plugin.spec.url.contains("://"));
