@@ -3,13 +3,12 @@
 //! istio-ingressgateway), Istio's JSON format, and Envoy's default format.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use peergate_e2e::backend::Backend;
 use peergate_e2e::client::TlsClient;
-use peergate_e2e::envoy::{envoy_binary, filter_wasm, workspace_root, Envoy};
+use peergate_e2e::envoy::{envoy_binary, filter_wasm, peergate_binary, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
 use peergate_filter::peer::{fingerprint, hex};
@@ -25,20 +24,6 @@ const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 const ISTIO_TEXT_FORMAT: &str = "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n %g:%#\t%v\tthread=%t";
 /// The same with `--log_as_json`.
 const ISTIO_JSON_FORMAT: &str = r#"{"level":"%l","time":"%Y-%m-%dT%T.%fZ","scope":"envoy %n","msg":"%j","caller":"%g:%#","thread":%t}"#;
-
-/// The `peergate` binary the `e2e` task builds next to this test.
-fn peergate_binary() -> PathBuf {
-    let path = match std::env::var_os("PEERGATE_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join("target/debug/peergate"),
-    };
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p peergate` (cargo make e2e does)",
-        path.display()
-    );
-    path
-}
 
 fn peergate(args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;

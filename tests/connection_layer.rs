@@ -12,58 +12,45 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{filter_wasm, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
-const DOMAIN: &str = "helloworld.zufar.io";
 const OTHER_NAME: &str = "other.zufar.io";
-const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 
+/// The common cast, a server certificate for two names (for the SNI rule), and two impostors
+/// from a CA whose subject DN is byte-identical to the root's.
 struct World {
-    root: Ca,
+    cast: Scenario,
     look_alike: Ca,
-    server: Issued,
-    client: Issued,
-    stranger: Issued,
+    /// Its own key id.
     impostor: Issued,
-    /// From the look-alike, without an authority key identifier: only the signature tells.
+    /// Without an authority key identifier: only the signature tells.
     impostor_without_aki: Issued,
 }
 
 impl World {
     fn new() -> Self {
         let kind = KeyKind::P256;
-        let root = Ca::new("a-b-root-ca", kind);
-        let look_alike = root.same_name(kind);
-        let client_san = format!("URI:{CLIENT_ID}");
-        let mut without_aki = Leaf::client("cluster-a-client", &[&client_san], kind);
-        without_aki.authority_key_id = false;
         let mut server = Leaf::server(DOMAIN, kind);
         server.sans.push(OTHER_NAME.into());
+        let cast = Scenario::with_server(kind, server);
+        let look_alike = cast.root.same_name(kind);
+        let mut without_aki = Scenario::client_leaf(kind);
+        without_aki.authority_key_id = false;
         World {
-            server: root.issue(&server),
-            client: root.issue(&Leaf::client("cluster-a-client", &[&client_san], kind)),
-            stranger: root.issue(&Leaf::client(
-                "stranger",
-                &["URI:spiffe://cluster-x/ns/x/sa/x"],
-                kind,
-            )),
-            impostor: look_alike.issue(&Leaf::client("cluster-a-client", &[&client_san], kind)),
+            impostor: look_alike.issue(&Scenario::client_leaf(kind)),
             impostor_without_aki: look_alike.issue(&without_aki),
             look_alike,
-            root,
+            cast,
         }
     }
 
     fn config(&self, extra: Value) -> String {
-        let mut config = json!({
-            "layer": "connection",
-            "trustedIssuers": [self.root.cert.cert_pem],
-            "allowedSans": [CLIENT_ID],
-        });
-        if let (Some(base), Value::Object(more)) = (config.as_object_mut(), extra) {
+        let mut fields = json!({ "layer": "connection" });
+        if let (Some(base), Value::Object(more)) = (fields.as_object_mut(), extra) {
             base.extend(more);
         }
-        config.to_string()
+        self.cast.policy(fields)
     }
 
     /// TLS admits both CAs (a shared trust bundle); only the filter tells them apart. (The
@@ -71,15 +58,15 @@ impl World {
     fn bundle(&self) -> String {
         format!(
             "{}{}",
-            self.look_alike.cert.cert_pem, self.root.cert.cert_pem
+            self.look_alike.cert.cert_pem, self.cast.root.cert.cert_pem
         )
     }
+}
 
-    fn client_for(&self, leaf: &Issued) -> TlsClient {
-        TlsClient::new(
-            &self.root.cert.cert_pem,
-            Some((&leaf.cert_pem, &leaf.key_pem)),
-        )
+impl std::ops::Deref for World {
+    type Target = Scenario;
+    fn deref(&self) -> &Scenario {
+        &self.cast
     }
 }
 

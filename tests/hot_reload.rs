@@ -14,41 +14,13 @@ use peergate_e2e::envoy::{filter_wasm, Envoy};
 use peergate_e2e::gateway::{
     admin, downstream_mtls, named_wasm_filter, router_filter, static_cluster,
 };
-use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::pki::KeyKind;
+use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
-const DOMAIN: &str = "helloworld.zufar.io";
-const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 const FILTER: &str = "peergate";
 const CONFIG_FILE: &str = "peergate-ecds.json";
 const LOAD_CONNECTIONS: usize = 4;
-
-struct World {
-    root: Ca,
-    server: Issued,
-    client: Issued,
-    stranger: Issued,
-}
-
-impl World {
-    fn new() -> Self {
-        let root = Ca::new("a-b-root-ca", KeyKind::P256);
-        World {
-            server: root.issue(&Leaf::server(DOMAIN, KeyKind::P256)),
-            client: root.issue(&Leaf::client(
-                "cluster-a-client",
-                &[&format!("URI:{CLIENT_ID}")],
-                KeyKind::P256,
-            )),
-            stranger: root.issue(&Leaf::client(
-                "stranger",
-                &["URI:spiffe://cluster-x/ns/x/sa/x"],
-                KeyKind::P256,
-            )),
-            root,
-        }
-    }
-}
 
 /// The ECDS resource for one `pluginConfig`, as a DiscoveryResponse file.
 fn discovery_response(version: usize, plugin_config: &str) -> Value {
@@ -74,7 +46,7 @@ fn publish(dir: &Path, version: usize, plugin_config: &str) {
     std::fs::rename(&tmp, dir.join(CONFIG_FILE)).unwrap();
 }
 
-fn bootstrap(world: &World, config_path: &Path, backend: std::net::SocketAddr) -> Value {
+fn bootstrap(world: &Scenario, config_path: &Path, backend: std::net::SocketAddr) -> Value {
     json!({
         // Like istio-proxy, which names its node: xDS subscriptions require it.
         "node": { "id": "router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local", "cluster": "istio-ingressgateway.istio-system" },
@@ -117,15 +89,12 @@ fn bootstrap(world: &World, config_path: &Path, backend: std::net::SocketAddr) -
     })
 }
 
-fn policy(world: &World, allowed: &[&str], extra: Value) -> String {
-    let mut config = json!({
-        "trustedIssuers": [world.root.cert.cert_pem],
-        "allowedSans": allowed,
-    });
-    if let (Some(base), Value::Object(more)) = (config.as_object_mut(), extra) {
+fn policy(world: &Scenario, allowed: &[&str], extra: Value) -> String {
+    let mut fields = json!({ "allowedSans": allowed });
+    if let (Some(base), Value::Object(more)) = (fields.as_object_mut(), extra) {
         base.extend(more);
     }
-    config.to_string()
+    world.policy(fields)
 }
 
 /// What one load connection saw: every response status with its time, and any failure.
@@ -187,7 +156,7 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
-    let world = World::new();
+    let world = Scenario::new(KeyKind::P256);
     let backend = Backend::start();
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join(CONFIG_FILE);
@@ -200,14 +169,8 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
     let envoy = Envoy::start(&bootstrap(&world, &config_path, backend.addr))
         .unwrap_or_else(|f| panic!("Envoy did not start:\n{}", f.log));
     let addr = envoy.listener("gateway");
-    let client = TlsClient::new(
-        &world.root.cert.cert_pem,
-        Some((&world.client.cert_pem, &world.client.key_pem)),
-    );
-    let stranger = TlsClient::new(
-        &world.root.cert.cert_pem,
-        Some((&world.stranger.cert_pem, &world.stranger.key_pem)),
-    );
+    let client = world.client_for(&world.client);
+    let stranger = world.client_for(&world.stranger);
     wait_for("the first configuration", Duration::from_secs(10), || {
         ecds_counter(&envoy, "update_success") >= 1
     });

@@ -16,21 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use peergate_e2e::envoy::{admin_get, filter_wasm, workspace_root};
+use peergate::image::sha256_hex;
+use peergate_e2e::envoy::{admin_get, filter_wasm, peergate_binary};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-fn peergate_bin() -> PathBuf {
-    let path = std::env::var_os("PEERGATE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/debug/peergate"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo make build-cli`",
-        path.display()
-    );
-    path
-}
 
 /// Runs a tool, failing loudly (never skipping) when it is not installed.
 fn run(program: &str, args: &[&str]) -> Output {
@@ -47,13 +35,6 @@ fn run(program: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The registry, on a free loopback port, storing into a temporary folder.
@@ -157,7 +138,7 @@ fn module_as_istio_sees_it(layout: &Path) -> Vec<u8> {
 /// `peergate image`: the manifest digest it prints.
 fn image(module: &Path, out: &Path, variant: &str) -> String {
     let output = run(
-        peergate_bin().to_str().unwrap(),
+        peergate_binary().to_str().unwrap(),
         &[
             "image",
             "--wasm",
@@ -245,7 +226,7 @@ fn the_module_goes_through_a_registry_and_comes_back_by_the_generated_digest() {
         // The generator takes the image reference with its digest.
         let gen_dir = work.path().join(format!("gen-{variant}"));
         run(
-            peergate_bin().to_str().unwrap(),
+            peergate_binary().to_str().unwrap(),
             &[
                 "gen",
                 "--out",
@@ -306,7 +287,7 @@ fn wasm_url_digests_and_traffic_extension() {
             module_path.to_str().unwrap(),
         ];
         all.extend_from_slice(args);
-        run(peergate_bin().to_str().unwrap(), &all);
+        run(peergate_binary().to_str().unwrap(), &all);
         out
     };
     let read = |dir: &Path, file: &str| -> Value {

@@ -13,54 +13,31 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, legacy_envoy_binary, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::http::url_encode;
-use peergate_e2e::pki::{key, Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::pki::{key, Issued, KeyKind};
+use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
+use serde_json::json;
 
-const DOMAIN: &str = "helloworld.zufar.io";
-const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
-
-struct World {
-    root: Ca,
-    server: Issued,
-    client: Issued,
-    stranger: Issued,
-}
+/// The cast, and a policy that reads everything a request offers: a host rule (so
+/// `:authority` is read on every request) and a log line for allowed requests too.
+struct World(Scenario);
 
 impl World {
     fn new() -> Self {
-        let root = Ca::new("a-b-root-ca", KeyKind::P256);
-        World {
-            server: root.issue(&Leaf::server(DOMAIN, KeyKind::P256)),
-            client: root.issue(&Leaf::client(
-                "cluster-a-client",
-                &[&format!("URI:{CLIENT_ID}")],
-                KeyKind::P256,
-            )),
-            stranger: root.issue(&Leaf::client(
-                "stranger",
-                &["URI:spiffe://cluster-x/ns/x/sa/x"],
-                KeyKind::P256,
-            )),
-            root,
-        }
+        World(Scenario::new(KeyKind::P256))
     }
 
-    /// A policy that reads everything a request offers: a host rule (so `:authority` is read
-    /// on every request) and a log line for allowed requests too.
     fn plugin_config(&self) -> String {
-        serde_json::json!({
-            "trustedIssuers": [self.root.cert.cert_pem],
-            "allowedSans": [CLIENT_ID],
+        self.0.policy(json!({
             "hosts": { DOMAIN: { "allowedSans": [CLIENT_ID] } },
             "logAllowed": true
-        })
-        .to_string()
+        }))
     }
+}
 
-    fn client_for(&self, leaf: &Issued) -> TlsClient {
-        TlsClient::new(
-            &self.root.cert.cert_pem,
-            Some((&leaf.cert_pem, &leaf.key_pem)),
-        )
+impl std::ops::Deref for World {
+    type Target = Scenario;
+    fn deref(&self) -> &Scenario {
+        &self.0
     }
 }
 
@@ -250,11 +227,7 @@ fn hostile_requests_never_trap_the_module() {
         let vm_before = vm_stats(envoy);
         let client = world.client_for(&world.client);
         let shared_key = key(KeyKind::P256);
-        let leaf = Leaf::client(
-            "cluster-a-client",
-            &[&format!("URI:{CLIENT_ID}")],
-            KeyKind::P256,
-        );
+        let leaf = Scenario::client_leaf(KeyKind::P256);
         for listener in ["set", "append"] {
             let addr = envoy.listener(listener);
             for hostile in hostile_requests(&world) {
@@ -341,11 +314,7 @@ fn more_distinct_certificates_than_the_cache_holds() {
     let allowed_before = envoy.counter("wasmcustom.peergate.allowed");
     // One key, many certificates: each has its own serial and so its own SHA-256.
     let shared_key = key(KeyKind::P256);
-    let leaf = Leaf::client(
-        "cluster-a-client",
-        &[&format!("URI:{CLIENT_ID}")],
-        KeyKind::P256,
-    );
+    let leaf = Scenario::client_leaf(KeyKind::P256);
     let peers: Vec<Issued> = (0..PEERS)
         .map(|_| world.root.issue_for(&leaf, &shared_key))
         .collect();

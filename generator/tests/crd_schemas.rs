@@ -39,6 +39,20 @@ fn schemas() -> &'static BTreeMap<(String, String), Value> {
     })
 }
 
+fn check_required(
+    schema: &Value,
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+    errors: &mut Vec<String>,
+) {
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let name = required.as_str().unwrap();
+        if !map.contains_key(name) {
+            errors.push(format!("{path}: missing required field {name}"));
+        }
+    }
+}
+
 /// Validates `value` against a structural schema; returns every problem with its path.
 pub fn validate(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
     let preserve = schema["x-kubernetes-preserve-unknown-fields"] == true;
@@ -63,12 +77,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Stri
                         errors.push(format!("{child_path}: unknown field"));
                     }
                 }
-                for required in schema["required"].as_array().into_iter().flatten() {
-                    let name = required.as_str().unwrap();
-                    if !map.contains_key(name) {
-                        errors.push(format!("{path}: missing required field {name}"));
-                    }
-                }
+                check_required(schema, map, path, errors);
             }
         },
         Some("array") => match value.as_array() {
@@ -127,12 +136,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Stri
         // fields are there (checking it only under `type: object` made every such part match).
         None => {
             if let Some(map) = value.as_object() {
-                for required in schema["required"].as_array().into_iter().flatten() {
-                    let name = required.as_str().unwrap();
-                    if !map.contains_key(name) {
-                        errors.push(format!("{path}: missing required field {name}"));
-                    }
-                }
+                check_required(schema, map, path, errors);
             }
         }
     }

@@ -69,6 +69,20 @@ pub fn filter_wasm() -> PathBuf {
     path
 }
 
+/// The `peergate` command: `PEERGATE_BIN`, or the debug build (`cargo make build-cli`).
+pub fn peergate_binary() -> PathBuf {
+    let path = match std::env::var_os("PEERGATE_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join("target/debug/peergate"),
+    };
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo make build-cli` (cargo make e2e does)",
+        path.display()
+    );
+    path
+}
+
 /// A running Envoy. Dropping it stops the process.
 pub struct Envoy {
     child: Child,

@@ -8,4 +8,5 @@ pub mod envoy;
 pub mod gateway;
 pub mod http;
 pub mod pki;
+pub mod scenario;
 pub mod translate;

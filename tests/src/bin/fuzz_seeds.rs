@@ -3,23 +3,17 @@
 //! `x-forwarded-client-cert` values captured from a real Envoy gateway running the filter.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use peergate_e2e::backend::Backend;
 use peergate_e2e::client::TlsClient;
-use peergate_e2e::envoy::{filter_wasm, workspace_root, Envoy};
+use peergate_e2e::envoy::{filter_wasm, peergate_binary, workspace_root, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::http::url_encode;
 use peergate_e2e::translate::{client_side, gateway_side};
 
 const KEY_TYPES: [&str; 4] = ["rsa2048", "ecdsa-p256", "ecdsa-p384", "ed25519"];
-
-fn peergate_bin() -> PathBuf {
-    std::env::var_os("PEERGATE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/debug/peergate"))
-}
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -36,7 +30,7 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     for kind in KEY_TYPES {
         let out = work.path().join(kind);
-        let status = Command::new(peergate_bin())
+        let status = Command::new(peergate_binary())
             .args(["gen", "--key-type", kind, "--out"])
             .arg(&out)
             .stdout(std::process::Stdio::null())
