@@ -324,30 +324,29 @@ impl PeerCheck {
         (policy.judge(&assessment, authority, now), source)
     }
 
-    /// Counts and logs a decision as both layers do.
+    /// Counts and logs a decision as both layers do. `authority` is asked for only when a
+    /// line is logged: reading it is a host call the allow path can skip.
     fn record(
         &self,
         policy: &Policy,
         decision: &Decision,
-        authority: &str,
         source: CertSource,
         now: SystemTime,
+        authority: impl FnOnce() -> String,
     ) {
         if let Some(metrics) = &self.metrics {
             metrics.record(decision, policy.mode());
         }
         if !decision.is_allowed() || policy.log_allowed() {
-            log(
-                LogLevel::Info,
-                &decision_log_line(
-                    decision,
-                    policy.mode(),
-                    policy.layer(),
-                    authority,
-                    source,
-                    now,
-                ),
+            let line = decision_log_line(
+                decision,
+                policy.mode(),
+                policy.layer(),
+                &authority(),
+                source,
+                now,
             );
+            log(LogLevel::Info, &line);
         }
     }
 
@@ -409,18 +408,15 @@ impl HttpContext for Request {
         };
         // Only per-host rules need the authority to decide; otherwise it is read only for a
         // decision-log line, so an allowed request costs one host call less.
-        let mut authority = policy.has_host_rules().then(read_authority);
+        let authority = policy.has_host_rules().then(read_authority);
         let (decision, source, now) = self.0.decide_now(
             &policy,
             authority.as_deref().unwrap_or_default(),
             Fallback::Xfcc,
         );
-        if !decision.is_allowed() || policy.log_allowed() {
-            let authority = authority.get_or_insert_with(read_authority);
-            self.0.record(&policy, &decision, authority, source, now);
-        } else {
-            self.0.record(&policy, &decision, "", source, now);
-        }
+        self.0.record(&policy, &decision, source, now, || {
+            authority.unwrap_or_else(read_authority)
+        });
         if policy.refuses(&decision) {
             self.refuse(policy.deny_status(), decision.reason);
             return Action::Pause;
@@ -450,16 +446,13 @@ impl StreamContext for TlsConnection {
             close_connection();
             return Action::Pause;
         };
-        let mut sni = policy.has_host_rules().then(server_name);
+        let sni = policy.has_host_rules().then(server_name);
         let (decision, source, now) =
             self.peer
                 .decide_now(&policy, sni.as_deref().unwrap_or_default(), Fallback::None);
-        if !decision.is_allowed() || policy.log_allowed() {
-            let sni = sni.get_or_insert_with(server_name);
-            self.peer.record(&policy, &decision, sni, source, now);
-        } else {
-            self.peer.record(&policy, &decision, "", source, now);
-        }
+        self.peer.record(&policy, &decision, source, now, || {
+            sni.unwrap_or_else(server_name)
+        });
         if policy.refuses(&decision) {
             // The bytes are held back (Pause), so nothing reaches the next filter.
             close_connection();
