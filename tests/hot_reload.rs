@@ -12,7 +12,8 @@ use peergate_e2e::backend::Backend;
 use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{filter_wasm, Envoy};
 use peergate_e2e::gateway::{
-    admin, downstream_mtls, named_wasm_filter, router_filter, static_cluster,
+    admin, downstream_mtls, is_connection_layer, named_wasm_filter, network_wasm_filter,
+    router_filter, static_cluster,
 };
 use peergate_e2e::pki::KeyKind;
 use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
@@ -24,7 +25,12 @@ const LOAD_CONNECTIONS: usize = 4;
 
 /// The ECDS resource for one `pluginConfig`, as a DiscoveryResponse file.
 fn discovery_response(version: usize, plugin_config: &str) -> Value {
-    let filter = named_wasm_filter(FILTER, &filter_wasm(), plugin_config);
+    // At layer `connection` the resource is the network filter's configuration.
+    let filter = if is_connection_layer(plugin_config) {
+        network_wasm_filter(FILTER, &filter_wasm(), plugin_config)
+    } else {
+        named_wasm_filter(FILTER, &filter_wasm(), plugin_config)
+    };
     json!({
         "version_info": version.to_string(),
         "resources": [{
@@ -46,7 +52,25 @@ fn publish(dir: &Path, version: usize, plugin_config: &str) {
     std::fs::rename(&tmp, dir.join(CONFIG_FILE)).unwrap();
 }
 
-fn bootstrap(world: &Scenario, config_path: &Path, backend: std::net::SocketAddr) -> Value {
+/// The ECDS subscription for the filter `FILTER` from the watched file, for `type_url`.
+fn discovered(config_path: &Path, type_url: &str) -> Value {
+    json!({
+        "name": FILTER,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": { "path": config_path.display().to_string() },
+                "resource_api_version": "V3"
+            },
+            "type_urls": [type_url]
+        }
+    })
+}
+
+fn http_layer_bootstrap(
+    world: &Scenario,
+    config_path: &Path,
+    backend: std::net::SocketAddr,
+) -> Value {
     json!({
         // Like istio-proxy, which names its node: xDS subscriptions require it.
         "node": { "id": "router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local", "cluster": "istio-ingressgateway.istio-system" },
@@ -68,16 +92,7 @@ fn bootstrap(world: &Scenario, config_path: &Path, backend: std::net::SocketAddr
                                 "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "backend" } }]
                             }]},
                             "http_filters": [
-                                {
-                                    "name": FILTER,
-                                    "config_discovery": {
-                                        "config_source": {
-                                            "path_config_source": { "path": config_path.display().to_string() },
-                                            "resource_api_version": "V3"
-                                        },
-                                        "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
-                                    }
-                                },
+                                discovered(config_path, "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"),
                                 router_filter()
                             ]
                         }
@@ -166,7 +181,7 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
         version,
         &policy(&world, &[CLIENT_ID], json!({})),
     );
-    let envoy = Envoy::start(&bootstrap(&world, &config_path, backend.addr))
+    let envoy = Envoy::start(&http_layer_bootstrap(&world, &config_path, backend.addr))
         .unwrap_or_else(|f| panic!("Envoy did not start:\n{}", f.log));
     let addr = envoy.listener("gateway");
     let client = world.client_for(&world.client);
@@ -324,4 +339,61 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
     );
     eprintln!("SAN removal reached the {LOAD_CONNECTIONS} open connections after {lags:?}");
     assert_eq!(ecds_counter(&envoy, "update_rejected"), rejections + 1);
+}
+
+/// At layer `connection` (the network filter through ECDS) an update applies to new
+/// connections; a connection admitted before it keeps its decision for its whole life, as the
+/// README says.
+#[test]
+fn at_the_connection_layer_an_update_applies_to_new_connections() {
+    let world = Scenario::new(KeyKind::P256);
+    let backend = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join(CONFIG_FILE);
+    let connection_policy =
+        |allowed: &str| world.policy(json!({ "layer": "connection", "allowedSans": [allowed] }));
+    publish(dir.path(), 1, &connection_policy(CLIENT_ID));
+    let mut config = http_layer_bootstrap(&world, &config_path, backend.addr);
+    let chain = &mut config["static_resources"]["listeners"][0]["filter_chains"][0];
+    let hcm = chain["filters"][0].clone();
+    chain["filters"] = json!([
+        discovered(
+            &config_path,
+            "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+        ),
+        hcm
+    ]);
+    chain["filters"][1]["typed_config"]["http_filters"] = json!([router_filter()]);
+    let envoy = Envoy::start(&config).unwrap_or_else(|f| panic!("Envoy did not start:\n{}", f.log));
+    let addr = envoy.listener("gateway");
+    let client = world.client_for(&world.client);
+    wait_for("the first configuration", Duration::from_secs(10), || {
+        ecds_counter(&envoy, "update_success") >= 1
+    });
+    let mut admitted = client.connect(addr, DOMAIN).unwrap();
+    assert_eq!(admitted.get(DOMAIN, "/hello", &[]).unwrap().status, 200);
+
+    publish(
+        dir.path(),
+        2,
+        &connection_policy("spiffe://cluster-a/ns/client/sa/other"),
+    );
+    wait_for("the update", Duration::from_secs(10), || {
+        ecds_counter(&envoy, "update_success") >= 2
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        admitted.get(DOMAIN, "/hello", &[]).unwrap().status,
+        200,
+        "the connection admitted before the update keeps its decision"
+    );
+    let before = backend.count();
+    let refused = client
+        .connect(addr, DOMAIN)
+        .and_then(|mut c| c.get(DOMAIN, "/hello", &[]));
+    assert!(
+        refused.is_err(),
+        "a new connection is decided by the new policy"
+    );
+    assert_eq!(backend.count(), before);
 }
