@@ -12,7 +12,7 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{filter_wasm, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
-use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
+use peergate_e2e::scenario::{assert_fails_closed, Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
 const OTHER_NAME: &str = "other.zufar.io";
@@ -263,34 +263,9 @@ fn bad_connection_layer_configurations_fail_closed() {
             key: &world.server.key_pem,
             client_ca_bundle: &world.root.cert.cert_pem,
         };
-        match Envoy::start(&bootstrap(&listeners, &tls, &filter_wasm(), backend.addr)) {
-            Err(failure) => assert!(
-                failure.log.contains(expected),
-                "{extra}: Envoy's log should say {expected:?}:\n{}",
-                failure.log
-            ),
-            Ok(envoy) => {
-                let result = world.client_for(&world.client).get(
-                    envoy.listener("bad"),
-                    DOMAIN,
-                    DOMAIN,
-                    "/hello",
-                    &[],
-                );
-                assert!(
-                    result.map_or(true, |r| r.status != 200),
-                    "{extra} let a request through"
-                );
-                assert!(
-                    envoy
-                        .wait_for_log_line(&[expected], Duration::from_secs(5))
-                        .is_some(),
-                    "{extra}: {expected:?} not logged:\n{}",
-                    envoy.log()
-                );
-            }
-        }
-        assert_eq!(backend.count(), 0, "{extra}: a request reached the backend");
+        let config = bootstrap(&listeners, &tls, &filter_wasm(), backend.addr);
+        let client = world.client_for(&world.client);
+        assert_fails_closed(&config, "bad", &client, &backend, expected);
     }
 }
 

@@ -12,6 +12,7 @@ use peergate_e2e::envoy::{envoy_binary, filter_wasm, legacy_envoy_binary, Envoy}
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::http::url_encode;
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::scenario::assert_fails_closed;
 use peergate_filter::{Mode, PluginConfig};
 
 const DOMAIN: &str = "helloworld.zufar.io";
@@ -506,36 +507,8 @@ fn fails_closed(plugin_config: &str, expected_log: &str) {
         xfcc: Xfcc::SanitizeSet,
     };
     let config = bootstrap(&[bad], &tls, &filter_wasm(), backend.addr);
-    match Envoy::start(&config) {
-        Err(failure) => {
-            assert!(
-                failure.log.contains(expected_log),
-                "Envoy's log should name the problem ({expected_log:?}):\n{}",
-                failure.log
-            );
-        }
-        Ok(envoy) => {
-            // Envoy came up: the listener must not pass anything through the plugin.
-            let result = world.client_for(&world.client).get(
-                envoy.listener("bad"),
-                DOMAIN,
-                DOMAIN,
-                "/hello",
-                &[],
-            );
-            if let Ok(response) = result {
-                assert_ne!(response.status, 200, "a bad config let a request through");
-            }
-            assert!(
-                envoy
-                    .wait_for_log_line(&[expected_log], Duration::from_secs(5))
-                    .is_some(),
-                "Envoy's log should name the problem ({expected_log:?}):\n{}",
-                envoy.log()
-            );
-        }
-    }
-    assert_eq!(backend.count(), 0, "no request may reach the backend");
+    let client = world.client_for(&world.client);
+    assert_fails_closed(&config, "bad", &client, &backend, expected_log);
 }
 
 #[test]

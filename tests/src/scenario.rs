@@ -2,9 +2,13 @@
 //! certificate, an allowed client and a stranger from the same root, and the policy that
 //! admits the client. Tests add their own peers (look-alike CAs, many clients) on top.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
+use crate::backend::Backend;
 use crate::client::TlsClient;
+use crate::envoy::Envoy;
 use crate::pki::{Ca, Issued, KeyKind, Leaf};
 
 /// The gateway's host name (and the server certificate's DNS SAN).
@@ -78,4 +82,41 @@ impl Scenario {
             Some((&leaf.cert_pem, &leaf.key_pem)),
         )
     }
+}
+
+/// A configuration the plugin must refuse, on the listener `listener` of `config`: either
+/// Envoy does not start, or it starts and passes nothing through the plugin; either way its log
+/// says `expected`, and nothing reaches `backend`.
+pub fn assert_fails_closed(
+    config: &Value,
+    listener: &str,
+    client: &TlsClient,
+    backend: &Backend,
+    expected: &str,
+) {
+    match Envoy::start(config) {
+        Err(failure) => assert!(
+            failure.log.contains(expected),
+            "Envoy's log should name the problem ({expected:?}):\n{}",
+            failure.log
+        ),
+        Ok(envoy) => {
+            let result = client.get(envoy.listener(listener), DOMAIN, DOMAIN, "/hello", &[]);
+            if let Ok(response) = result {
+                assert_ne!(response.status, 200, "a bad config let a request through");
+            }
+            assert!(
+                envoy
+                    .wait_for_log_line(&[expected], Duration::from_secs(5))
+                    .is_some(),
+                "Envoy's log should name the problem ({expected:?}):\n{}",
+                envoy.log()
+            );
+        }
+    }
+    assert_eq!(
+        backend.count(),
+        0,
+        "no request may reach the backend ({expected})"
+    );
 }
