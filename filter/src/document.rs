@@ -23,7 +23,7 @@ pub enum DocumentError {
     #[error("not YAML or JSON: {0}")]
     Syntax(String),
     /// Parsed, but holds no WasmPlugin with a peergate `pluginConfig`.
-    #[error("no peergate WasmPlugin (a WasmPlugin whose pluginConfig has trustedIssuers) and no pluginConfig{}", seen_suffix(.seen))]
+    #[error("no peergate WasmPlugin or TrafficExtension (one whose pluginConfig has trustedIssuers) and no pluginConfig{}", seen_suffix(.seen))]
     NotFound {
         /// The kinds of the objects that were there, e.g. `Gateway gw`.
         seen: Vec<String>,
@@ -98,12 +98,16 @@ fn visit(mut document: Value, found: &mut Vec<FoundConfig>, seen: &mut Vec<Strin
                 (None, Some(name)) => name.to_owned(),
                 _ => "(unnamed)".to_owned(),
             };
-            let plugin_config = document.pointer("/spec/pluginConfig");
-            let ours = kind == "WasmPlugin"
-                && plugin_config.is_some_and(|c| c.get("trustedIssuers").is_some());
+            // A WasmPlugin carries it in spec.pluginConfig, a TrafficExtension (Istio >= 1.30)
+            // in spec.wasm.pluginConfig.
+            let plugin_config = match kind {
+                "WasmPlugin" => document.pointer("/spec/pluginConfig"),
+                "TrafficExtension" => document.pointer("/spec/wasm/pluginConfig"),
+                _ => None,
+            };
             match plugin_config {
-                Some(config) if ours => found.push(FoundConfig {
-                    origin: format!("WasmPlugin {name}"),
+                Some(config) if config.get("trustedIssuers").is_some() => found.push(FoundConfig {
+                    origin: format!("{kind} {name}"),
                     config: from_value(config),
                 }),
                 _ => seen.push(format!("{kind} {name}")),
@@ -149,6 +153,18 @@ spec:
         assert_eq!(found[0].origin, "WasmPlugin istio-system/peergate");
         let config = found[0].config.clone().unwrap();
         assert_eq!(config.trusted_issuers, vec!["pem".to_owned()]);
+    }
+
+    #[test]
+    fn finds_a_traffic_extension() {
+        let text = "apiVersion: extensions.istio.io/v1alpha1\nkind: TrafficExtension\nmetadata: {name: peergate, namespace: istio-system}\nspec:\n  wasm:\n    url: oci://example/p:1\n    pluginConfig: {trustedIssuers: [pem], allowedSans: [a.example]}\n";
+        let found = find_plugin_configs(text).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].origin, "TrafficExtension istio-system/peergate");
+        assert_eq!(
+            found[0].config.clone().unwrap().allowed_sans,
+            Some(vec!["a.example".to_owned()])
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum AuditError {
         source: DocumentError,
     },
     /// A folder holds no peergate WasmPlugin.
-    #[error("{dir}: no peergate WasmPlugin in its {files} YAML/JSON files")]
+    #[error("{dir}: no peergate WasmPlugin or TrafficExtension in its {files} YAML/JSON files")]
     NoPolicyInFolder {
         /// The folder.
         dir: PathBuf,

@@ -637,6 +637,37 @@ fn policies_come_from_wasmplugin_files_folders_and_plugin_config_json() {
         cert,
     ]);
     assert_eq!(out.status.code(), Some(1));
+
+    // The same output with a TrafficExtension instead of the WasmPlugin.
+    let gen = Command::new(env!("CARGO_BIN_EXE_peergate"))
+        .current_dir(d)
+        .args([
+            "gen",
+            "--out",
+            "out",
+            "--key-type",
+            "ecdsa-p256",
+            "--api",
+            "trafficextension",
+        ])
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{:?}", text(&gen));
+    let out = peergate(&[
+        "audit",
+        "--policy",
+        folder.to_str().unwrap(),
+        "--cert",
+        generated_client.to_str().unwrap(),
+        "--host",
+        DOMAIN,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("trafficextension.yaml: TrafficExtension istio-system/peergate"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -695,7 +726,7 @@ fn bad_input_exits_2_and_names_the_file() {
                 cert.into(),
             ],
             format!(
-                "{}: no peergate WasmPlugin in its 1 YAML/JSON files",
+                "{}: no peergate WasmPlugin or TrafficExtension in its 1 YAML/JSON files",
                 empty_dir.display()
             ),
         ),
