@@ -198,7 +198,81 @@ fn span(secs: i64) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
+/// The audit of one certificate, with where it came from (`client.pem[0]`, `xfcc[1]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditedCertificate {
+    /// Where the certificate came from.
+    pub source: String,
+    /// The report.
+    #[serde(flatten)]
+    pub report: AuditReport,
+}
+
+/// The policy as a report names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyInfo {
+    /// The file (or, in the browser, the text area) it was read from.
+    pub file: String,
+    /// What held the configuration (`WasmPlugin istio-system/peergate`, `pluginConfig`).
+    pub origin: String,
+    /// `enforce` or `audit`.
+    pub mode: Mode,
+    /// Number of trusted issuer certificates.
+    pub trusted_issuers: usize,
+    /// Status of the local reply on a denial.
+    pub deny_status: u16,
+}
+
+/// A whole audit run: what `peergate audit --json` prints and the browser page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRun {
+    /// `allow` when every certificate is allowed.
+    pub verdict: Verdict,
+    /// The policy.
+    pub policy: PolicyInfo,
+    /// Each certificate's audit, in input order.
+    pub certificates: Vec<AuditedCertificate>,
+}
+
 impl Policy {
+    /// Audits each `(source, DER)` certificate for a request to `authority` at `at`; the
+    /// policy was read from `file`, held by `origin`.
+    pub fn audit_run<'a>(
+        &self,
+        file: &str,
+        origin: &str,
+        certificates: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        authority: &str,
+        at: SystemTime,
+    ) -> AuditRun {
+        let certificates: Vec<AuditedCertificate> = certificates
+            .into_iter()
+            .map(|(source, der)| AuditedCertificate {
+                source: source.to_owned(),
+                report: self.audit(der, authority, at),
+            })
+            .collect();
+        let verdict = if certificates
+            .iter()
+            .all(|c| c.report.verdict == Verdict::Allow)
+        {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        };
+        AuditRun {
+            verdict,
+            policy: PolicyInfo {
+                file: file.to_owned(),
+                origin: origin.to_owned(),
+                mode: self.mode(),
+                trusted_issuers: self.issuer_count(),
+                deny_status: self.deny_status(),
+            },
+            certificates,
+        }
+    }
+
     /// Audits a leaf certificate (DER) for a request to `authority` at `now`.
     pub fn audit(&self, der: &[u8], authority: &str, now: SystemTime) -> AuditReport {
         let assessment = Arc::new(self.assess(der));

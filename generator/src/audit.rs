@@ -4,13 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use peergate_filter::audit::AuditReport;
-use peergate_filter::decision_log::Verdict;
 use peergate_filter::document::{find_plugin_configs, DocumentError};
 use peergate_filter::inspect::{certificates_from_bytes, CertificateInputError};
 use peergate_filter::policy::rejection_log_line;
-use peergate_filter::{compile, Mode, Policy};
-use serde::Serialize;
+use peergate_filter::{compile, Policy};
 
 /// Why an audit could not be run: bad input, never a verdict.
 #[derive(Debug, thiserror::Error)]
@@ -226,73 +223,22 @@ pub fn certificates_from_xfcc(value: &str) -> Result<Vec<Subject>, AuditError> {
         .collect()
 }
 
-/// The audit of one certificate, with its source.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditedCertificate {
-    /// Where the certificate came from.
-    pub source: String,
-    /// The core's report.
-    #[serde(flatten)]
-    pub report: AuditReport,
-}
+pub use peergate_filter::audit::{AuditRun, AuditedCertificate, PolicyInfo};
 
-/// The policy as a report names it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyInfo {
-    /// The file.
-    pub file: String,
-    /// What held the configuration.
-    pub origin: String,
-    /// `enforce` or `audit`.
-    pub mode: Mode,
-    /// Number of trusted issuer certificates.
-    pub trusted_issuers: usize,
-    /// Status of the local reply on a denial.
-    pub deny_status: u16,
-}
-
-/// Everything `peergate audit --json` prints.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditRun {
-    /// `allow` when every certificate is allowed.
-    pub verdict: Verdict,
-    /// The policy.
-    pub policy: PolicyInfo,
-    /// Each certificate's audit, in input order.
-    pub certificates: Vec<AuditedCertificate>,
-}
-
-/// Audits each certificate for a request to `authority` at `at`.
+/// Audits each certificate for a request to `authority` at `at`, in the policy core.
 pub fn audit(
     loaded: &LoadedPolicy,
     subjects: &[Subject],
     authority: &str,
     at: SystemTime,
 ) -> AuditRun {
-    let certificates: Vec<AuditedCertificate> = subjects
-        .iter()
-        .map(|s| AuditedCertificate {
-            source: s.source.clone(),
-            report: loaded.policy.audit(&s.der, authority, at),
-        })
-        .collect();
-    let verdict = if certificates
-        .iter()
-        .all(|c| c.report.verdict == Verdict::Allow)
-    {
-        Verdict::Allow
-    } else {
-        Verdict::Deny
-    };
-    AuditRun {
-        verdict,
-        policy: PolicyInfo {
-            file: loaded.file.display().to_string(),
-            origin: loaded.origin.clone(),
-            mode: loaded.policy.mode(),
-            trusted_issuers: loaded.policy.issuer_count(),
-            deny_status: loaded.policy.deny_status(),
-        },
-        certificates,
-    }
+    loaded.policy.audit_run(
+        &loaded.file.display().to_string(),
+        &loaded.origin,
+        subjects
+            .iter()
+            .map(|s| (s.source.as_str(), s.der.as_slice())),
+        authority,
+        at,
+    )
 }
