@@ -604,70 +604,56 @@ fn policies_come_from_wasmplugin_files_folders_and_plugin_config_json() {
         .0
         .contains("plugin-config.json: pluginConfig (enforce, 1 trusted issuer, deny status 403)"));
 
-    // The generator's own output: `manifests/cluster-b` holds the WasmPlugin among other files.
-    let gen = Command::new(env!("CARGO_BIN_EXE_peergate"))
-        .current_dir(d)
-        .args(["gen", "--out", "out", "--key-type", "ecdsa-p256"])
-        .output()
-        .unwrap();
-    assert!(gen.status.success(), "{:?}", text(&gen));
+    // The generator's own output: `manifests/cluster-b` holds the plugin object among other
+    // files, a WasmPlugin or (with --api trafficextension) a TrafficExtension.
     let folder = d.join("out/cluster-b");
     let generated_client = d.join("out/certs/cluster-a-client-cert.pem");
-    let out = peergate(&[
-        "audit",
-        "--policy",
-        folder.to_str().unwrap(),
-        "--cert",
-        generated_client.to_str().unwrap(),
-        "--host",
-        DOMAIN,
-    ]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(
-        stdout.contains("wasmplugin.yaml: WasmPlugin istio-system/peergate"),
-        "{stdout}"
-    );
-    // This test's client comes from another root: the generated policy refuses it.
-    let out = peergate(&[
-        "audit",
-        "--policy",
-        folder.to_str().unwrap(),
-        "--cert",
-        cert,
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-
-    // The same output with a TrafficExtension instead of the WasmPlugin.
-    let gen = Command::new(env!("CARGO_BIN_EXE_peergate"))
-        .current_dir(d)
-        .args([
-            "gen",
-            "--out",
-            "out",
-            "--key-type",
-            "ecdsa-p256",
-            "--api",
+    for (api, expected) in [
+        (
+            "wasmplugin",
+            "wasmplugin.yaml: WasmPlugin istio-system/peergate",
+        ),
+        (
             "trafficextension",
-        ])
-        .output()
-        .unwrap();
-    assert!(gen.status.success(), "{:?}", text(&gen));
-    let out = peergate(&[
-        "audit",
-        "--policy",
-        folder.to_str().unwrap(),
-        "--cert",
-        generated_client.to_str().unwrap(),
-        "--host",
-        DOMAIN,
-    ]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(
-        stdout.contains("trafficextension.yaml: TrafficExtension istio-system/peergate"),
-        "{stdout}"
-    );
+            "trafficextension.yaml: TrafficExtension istio-system/peergate",
+        ),
+    ] {
+        let gen = Command::new(env!("CARGO_BIN_EXE_peergate"))
+            .current_dir(d)
+            .args([
+                "gen",
+                "--out",
+                "out",
+                "--key-type",
+                "ecdsa-p256",
+                "--api",
+                api,
+            ])
+            .output()
+            .unwrap();
+        assert!(gen.status.success(), "{:?}", text(&gen));
+        let out = peergate(&[
+            "audit",
+            "--policy",
+            folder.to_str().unwrap(),
+            "--cert",
+            generated_client.to_str().unwrap(),
+            "--host",
+            DOMAIN,
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        assert!(stdout.contains(expected), "{stdout}");
+        // This test's client comes from another root: the generated policy refuses it.
+        let out = peergate(&[
+            "audit",
+            "--policy",
+            folder.to_str().unwrap(),
+            "--cert",
+            cert,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+    }
 }
 
 #[test]
