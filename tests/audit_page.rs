@@ -14,17 +14,19 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use peergate_e2e::envoy::{peergate_binary, workspace_root};
+use peergate_e2e::envoy::{built, peergate_binary, workspace_root};
 use peergate_e2e::pki::KeyKind;
 use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
 fn web_dir() -> PathBuf {
-    let dir = std::env::var_os("PEERGATE_WEB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/web"));
+    let dir = built(
+        "PEERGATE_WEB",
+        "target/web",
+        "The audit page: run `cargo make web`",
+    );
     assert!(
-        dir.join("index.html").exists() && dir.join("peergate_web_bg.wasm").exists(),
+        dir.join("peergate_web_bg.wasm").exists(),
         "{} has no built page: run `cargo make web`",
         dir.display()
     );

