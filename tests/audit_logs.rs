@@ -11,14 +11,12 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, peergate_binary, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::scenario::{CLIENT_ID, DOMAIN};
 use peergate_filter::peer::{fingerprint, hex};
 use peergate_filter::{Mode, PluginConfig};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-const DOMAIN: &str = "helloworld.zufar.io";
-const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 
 /// The `--log-format` istio-agent starts the proxy with (text logging).
 const ISTIO_TEXT_FORMAT: &str = "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n %g:%#\t%v\tthread=%t";

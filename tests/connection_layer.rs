@@ -12,7 +12,7 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{filter_wasm, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
-use peergate_e2e::scenario::{assert_fails_closed, Scenario, CLIENT_ID, DOMAIN};
+use peergate_e2e::scenario::{assert_fails_closed, merged, Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
 const OTHER_NAME: &str = "other.zufar.io";
@@ -46,11 +46,8 @@ impl World {
     }
 
     fn config(&self, extra: Value) -> String {
-        let mut fields = json!({ "layer": "connection" });
-        if let (Some(base), Value::Object(more)) = (fields.as_object_mut(), extra) {
-            base.extend(more);
-        }
-        self.cast.policy(fields)
+        self.cast
+            .policy(merged(json!({ "layer": "connection" }), extra))
     }
 
     /// TLS admits both CAs (a shared trust bundle); only the filter tells them apart. (The

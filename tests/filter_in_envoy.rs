@@ -13,10 +13,8 @@ use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::http::url_encode;
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
 use peergate_e2e::scenario::assert_fails_closed;
+use peergate_e2e::scenario::{CLIENT_ID, DOMAIN};
 use peergate_filter::{Mode, PluginConfig};
-
-const DOMAIN: &str = "helloworld.zufar.io";
-const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 
 /// The certificates of one scenario, all made for this test run.
 struct World {

@@ -16,7 +16,7 @@ use peergate_e2e::gateway::{
     router_filter, static_cluster,
 };
 use peergate_e2e::pki::KeyKind;
-use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
+use peergate_e2e::scenario::{merged, Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
 const FILTER: &str = "peergate";
@@ -105,11 +105,7 @@ fn http_layer_bootstrap(
 }
 
 fn policy(world: &Scenario, allowed: &[&str], extra: Value) -> String {
-    let mut fields = json!({ "allowedSans": allowed });
-    if let (Some(base), Value::Object(more)) = (fields.as_object_mut(), extra) {
-        base.extend(more);
-    }
-    world.policy(fields)
+    world.policy(merged(json!({ "allowedSans": allowed }), extra))
 }
 
 /// What one load connection saw: every response status with its time, and any failure.

@@ -24,11 +24,9 @@ use peergate_e2e::gateway::{
     upstream_mtls,
 };
 use peergate_e2e::pki::{key, Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::scenario::{CLIENT_ID, DOMAIN};
 use peergate_filter::{Layer, Mode, PluginConfig};
 use serde_json::{json, Value};
-
-const DOMAIN: &str = "helloworld.zufar.io";
-const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 
 struct Options {
     rounds: usize,

@@ -59,20 +59,14 @@ impl Scenario {
     /// The pluginConfig admitting `CLIENT_ID` under the root, with `extra` fields merged in
     /// (a `null` removes a field).
     pub fn policy(&self, extra: Value) -> String {
-        let mut config = json!({
-            "trustedIssuers": [self.root.cert.cert_pem],
-            "allowedSans": [CLIENT_ID],
-        });
-        if let (Some(base), Value::Object(more)) = (config.as_object_mut(), extra) {
-            for (key, value) in more {
-                if value.is_null() {
-                    base.remove(&key);
-                } else {
-                    base.insert(key, value);
-                }
-            }
-        }
-        config.to_string()
+        merged(
+            json!({
+                "trustedIssuers": [self.root.cert.cert_pem],
+                "allowedSans": [CLIENT_ID],
+            }),
+            extra,
+        )
+        .to_string()
     }
 
     /// A TLS client presenting `leaf` and trusting the root for the server.
@@ -82,6 +76,20 @@ impl Scenario {
             Some((&leaf.cert_pem, &leaf.key_pem)),
         )
     }
+}
+
+/// `base` with the fields of `extra` set over it; a `null` in `extra` removes the field.
+pub fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(fields), Value::Object(more)) = (base.as_object_mut(), extra) {
+        for (key, value) in more {
+            if value.is_null() {
+                fields.remove(&key);
+            } else {
+                fields.insert(key, value);
+            }
+        }
+    }
+    base
 }
 
 /// A configuration the plugin must refuse, on the listener `listener` of `config`: either
