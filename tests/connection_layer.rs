@@ -12,7 +12,7 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{filter_wasm, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
-use peergate_e2e::scenario::{assert_fails_closed, merged, Scenario, CLIENT_ID, DOMAIN};
+use peergate_e2e::scenario::{assert_fails_closed, Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
 const OTHER_NAME: &str = "other.zufar.io";
@@ -46,8 +46,13 @@ impl World {
     }
 
     fn config(&self, extra: Value) -> String {
-        self.cast
-            .policy(merged(json!({ "layer": "connection" }), extra))
+        // The layer goes in unless the case sets its own; `extra` reaches the policy whole,
+        // so a `null` in it still removes a field.
+        let mut fields = extra;
+        if fields.get("layer").is_none() {
+            fields["layer"] = "connection".into();
+        }
+        self.cast.policy(fields)
     }
 
     /// TLS admits both CAs (a shared trust bundle); only the filter tells them apart. (The
