@@ -81,6 +81,19 @@ impl Topology {
         plain_get(self.client.listener("outbound_80"), &self.host, "/hello")
     }
 
+    /// `hello()`, which must be answered 200 (else the gateway's log tells why).
+    fn hello_ok(&self) -> Response {
+        let response = self.hello();
+        assert_eq!(
+            response.status,
+            200,
+            "{}\n{}",
+            response.text(),
+            self.gateway.log()
+        );
+        response
+    }
+
     fn gateway_counter(&self, suffix: &str) -> u64 {
         self.gateway
             .stats(suffix)
@@ -107,14 +120,7 @@ fn reaches_helloworld(mesh: &Mesh) {
     let out = generate(dir.path(), mesh);
     let topo = start(&out, None);
 
-    let response = topo.hello();
-    assert_eq!(
-        response.status,
-        200,
-        "{}\n{}",
-        response.text(),
-        topo.gateway.log()
-    );
+    let response = topo.hello_ok();
     assert!(
         response.text().starts_with("Hello version: v1"),
         "{}",
@@ -282,14 +288,7 @@ fn the_connection_layer_end_to_end() {
     assert!(plugin.contains("layer: connection"), "{plugin}");
     let topo = start(&out, None);
     for _ in 0..3 {
-        let response = topo.hello();
-        assert_eq!(
-            response.status,
-            200,
-            "{}\n{}",
-            response.text(),
-            topo.gateway.log()
-        );
+        topo.hello_ok();
     }
     // The sidecar pools its connections to the gateway (one pool per worker, two workers
     // here): more requests than decisions.
@@ -325,8 +324,7 @@ fn installed_by_a_traffic_extension() {
     assert!(out.join("cluster-b/trafficextension.yaml").exists());
     assert!(!out.join("cluster-b/wasmplugin.yaml").exists());
     let topo = start(&out, None);
-    let response = topo.hello();
-    assert_eq!(response.status, 200, "{}", response.text());
+    topo.hello_ok();
     assert_eq!(topo.wait_counter("wasmcustom.peergate.allowed", 1), 1);
 }
 
