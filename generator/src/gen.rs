@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
-use crate::mesh::{ClientCertMode, KeyType, Mesh};
+use crate::mesh::{ClientCertMode, KeyType, Mesh, PluginApi};
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 
 /// Mode of private keys and of files holding them.
@@ -306,12 +306,8 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     }
     report.files = staging.commit()?;
     // Only one plugin object is emitted: the other API's file would be applied too.
-    let emitted = match mesh.plugin.api {
-        crate::mesh::PluginApi::WasmPlugin => manifests::PLUGIN_FILES[0],
-        crate::mesh::PluginApi::TrafficExtension => manifests::PLUGIN_FILES[1],
-    };
-    for stale in manifests::PLUGIN_FILES.iter().filter(|f| **f != emitted) {
-        let path = out.join("cluster-b").join(stale);
+    for stale in PluginApi::ALL.iter().filter(|api| **api != mesh.plugin.api) {
+        let path = out.join("cluster-b").join(stale.file_name());
         if let Some(status) = remove_stale(&path)? {
             report.files.push((path, status));
         }

@@ -209,9 +209,6 @@ impl Emitter {
     }
 }
 
-/// The files the plugin object can be in, by API: the one not emitted is stale.
-pub const PLUGIN_FILES: [&str; 2] = ["wasmplugin.yaml", "trafficextension.yaml"];
-
 /// The pluginConfig the WasmPlugin carries.
 pub fn plugin_config(mesh: &Mesh, pki: &Pki<'_>) -> peergate_filter::PluginConfig {
     peergate_filter::PluginConfig {
@@ -584,7 +581,12 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
                     plugin_config: plugin_config(mesh, pki),
                 },
             };
-            e.emit(Cluster::B, PLUGIN_FILES[0], &plugin, false);
+            e.emit(
+                Cluster::B,
+                PluginApi::WasmPlugin.file_name(),
+                &plugin,
+                false,
+            );
         }
         PluginApi::TrafficExtension => {
             let extension = Object {
@@ -606,7 +608,12 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
                     },
                 },
             };
-            e.emit(Cluster::B, PLUGIN_FILES[1], &extension, false);
+            e.emit(
+                Cluster::B,
+                PluginApi::TrafficExtension.file_name(),
+                &extension,
+                false,
+            );
         }
     }
 

@@ -103,6 +103,19 @@ pub enum PluginApi {
     TrafficExtension,
 }
 
+impl PluginApi {
+    /// Every API, for finding the file of the one not emitted.
+    pub const ALL: [PluginApi; 2] = [PluginApi::WasmPlugin, PluginApi::TrafficExtension];
+
+    /// The file its object is written to, in `cluster-b/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            PluginApi::WasmPlugin => "wasmplugin.yaml",
+            PluginApi::TrafficExtension => "trafficextension.yaml",
+        }
+    }
+}
+
 /// A validity period written as `<n>h` or `<n>d` (e.g. `87600h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity(pub Duration);

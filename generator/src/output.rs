@@ -64,7 +64,7 @@ struct Staged {
 #[derive(Default)]
 pub struct Staging {
     staged: Vec<Staged>,
-    /// Paths and statuses of files that are already right.
+    /// Files that are already right (content and mode): not touched.
     unchanged: Vec<PathBuf>,
     /// Folders created by this run, outermost first.
     created_dirs: Vec<PathBuf>,
