@@ -100,6 +100,7 @@ impl<'a> DecisionRecord<'a> {
     pub fn of(
         decision: &'a Decision,
         mode: Mode,
+        layer: Layer,
         authority: &'a str,
         source: CertSource,
         now: SystemTime,
@@ -110,7 +111,7 @@ impl<'a> DecisionRecord<'a> {
             decision: Verdict::of(decision),
             reason: decision.reason,
             mode,
-            layer: Layer::Request,
+            layer,
             enforced: decision.is_refused_in(mode),
             authority: Cow::Borrowed(authority),
             source,
@@ -139,7 +140,5 @@ pub fn decision_log_line(
     source: CertSource,
     now: SystemTime,
 ) -> String {
-    let mut record = DecisionRecord::of(decision, mode, authority, source, now);
-    record.layer = layer;
-    record.to_line()
+    DecisionRecord::of(decision, mode, layer, authority, source, now).to_line()
 }

@@ -388,6 +388,7 @@ fn decision_log_line_carries_the_peer() {
         DecisionRecord::of(
             &decision,
             Mode::Enforce,
+            Layer::Request,
             "helloworld.zufar.io",
             CertSource::Connection,
             at
