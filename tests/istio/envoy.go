@@ -1,0 +1,532 @@
+package oracle
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	udpatype "github.com/cncf/xds/go/udpa/type/v1"
+	xdstype "github.com/cncf/xds/go/xds/type/v3"
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tls "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// IstioProxyOnly are the extensions istiod configures that only Istio's own Envoy build
+// (istio-proxy) has. The stock Envoy from PyPI refuses a listener or cluster naming one, so
+// they are removed before the configuration is served; none of them takes part in TLS, in
+// routing or in the plugin (see the README). Any other extension stock Envoy lacks fails the
+// run: a new one must be looked at before it is removed.
+var IstioProxyOnly = map[string]string{
+	"type.googleapis.com/stats.PluginConfig":                                        "istio.stats: Istio's standard metrics (istio_requests_total, ...), counted as requests finish",
+	"type.googleapis.com/io.istio.http.peer_metadata.Config":                        "peer metadata (istio.metadata_exchange HTTP filter): exchanges workload labels in x-envoy-peer-metadata headers, for telemetry",
+	"type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange":        "istio.metadata_exchange (network): exchanges workload labels with in-mesh peers that negotiate ALPN istio-peer-exchange, for telemetry",
+	"type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig": "istio.alpn: sets the ALPN that tells an in-mesh upstream sidecar the protocol (istio-http/1.1, istio-h2); the TLS origination and termination peergate relies on set their own",
+}
+
+// EffectiveTypeURL is the type an Any configures: its own, or for a TypedStruct (istiod
+// writes istio-proxy's extensions that way, as JSON) the type it names.
+func EffectiveTypeURL(a *anypb.Any) string {
+	switch a.GetTypeUrl() {
+	case "type.googleapis.com/udpa.type.v1.TypedStruct":
+		var ts udpatype.TypedStruct
+		if a.UnmarshalTo(&ts) == nil {
+			return ts.GetTypeUrl()
+		}
+	case "type.googleapis.com/xds.type.v3.TypedStruct":
+		var ts xdstype.TypedStruct
+		if a.UnmarshalTo(&ts) == nil {
+			return ts.GetTypeUrl()
+		}
+	}
+	return a.GetTypeUrl()
+}
+
+// stockEnvoyType says whether Envoy from PyPI knows a type: its Go type comes from Envoy's
+// API (go-control-plane), the xDS API (cncf/xds) or protobuf's well-known types.
+func stockEnvoyType(typeURL string) bool {
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+	if err != nil {
+		return false
+	}
+	path := reflect.TypeOf(mt.Zero().Interface()).Elem().PkgPath()
+	for _, prefix := range []string{"github.com/envoyproxy/go-control-plane/envoy/", "github.com/cncf/xds/go/", "google.golang.org/protobuf/types/"} {
+		if strings.HasPrefix(path, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// EnvoyOptions say how the proxy meets the world on this machine.
+type EnvoyOptions struct {
+	// Upstreams maps an address istiod's config sends traffic to ("10.10.0.3:5000", or
+	// "helloworld.zufar.io:443" for a DNS cluster) to where that peer listens here.
+	Upstreams map[string]string
+	// AgentSecrets are the SDS secrets istio-agent serves from its own sources (the workload's
+	// certificate "default", "ROOTCA", mounted files "file-cert:…", "file-root:…").
+	AgentSecrets []*tls.Secret
+	// LogLevel and ComponentLogLevel as pilot-agent passes them to Envoy.
+	LogLevel, ComponentLogLevel string
+	// Node is the proxy's id.
+	Node string
+}
+
+// Envoy is a real Envoy serving what istiod generated for one proxy: listeners and clusters
+// through LDS and CDS, routes, endpoints, secrets and the plugin through RDS, EDS, SDS and
+// ECDS, each from a file Envoy watches in place of istiod's ADS stream.
+type Envoy struct {
+	t   testing.TB
+	cmd *exec.Cmd
+	dir string
+	// IP is the loopback address the proxy's listeners bind (its pod IP here).
+	IP      string
+	admin   string
+	Removed []string
+	files   map[string]string
+}
+
+var loopbackCounter atomic.Int32
+
+// nextLoopback is a fresh 127.x address per Envoy, so listeners keep Istio's ports.
+func nextLoopback() string {
+	n := loopbackCounter.Add(1)
+	return fmt.Sprintf("127.%d.%d.%d", 80+os.Getpid()%100, n/250, 1+n%250)
+}
+
+// StartEnvoy serves x to a new Envoy (binary envoy) and waits until it is ready.
+func StartEnvoy(t testing.TB, binary string, x *XDS, opts EnvoyOptions) *Envoy {
+	t.Helper()
+	e := &Envoy{t: t, dir: t.TempDir(), IP: nextLoopback(), files: map[string]string{}}
+	addresses := map[string]string{"0.0.0.0": e.IP}
+	var listeners, clusters, routes, endpoints, secrets, extensions []proto.Message
+	for _, l := range x.Listeners {
+		l = proto.Clone(l).(*listener.Listener)
+		e.rewrite(l, addresses, opts)
+		listeners = append(listeners, l)
+	}
+	for _, c := range x.Clusters {
+		c = proto.Clone(c).(*cluster.Cluster)
+		e.rewrite(c, addresses, opts)
+		clusters = append(clusters, c)
+	}
+	for _, r := range x.Routes {
+		r = proto.Clone(r).(*route.RouteConfiguration)
+		e.rewrite(r, addresses, opts)
+		routes = append(routes, r)
+	}
+	for _, c := range x.Endpoints {
+		c = proto.Clone(c).(*endpoint.ClusterLoadAssignment)
+		e.rewrite(c, addresses, opts)
+		endpoints = append(endpoints, c)
+	}
+	for _, s := range append(append([]*tls.Secret{}, x.Secrets...), opts.AgentSecrets...) {
+		secrets = append(secrets, s)
+	}
+	for _, raw := range x.ExtensionsRaw {
+		ext := unpack[*core.TypedExtensionConfig](t, proto.Clone(raw).(*anypb.Any))
+		e.rewrite(ext, addresses, opts)
+		extensions = append(extensions, ext)
+	}
+	for _, m := range append(append(append([]proto.Message{}, listeners...), clusters...), append(routes, extensions...)...) {
+		for _, url := range TypeURLs(m) {
+			if !stockEnvoyType(url) {
+				t.Fatalf("istiod's config names %s, which stock Envoy does not have and IstioProxyOnly does not list: look at what it does before adding it", url)
+			}
+		}
+	}
+	e.write("lds.json", listeners...)
+	e.write("cds.json", clusters...)
+	for _, r := range routes {
+		e.write(e.file("rds", r.(*route.RouteConfiguration).GetName()), r)
+	}
+	for _, c := range endpoints {
+		e.write(e.file("eds", c.(*endpoint.ClusterLoadAssignment).GetClusterName()), c)
+	}
+	for _, s := range secrets {
+		e.write(e.file("sds", s.(*tls.Secret).GetName()), s)
+	}
+	for _, ext := range extensions {
+		e.write(e.file("ecds", ext.(*core.TypedExtensionConfig).GetName()), ext)
+	}
+	// Every resource the configuration refers to must exist, or Envoy would wait for it.
+	for kind, names := range e.referenced(listeners, clusters) {
+		for _, name := range names {
+			if _, err := os.Stat(filepath.Join(e.dir, e.file(kind, name))); err != nil {
+				t.Fatalf("the config needs %s resource %q, which neither istiod nor the agent provides", kind, name)
+			}
+		}
+	}
+	var names []string
+	for _, l := range x.Listeners {
+		names = append(names, l.GetName())
+	}
+	e.start(binary, opts, names)
+	return e
+}
+
+func (e *Envoy) file(kind, name string) string {
+	sum := sha256.Sum256([]byte(name))
+	path := kind + "/" + hex.EncodeToString(sum[:8]) + ".json"
+	e.files[kind+"|"+name] = path
+	return path
+}
+
+// write writes resources as a DiscoveryResponse, the form Envoy's file subscriptions read;
+// renamed into place, so a watching Envoy sees the whole file.
+func (e *Envoy) write(path string, resources ...proto.Message) {
+	e.t.Helper()
+	response := &discovery.DiscoveryResponse{VersionInfo: strconv.FormatInt(time.Now().UnixNano(), 10)}
+	for _, r := range resources {
+		a, err := anypb.New(r)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		response.Resources = append(response.Resources, a)
+	}
+	data, err := protojson.Marshal(response)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	full := filepath.Join(e.dir, path)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	tmp := full + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, full); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *Envoy) pathSource(kind, name string) *core.ConfigSource {
+	return &core.ConfigSource{
+		ResourceApiVersion: core.ApiVersion_V3,
+		ConfigSourceSpecifier: &core.ConfigSource_PathConfigSource{PathConfigSource: &core.PathConfigSource{
+			Path: filepath.Join(e.dir, e.file(kind, name)),
+		}},
+	}
+}
+
+// rewrite adapts a resource to this machine: istio-proxy-only extensions out, ADS config
+// sources to files, listeners onto this Envoy's loopback address (same ports), upstream
+// addresses to their stand-ins.
+func (e *Envoy) rewrite(m proto.Message, addresses map[string]string, opts EnvoyOptions) {
+	e.t.Helper()
+	keep := func(name string, typed *anypb.Any) bool {
+		if typed == nil {
+			return true
+		}
+		url := EffectiveTypeURL(typed)
+		if _, ok := IstioProxyOnly[url]; ok {
+			e.Removed = append(e.Removed, name+" ("+url+")")
+			return false
+		}
+		return true
+	}
+	err := Visit(m, func(msg proto.Message) error {
+		switch v := msg.(type) {
+		case *hcm.HttpConnectionManager:
+			v.HttpFilters = slices.DeleteFunc(v.HttpFilters, func(f *hcm.HttpFilter) bool { return !keep(f.GetName(), f.GetTypedConfig()) })
+			if rds := v.GetRds(); rds != nil {
+				rds.ConfigSource = e.pathSource("rds", rds.GetRouteConfigName())
+			}
+		case *hcm.HttpFilter:
+			if cd := v.GetConfigDiscovery(); cd != nil {
+				cd.ConfigSource = e.pathSource("ecds", v.GetName())
+			}
+		case *listener.Filter:
+			if cd := v.GetConfigDiscovery(); cd != nil {
+				cd.ConfigSource = e.pathSource("ecds", v.GetName())
+			}
+		case *listener.FilterChain:
+			v.Filters = slices.DeleteFunc(v.Filters, func(f *listener.Filter) bool { return !keep(f.GetName(), f.GetTypedConfig()) })
+		case *listener.Listener:
+			v.ListenerFilters = slices.DeleteFunc(v.ListenerFilters, func(f *listener.ListenerFilter) bool { return !keep(f.GetName(), f.GetTypedConfig()) })
+			if sa := v.GetAddress().GetSocketAddress(); sa != nil {
+				ip, ok := addresses[sa.GetAddress()]
+				if !ok {
+					ip = nextLoopback()
+					addresses[sa.GetAddress()] = ip
+				}
+				sa.Address = ip
+			}
+			// No iptables here: the virtual listeners a sidecar reaches through its
+			// redirect are bound themselves, and nothing is transparent.
+			v.BindToPort = nil
+			v.Transparent = nil
+			v.AdditionalAddresses = nil
+		case *cluster.Cluster:
+			v.Filters = slices.DeleteFunc(v.Filters, func(f *cluster.Filter) bool { return !keep(f.GetName(), f.GetTypedConfig()) })
+			if eds := v.GetEdsClusterConfig(); eds != nil {
+				name := eds.GetServiceName()
+				if name == "" {
+					name = v.GetName()
+				}
+				eds.EdsConfig = e.pathSource("eds", name)
+			}
+		case *httpv3.HttpProtocolOptions:
+			v.HttpFilters = slices.DeleteFunc(v.HttpFilters, func(f *hcm.HttpFilter) bool { return !keep(f.GetName(), f.GetTypedConfig()) })
+		case *tls.SdsSecretConfig:
+			if v.GetSdsConfig() != nil {
+				v.SdsConfig = e.pathSource("sds", v.GetName())
+			}
+		case *endpoint.LbEndpoint:
+			sa := v.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				return nil
+			}
+			key := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+			if target, ok := opts.Upstreams[key]; ok {
+				host, port, err := net.SplitHostPort(target)
+				if err != nil {
+					return err
+				}
+				number, _ := strconv.Atoi(port)
+				sa.Address = host
+				sa.PortSpecifier = &core.SocketAddress_PortValue{PortValue: uint32(number)}
+			}
+		case *route.Route:
+			for name := range v.GetTypedPerFilterConfig() {
+				if !keep(name, v.GetTypedPerFilterConfig()[name]) {
+					delete(v.TypedPerFilterConfig, name)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// referenced lists the RDS, EDS, SDS and ECDS names the listeners and clusters refer to.
+func (e *Envoy) referenced(listeners, clusters []proto.Message) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range append(append([]proto.Message{}, listeners...), clusters...) {
+		_ = Visit(m, func(msg proto.Message) error {
+			switch v := msg.(type) {
+			case *hcm.HttpConnectionManager:
+				if rds := v.GetRds(); rds != nil {
+					out["rds"] = append(out["rds"], rds.GetRouteConfigName())
+				}
+			case *tls.SdsSecretConfig:
+				if v.GetSdsConfig() != nil {
+					out["sds"] = append(out["sds"], v.GetName())
+				}
+			case *hcm.HttpFilter:
+				if v.GetConfigDiscovery() != nil {
+					out["ecds"] = append(out["ecds"], v.GetName())
+				}
+			case *listener.Filter:
+				if v.GetConfigDiscovery() != nil {
+					out["ecds"] = append(out["ecds"], v.GetName())
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// checkAccepted fails the test unless Envoy took every listener and cluster: a refused
+// resource only shows in the log and in the update_rejected counters.
+func (e *Envoy) checkAccepted(listeners []string) {
+	e.t.Helper()
+	for _, stat := range []string{"listener_manager.lds.update_rejected", "cluster_manager.cds.update_rejected"} {
+		if n := e.Counter(stat); n != 0 {
+			e.t.Fatalf("Envoy rejected istiod's config (%s = %d):\n%s", stat, n, e.Log())
+		}
+	}
+	_, bound := e.adminGet("/listeners")
+	for _, name := range listeners {
+		if !strings.Contains(bound, name+"::") {
+			e.t.Fatalf("Envoy did not start listener %s (it has %s):\n%s", name, bound, e.Log())
+		}
+	}
+}
+
+func (e *Envoy) start(binary string, opts EnvoyOptions, want []string) {
+	e.t.Helper()
+	node := opts.Node
+	if node == "" {
+		node = "peergate-oracle"
+	}
+	bootstrap := map[string]any{
+		"node": map[string]any{"id": node, "cluster": node},
+		"admin": map[string]any{"address": map[string]any{
+			"socket_address": map[string]any{"address": "127.0.0.1", "port_value": 0},
+		}},
+		"dynamic_resources": map[string]any{
+			"lds_config": map[string]any{"resource_api_version": "V3", "path_config_source": map[string]any{"path": filepath.Join(e.dir, "lds.json")}},
+			"cds_config": map[string]any{"resource_api_version": "V3", "path_config_source": map[string]any{"path": filepath.Join(e.dir, "cds.json")}},
+		},
+		// As Istio's bootstrap does: the internal listeners some generated clusters name.
+		"bootstrap_extensions": []any{map[string]any{
+			"name":         "envoy.bootstrap.internal_listener",
+			"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"},
+		}},
+	}
+	data, err := json.MarshalIndent(bootstrap, "", "  ")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	config := filepath.Join(e.dir, "bootstrap.json")
+	if err := os.WriteFile(config, data, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	logLevel := opts.LogLevel
+	if logLevel == "" {
+		logLevel = "warning"
+	}
+	args := []string{
+		"-c", config, "--use-dynamic-base-id", "--concurrency", "2",
+		"--admin-address-path", filepath.Join(e.dir, "admin"),
+		"--log-path", filepath.Join(e.dir, "envoy.log"),
+		"--file-flush-interval-msec", "100",
+		"--log-level", logLevel,
+	}
+	if opts.ComponentLogLevel != "" {
+		args = append(args, "--component-log-level", opts.ComponentLogLevel)
+	}
+	e.cmd = exec.Command(binary, args...)
+	if err := e.cmd.Start(); err != nil {
+		e.t.Fatalf("cannot start %s: %v", binary, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- e.cmd.Wait() }()
+	e.t.Cleanup(func() {
+		_ = e.cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			e.t.Fatalf("Envoy exited (%v):\n%s", err, e.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("Envoy did not become ready in 60 s:\n%s", e.Log())
+		}
+		if e.admin == "" {
+			if text, err := os.ReadFile(filepath.Join(e.dir, "admin")); err == nil {
+				e.admin = strings.TrimSpace(string(text))
+			}
+		}
+		if e.admin != "" {
+			if status, _ := e.adminGet("/ready"); status == http.StatusOK {
+				e.checkAccepted(want)
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *Envoy) adminGet(path string) (int, string) {
+	client := http.Client{Timeout: 5 * time.Second}
+	response, err := client.Get("http://" + e.admin + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer response.Body.Close()
+	body, _ := io.ReadAll(response.Body)
+	return response.StatusCode, string(body)
+}
+
+// Log is what Envoy logged so far.
+func (e *Envoy) Log() string {
+	data, _ := os.ReadFile(filepath.Join(e.dir, "envoy.log"))
+	return string(data)
+}
+
+// Address is where a listener of istiod's config (by its port) is reached.
+func (e *Envoy) Address(port int) string {
+	return net.JoinHostPort(e.IP, strconv.Itoa(port))
+}
+
+// Stats reads every counter and gauge whose name contains filter; a stat Envoy does not
+// list is absent from the map (never 0).
+func (e *Envoy) Stats(filter string) map[string]uint64 {
+	e.t.Helper()
+	status, body := e.adminGet("/stats?filter=" + filter)
+	if status != http.StatusOK {
+		e.t.Fatalf("admin /stats: %d %s", status, body)
+	}
+	out := map[string]uint64{}
+	scanner := bufio.NewScanner(strings.NewReader(body))
+	for scanner.Scan() {
+		name, value, ok := strings.Cut(scanner.Text(), ": ")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(value), 10, 64); err == nil {
+			out[name] = n
+		}
+	}
+	return out
+}
+
+// Counter is the sum of the stats whose names end with suffix; the test fails when Envoy
+// lists none (a missing stat is not 0).
+func (e *Envoy) Counter(suffix string) uint64 {
+	e.t.Helper()
+	total, found := uint64(0), false
+	for name, value := range e.Stats(strings.TrimPrefix(suffix, ".")) {
+		if strings.HasSuffix(name, suffix) {
+			total += value
+			found = true
+		}
+	}
+	if !found {
+		e.t.Fatalf("Envoy has no stat ending in %s: a missing counter is not 0", suffix)
+	}
+	return total
+}
+
+// WaitCounter waits (at most 10 s) for the counter to reach want, then checks it stays
+// there for a moment (no late double count).
+func (e *Envoy) WaitCounter(suffix string, want uint64) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Counter(suffix) < want {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("counter %s is %d, want %d\n%s", suffix, e.Counter(suffix), want, e.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The filter flushes its allowed counter every 250 ms: wait past two flushes.
+	time.Sleep(600 * time.Millisecond)
+	if got := e.Counter(suffix); got != want {
+		e.t.Fatalf("counter %s went on to %d, want exactly %d", suffix, got, want)
+	}
+}

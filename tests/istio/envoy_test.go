@@ -1,0 +1,173 @@
+package oracle
+
+import (
+	"crypto/x509"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Part 3: the generated manifests, through istiod's config generation and istio-agent's
+// Wasm fetch, on the pinned real Envoy: the two-mesh path and its refusals.
+
+// serveModule serves the built module over HTTP on loopback, as a registry or web server
+// would; `gen --wasm-url` writes its URL and the module's SHA-256, which the agent checks.
+func serveModule(t *testing.T) string {
+	t.Helper()
+	module := FilterWasm(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &http.Server{Handler: http.FileServer(http.Dir(filepath.Dir(module)))}
+	go func() { _ = server.Serve(l) }()
+	t.Cleanup(func() { _ = server.Close() })
+	return "http://" + l.Addr().String() + "/" + filepath.Base(module)
+}
+
+// genServed generates for the pinned release with the module served from url.
+func genServed(t *testing.T, pin Pin, url string, flags ...string) Output {
+	t.Helper()
+	return genForPin(t, pin, append([]string{"--wasm-url", url, "--wasm", FilterWasm(t)}, flags...)...)
+}
+
+func TestTwoMeshesOnRealEnvoy(t *testing.T) {
+	pin := CurrentPin(t)
+	url := serveModule(t)
+	for _, mode := range []string{"mounted", "credentialName"} {
+		t.Run("generated client, "+mode, func(t *testing.T) {
+			m := StartTwoMeshes(t, pin, genServed(t, pin, url, "--client-cert-mode", mode))
+			status, body := m.Hello(t)
+			if status != http.StatusOK || !strings.HasPrefix(body, "Hello version: v1") {
+				t.Fatalf("the application got %d %q\ngateway log:\n%s\nsidecar log:\n%s", status, body, m.Gateway.Log(), m.Sidecar.Log())
+			}
+			m.Gateway.WaitCounter("wasmcustom.peergate.allowed", 1)
+			seen := m.Helloworld.Seen()
+			if len(seen) != 1 {
+				t.Fatalf("helloworld saw %d requests", len(seen))
+			}
+			if xfcc := seen[0].Header.Get("X-Forwarded-Client-Cert"); !strings.Contains(xfcc, "URI=spiffe://cluster-a/ns/client/sa/sleep") {
+				t.Errorf("helloworld got XFCC %q", xfcc)
+			}
+			if got := m.Gateway.Counter("wasmcustom.peergate.denied"); got != 0 {
+				t.Errorf("denied = %d", got)
+			}
+		})
+	}
+
+	t.Run("refusals, exact allow-list", func(t *testing.T) {
+		m := StartTwoMeshes(t, pin, genServed(t, pin, url))
+		root := m.Root(t)
+		// Istio's own checks come first: its handshake requires a client certificate from
+		// the credential's cacert with the Gateway's subjectAltNames.
+		cases := []struct {
+			name   string
+			client *Keypair
+			stat   string
+		}{
+			{"no client certificate", nil, ".ssl.fail_verify_no_cert"},
+			{"a same-named root of its own", ptr(Issue(t, ptr(LookAlikeCA(t, root)), CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/client/sa/sleep"}, Usage: clientAuth})), ".ssl.fail_verify_error"},
+			{"a stranger of the same root", ptr(Issue(t, &root, CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/other/sa/x"}, Usage: clientAuth})), ".ssl.fail_verify_san"},
+		}
+		for _, c := range cases {
+			before := m.Gateway.Counter(c.stat)
+			result := m.GatewayTLS(t, c.client)
+			if result.Err == nil {
+				t.Errorf("%s: got %s, want the handshake refused", c.name, result)
+				continue
+			}
+			m.Gateway.WaitCounter(c.stat, before+1)
+		}
+		if n := len(m.Helloworld.Seen()); n != 0 {
+			t.Errorf("helloworld saw %d requests", n)
+		}
+		if got := m.Gateway.Counter("wasmcustom.peergate.denied"); got != 0 {
+			t.Errorf("the filter decided refused handshakes: denied = %d", got)
+		}
+		// The generated client still gets through.
+		if status, body := m.Hello(t); status != http.StatusOK {
+			t.Fatalf("the generated client got %d %q", status, body)
+		}
+	})
+
+	t.Run("refusals by the filter, pattern allow-list", func(t *testing.T) {
+		m := StartTwoMeshes(t, pin, genServed(t, pin, url, "--allowed-san", "spiffe://cluster-a/ns/client/*"))
+		root := m.Root(t)
+		// With a pattern the Gateway lists no subjectAltNames: Istio's handshake admits any
+		// certificate of the root, and only the filter can refuse the stranger.
+		stranger := Issue(t, &root, CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/other/sa/x"}, Usage: clientAuth})
+		result := m.GatewayTLS(t, &stranger)
+		if result.Err != nil || result.Status != http.StatusForbidden || strings.TrimSpace(result.Body) != "san_not_allowed" || result.Headers.Get("x-peergate-reason") != "san_not_allowed" {
+			t.Fatalf("the stranger got %s, want 403 san_not_allowed\n%s", result, m.Gateway.Log())
+		}
+		m.Gateway.WaitCounter("wasmcustom.peergate.denied.san_not_allowed", 1)
+		line := waitLog(t, m.Gateway, `"decision":"deny"`, "spiffe://cluster-a/ns/other/sa/x")
+		t.Logf("the decision line reaches the log at Envoy's level %q: %s", "warning", line)
+		client := m.ClientKeypair(t)
+		if result := m.GatewayTLS(t, &client); result.Status != http.StatusOK {
+			t.Fatalf("the generated client, straight to the gateway: %s", result)
+		}
+		if status, _ := m.Hello(t); status != http.StatusOK {
+			t.Fatalf("the generated client through its sidecar got %d", status)
+		}
+		if n := len(m.Helloworld.Seen()); n != 2 {
+			t.Errorf("helloworld saw %d requests, want the generated client's 2", n)
+		}
+	})
+
+	t.Run("another team's host on the shared gateway", func(t *testing.T) {
+		m := StartTwoMeshes(t, pin, genServed(t, pin, url))
+		result := m.Unrelated(t)
+		if result.Err != nil || result.Status != http.StatusOK || result.Body != "other team\n" {
+			t.Fatalf("%s got %s, want 200 from its own backend", UnrelatedHostName, result)
+		}
+	})
+
+	if pin.AtLeast(30) {
+		t.Run("connection layer", func(t *testing.T) {
+			m := StartTwoMeshes(t, pin, genServed(t, pin, url, "--layer", "connection", "--allowed-san", "spiffe://cluster-a/ns/client/*"))
+			if status, body := m.Hello(t); status != http.StatusOK {
+				t.Fatalf("the generated client got %d %q\n%s", status, body, m.Gateway.Log())
+			}
+			root := m.Root(t)
+			stranger := Issue(t, &root, CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/other/sa/x"}, Usage: clientAuth})
+			started := time.Now()
+			result := m.GatewayTLS(t, &stranger)
+			if result.Err == nil {
+				t.Fatalf("the stranger got %s, want its connection closed", result)
+			}
+			t.Logf("the stranger's connection ended after %v: %v", time.Since(started), result.Err)
+			m.Gateway.WaitCounter("wasmcustom.peergate.denied.san_not_allowed", 1)
+			if n := len(m.Helloworld.Seen()); n != 1 {
+				t.Errorf("helloworld saw %d requests, want the generated client's 1", n)
+			}
+		})
+	}
+}
+
+var clientAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+
+func ptr[T any](v T) *T { return &v }
+
+func waitLog(t *testing.T, e *Envoy, needles ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, line := range strings.Split(e.Log(), "\n") {
+			all := true
+			for _, n := range needles {
+				all = all && strings.Contains(line, n)
+			}
+			if all {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q:\n%s", needles, e.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

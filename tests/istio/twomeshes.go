@@ -1,0 +1,334 @@
+package oracle
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Backend is a plain-HTTP workload standing in for a Pod behind the gateway (its own sidecar
+// is not modelled: the gateway's automatic mTLS picks plain text for a Pod without one).
+type Backend struct {
+	Addr string
+	mu   sync.Mutex
+	seen []*http.Request
+}
+
+// StartBackend answers every request with 200 and body.
+func StartBackend(t testing.TB, body string) *Backend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Backend{Addr: l.Addr().String()}
+	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.seen = append(b.seen, r)
+		b.mu.Unlock()
+		_, _ = io.WriteString(w, body)
+	})}
+	go func() { _ = server.Serve(l) }()
+	t.Cleanup(func() { _ = server.Close() })
+	return b
+}
+
+// Seen are the requests that reached the backend.
+func (b *Backend) Seen() []*http.Request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*http.Request{}, b.seen...)
+}
+
+// HelloBody is what the helloworld stand-in answers.
+const HelloBody = "Hello version: v1, instance: helloworld-oracle\n"
+
+// TwoMeshes is the whole path on real Envoys configured by istiod from the generated
+// objects: cluster A's sidecar, cluster B's gateway (and the shared istio-ingressgateway
+// with another team's host), helloworld behind it.
+type TwoMeshes struct {
+	Out     Output
+	Domain  string
+	Plugin  Plugin
+	Gateway *Envoy
+	// GatewayPort is the listener port of our gateway for Service port 443.
+	GatewayPort int
+	// Shared is istio-ingressgateway when it is not our gateway.
+	Shared *Envoy
+	// UnrelatedAddr is where the other team's host is served (istio-ingressgateway's
+	// listener for Service port 443).
+	UnrelatedAddr string
+	Sidecar       *Envoy
+	Helloworld    *Backend
+	Other         *Backend
+	GatewayX      *XDS
+	// OtherCert is the unrelated host's server certificate.
+	OtherCert Keypair
+}
+
+// StartTwoMeshes builds both clusters from the output and starts their proxies with the
+// pinned Envoy.
+func StartTwoMeshes(t *testing.T, pin Pin, out Output) *TwoMeshes {
+	t.Helper()
+	binary := EnvoyBin(t)
+	m := &TwoMeshes{Out: out}
+	objectsB := out.Objects(t, "cluster-b")
+	m.OtherCert = Issue(t, nil, CertificateTemplate{CommonName: UnrelatedHostName, DNSNames: []string{UnrelatedHostName}})
+	world := NewWorld(objectsB)
+	if !hasDeployment(objectsB, "istio-system", "istio-ingressgateway") {
+		world.Add(t, SharedIngressGateway)
+	}
+	world.Add(t, UnrelatedHost(m.OtherCert.Cert, m.OtherCert.Key))
+	clB := world.Start(t, pin)
+	m.Plugin = ReadPlugin(t, objectsB)
+	gatewayObject, ours := ourGateway(t, objectsB, world.Objects())
+	m.Domain = gatewayHosts(t, gatewayObject)[0]
+
+	m.Helloworld = StartBackend(t, HelloBody)
+	m.Other = StartBackend(t, "other team\n")
+	upstreams := map[string]string{}
+	for _, dep := range OfKind(world.Objects(), "Deployment") {
+		pod := clB.Pod(t, dep.GetNamespace(), dep.GetName())
+		ip, _, _ := unstructured.NestedString(pod.Object, "status", "podIP")
+		containers, _, _ := unstructured.NestedSlice(pod.Object, "spec", "containers")
+		for _, c := range containers {
+			ports, _, _ := unstructured.NestedSlice(c.(map[string]any), "ports")
+			for _, p := range ports {
+				number, _ := toInt64(p.(map[string]any)["containerPort"])
+				target := m.Helloworld.Addr
+				if dep.GetNamespace() == "other-team" {
+					target = m.Other.Addr
+				}
+				upstreams[net.JoinHostPort(ip, strconv.FormatInt(number, 10))] = target
+			}
+		}
+	}
+
+	meshB := NewCA(t, "cluster-b-mesh-ca")
+	startGateway := func(dep *unstructured.Unstructured, generated bool) (*Envoy, *XDS) {
+		proxy := clB.Proxy(t, dep.GetNamespace(), dep.GetName(), true)
+		x := clB.Generate(t, proxy)
+		AgentFetch(t, x.ExtensionsRaw)
+		opts := EnvoyOptions{
+			Upstreams:    upstreams,
+			Node:         dep.GetName() + "." + dep.GetNamespace(),
+			AgentSecrets: WorkloadSecrets(t, meshB, dep.GetNamespace(), proxy.VerifiedIdentity.ServiceAccount),
+		}
+		if generated {
+			// pilot-agent starts Envoy with the log levels its injected arguments say.
+			opts.LogLevel, opts.ComponentLogLevel = agentLogLevels(ProxyArgs(Inject(t, dep)))
+		} else {
+			opts.LogLevel, opts.ComponentLogLevel = agentLogLevels(nil)
+		}
+		return StartEnvoy(t, binary, x, opts), x
+	}
+	oursGenerated := slices.ContainsFunc(objectsB, func(o *unstructured.Unstructured) bool {
+		return o.GetKind() == "Deployment" && o.GetName() == ours.GetName() && o.GetNamespace() == ours.GetNamespace()
+	})
+	m.Gateway, m.GatewayX = startGateway(ours, oursGenerated)
+	m.GatewayPort = targetPort(t, world.Objects(), ours, 443)
+	shared := Find(t, world.Objects(), "Deployment", "istio-ingressgateway")
+	m.UnrelatedAddr = m.Gateway.Address(targetPort(t, world.Objects(), shared, 443))
+	if shared != ours {
+		m.Shared, _ = startGateway(shared, false)
+		m.UnrelatedAddr = m.Shared.Address(targetPort(t, world.Objects(), shared, 443))
+	}
+
+	objectsA := out.Objects(t, "cluster-a")
+	clA := NewWorld(objectsA).Start(t, pin)
+	sleep := OfKind(objectsA, "Deployment")[0]
+	xA := clA.Generate(t, clA.Proxy(t, sleep.GetNamespace(), sleep.GetName(), false))
+	injected := Inject(t, sleep)
+	files := ProxyFiles(t, injected, sleep.GetNamespace(), objectsA)
+	serviceAccount, _, _ := unstructured.NestedString(sleep.Object, "spec", "template", "spec", "serviceAccountName")
+	agentSecrets := append(AgentFileSecrets(t, xA.SecretNames, files),
+		WorkloadSecrets(t, NewCA(t, "cluster-a-mesh-ca"), sleep.GetNamespace(), serviceAccount)...)
+	logLevel, componentLogLevel := agentLogLevels(ProxyArgs(injected))
+	m.Sidecar = StartEnvoy(t, binary, xA, EnvoyOptions{
+		// DNS for the domain leads to our gateway's load balancer, which forwards Service
+		// port 443 to the gateway Pod's listener port.
+		Upstreams:         map[string]string{net.JoinHostPort(m.Domain, "443"): m.Gateway.Address(m.GatewayPort)},
+		AgentSecrets:      agentSecrets,
+		LogLevel:          logLevel,
+		ComponentLogLevel: componentLogLevel,
+		Node:              sleep.GetName() + "." + sleep.GetNamespace(),
+	})
+	return m
+}
+
+// agentLogLevels are the Envoy log levels pilot-agent passes for its arguments
+// (--proxyLogLevel, default warning; --proxyComponentLogLevel, default misc:error).
+func agentLogLevels(args []string) (string, string) {
+	level, component := "warning", "misc:error"
+	for i, arg := range args {
+		value := ""
+		if v, ok := strings.CutPrefix(arg, "--proxyLogLevel="); ok {
+			level = v
+			continue
+		}
+		if v, ok := strings.CutPrefix(arg, "--proxyComponentLogLevel="); ok {
+			component = v
+			continue
+		}
+		if i+1 < len(args) {
+			value = args[i+1]
+		}
+		switch arg {
+		case "--proxyLogLevel":
+			level = value
+		case "--proxyComponentLogLevel":
+			component = value
+		}
+	}
+	return level, component
+}
+
+// targetPort is the container port a gateway Deployment's Service maps port to.
+func targetPort(t testing.TB, objects []*unstructured.Unstructured, deployment *unstructured.Unstructured, port int64) int {
+	t.Helper()
+	labels, _, _ := unstructured.NestedStringMap(deployment.Object, "spec", "template", "metadata", "labels")
+	for _, svc := range OfKind(objects, "Service") {
+		selector, _, _ := unstructured.NestedStringMap(svc.Object, "spec", "selector")
+		if svc.GetNamespace() != deployment.GetNamespace() || len(selector) == 0 || !labelsMatch(selector, labels) {
+			continue
+		}
+		ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+		for _, p := range ports {
+			entry := p.(map[string]any)
+			if n, _ := toInt64(entry["port"]); n == port {
+				target, ok := toInt64(entry["targetPort"])
+				if !ok {
+					target = port
+				}
+				return int(target)
+			}
+		}
+	}
+	t.Fatalf("no Service selects %s/%s with port %d", deployment.GetNamespace(), deployment.GetName(), port)
+	return 0
+}
+
+// Hello is what the application in cluster A does: plain HTTP to the domain, which its
+// sidecar turns into mutual TLS.
+func (m *TwoMeshes) Hello(t testing.TB) (int, string) {
+	t.Helper()
+	return PlainGet(t, m.Sidecar.Address(80), m.Domain, "/hello")
+}
+
+// PlainGet sends GET path with Host host to addr, without keep-alive.
+func PlainGet(t testing.TB, addr, host, path string) (int, string) {
+	t.Helper()
+	request, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request.Host = host
+	request.Close = true
+	client := http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	response, err := client.Do(request)
+	if err != nil {
+		t.Fatalf("GET %s%s (Host %s): %v", addr, path, host, err)
+	}
+	defer response.Body.Close()
+	body, _ := io.ReadAll(response.Body)
+	return response.StatusCode, string(body)
+}
+
+// TLSResult is what a direct mutual-TLS request to a gateway got.
+type TLSResult struct {
+	// Err is set when the handshake or the exchange failed (refused, closed).
+	Err     error
+	Status  int
+	Body    string
+	Headers http.Header
+}
+
+// TLSGet connects to addr with SNI host, presenting client (none when nil) and trusting
+// roots, and sends GET path.
+func TLSGet(t testing.TB, addr, host, path string, client *Keypair, roots ...string) TLSResult {
+	t.Helper()
+	pool := x509.NewCertPool()
+	for _, root := range roots {
+		if !pool.AppendCertsFromPEM([]byte(root)) {
+			t.Fatal("bad root PEM")
+		}
+	}
+	config := &tls.Config{ServerName: host, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if client != nil {
+		pair, err := tls.X509KeyPair([]byte(client.Cert), []byte(client.Key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Sent whatever CAs the server names, as an impostor would.
+		config.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	}
+	transport := &http.Transport{TLSClientConfig: config, DisableKeepAlives: true, ForceAttemptHTTP2: false}
+	defer transport.CloseIdleConnections()
+	httpClient := http.Client{Transport: transport, Timeout: 20 * time.Second}
+	request, err := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request.Host = host
+	started := time.Now()
+	response, err := httpClient.Do(request)
+	if err != nil {
+		if time.Since(started) > 15*time.Second {
+			t.Fatalf("GET https://%s%s took %v: a hang is not a refusal: %v", addr, path, time.Since(started), err)
+		}
+		return TLSResult{Err: err}
+	}
+	defer response.Body.Close()
+	body, _ := io.ReadAll(response.Body)
+	return TLSResult{Status: response.StatusCode, Body: string(body), Headers: response.Header}
+}
+
+// ClientKeypair is the generated client's certificate and key.
+func (m *TwoMeshes) ClientKeypair(t testing.TB) Keypair {
+	t.Helper()
+	return LoadKeypair(t, m.Out.Dir+"/certs/cluster-a-client-cert.pem", m.Out.Dir+"/certs/cluster-a-client-key.pem")
+}
+
+// Root is the generated root.
+func (m *TwoMeshes) Root(t testing.TB) Keypair {
+	t.Helper()
+	return LoadKeypair(t, m.Out.Dir+"/certs/root-cert.pem", m.Out.Dir+"/certs/root-key.pem")
+}
+
+// GatewayTLS sends a request straight to our gateway with a client certificate.
+func (m *TwoMeshes) GatewayTLS(t testing.TB, client *Keypair) TLSResult {
+	t.Helper()
+	root, err := os.ReadFile(m.Out.Dir + "/certs/root-cert.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return TLSGet(t, m.Gateway.Address(m.GatewayPort), m.Domain, "/hello", client, string(root))
+}
+
+// Unrelated sends a request to the other team's host on the shared gateway (or on ours when
+// the two are one).
+func (m *TwoMeshes) Unrelated(t testing.TB) TLSResult {
+	t.Helper()
+	return TLSGet(t, m.UnrelatedAddr, UnrelatedHostName, "/", nil, m.OtherCert.Cert)
+}
+
+func (r TLSResult) String() string {
+	if r.Err != nil {
+		return "error: " + r.Err.Error()
+	}
+	return fmt.Sprintf("%d %q", r.Status, r.Body)
+}

@@ -1,0 +1,198 @@
+package oracle
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Part 1: every object `peergate gen` writes passes the pinned Istio's own validation.
+
+// outputVariant is one way of running gen, and the Istio release that introduced what it
+// needs (0: every supported release).
+type outputVariant struct {
+	name  string
+	flags []string
+	since int
+}
+
+// An image digest in the form `peergate image` prints.
+const someImageDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func outputVariants() []outputVariant {
+	return []outputVariant{
+		{name: "default"},
+		{name: "credentialName", flags: []string{"--client-cert-mode", "credentialName"}},
+		{name: "ecdsa", flags: []string{"--key-type", "ecdsa-p256"}},
+		{name: "audit mode, pattern allow-list", flags: []string{"--mode", "audit", "--allowed-san", "spiffe://cluster-a/ns/client/*"}},
+		{name: "wasmImage", flags: []string{"--wasm-image", "ghcr.io/acme/peergate-filter:0.1.0@" + someImageDigest}},
+		{name: "FAIL_RELOAD", flags: []string{"--fail-strategy", "FAIL_RELOAD"}, since: 27},
+		{name: "connection layer", flags: []string{"--layer", "connection"}, since: 30},
+		{name: "trafficextension", flags: []string{"--api", "trafficextension"}, since: 30},
+		{name: "trafficextension, connection layer, wasmImage", flags: []string{"--api", "trafficextension", "--layer", "connection", "--wasm-image", "ghcr.io/acme/peergate-filter:0.1.0@" + someImageDigest}, since: 30},
+	}
+}
+
+// genForPin runs gen for the pinned release (--istio-version), so gen itself refuses what
+// that release cannot run.
+func genForPin(t *testing.T, pin Pin, flags ...string) Output {
+	t.Helper()
+	return Gen(t, append([]string{"--istio-version", pin.Name}, flags...)...)
+}
+
+func allObjects(t *testing.T, out Output) []*unstructured.Unstructured {
+	t.Helper()
+	return append(out.Objects(t, "cluster-a"), out.Objects(t, "cluster-b")...)
+}
+
+func TestEveryGeneratedObjectPassesIstioValidation(t *testing.T) {
+	pin := CurrentPin(t)
+	v := IstioValidator(t)
+	for _, variant := range outputVariants() {
+		if !pin.AtLeast(variant.since) {
+			continue
+		}
+		t.Run(variant.name, func(t *testing.T) {
+			out := genForPin(t, pin, variant.flags...)
+			objects := allObjects(t, out)
+			istioKinds := 0
+			for _, obj := range objects {
+				if IsIstioConfig(obj) {
+					istioKinds++
+				}
+				if err := v.Validate(obj); err != nil {
+					t.Errorf("Istio %s refuses %s/%s/%s: %v", pin.Name, obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
+				}
+			}
+			// ServiceEntry, VirtualService, DestinationRule, Gateway, VirtualService, plugin.
+			if istioKinds < 6 {
+				t.Errorf("only %d Istio objects in %s", istioKinds, Names(objects))
+			}
+		})
+	}
+}
+
+// The gates of `--istio-version`: a feature the pinned release lacks is refused by gen (exit 2,
+// naming the key and the release that introduced it), and the same output generated for a
+// release that has it is refused by the pinned Istio itself: the gate is not a guess.
+func TestVersionGatesMatchThePinnedRelease(t *testing.T) {
+	pin := CurrentPin(t)
+	v := IstioValidator(t)
+	gates := []struct {
+		flags  []string
+		key    string
+		since  int
+		refuse func(*testing.T, []*unstructured.Unstructured) error // how this Istio refuses it
+	}{
+		{[]string{"--fail-strategy", "FAIL_RELOAD"}, "plugin.failStrategy", 27, firstRefusal(v)},
+		{[]string{"--api", "trafficextension"}, "plugin.api", 30, firstRefusal(v)},
+		// The CRDs accept type NETWORK since 1.20; what is missing before 1.30 is the
+		// connection.peer_certificate property in the Envoy those releases ship, shown in the
+		// real-Envoy run (every connection refused).
+		{[]string{"--layer", "connection"}, "plugin.layer", 30, nil},
+	}
+	for _, gate := range gates {
+		t.Run(gate.key, func(t *testing.T) {
+			dir := t.TempDir()
+			_, code, stderr := RunGen(t, dir, append([]string{"--istio-version", pin.Name}, gate.flags...)...)
+			if pin.AtLeast(gate.since) {
+				if code != 0 {
+					t.Fatalf("gen --istio-version %s %v: exit %d: %s", pin.Name, gate.flags, code, stderr)
+				}
+				return
+			}
+			since := "1." + strconv.Itoa(gate.since)
+			if code != 2 || !strings.Contains(stderr, gate.key) || !strings.Contains(stderr, since) {
+				t.Fatalf("gen --istio-version %s %v: want exit 2 naming %s and %s, got %d: %s", pin.Name, gate.flags, gate.key, since, code, stderr)
+			}
+			if gate.refuse == nil {
+				return
+			}
+			out := Gen(t, gate.flags...)
+			if err := gate.refuse(t, allObjects(t, out)); err == nil {
+				t.Fatalf("Istio %s accepts %v: the gate at 1.%d is wrong", pin.Name, gate.flags, gate.since)
+			} else {
+				t.Logf("Istio %s refuses %v: %v", pin.Name, gate.flags, err)
+			}
+		})
+	}
+}
+
+func firstRefusal(v *Validator) func(*testing.T, []*unstructured.Unstructured) error {
+	return func(t *testing.T, objects []*unstructured.Unstructured) error {
+		for _, obj := range objects {
+			if err := v.Validate(obj); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// Known-bad outputs, each one change to a real generated object: the pinned Istio must refuse
+// every one (so the check above can fail), and accept the object unchanged.
+func TestIstioValidationRefusesKnownBadOutput(t *testing.T) {
+	pin := CurrentPin(t)
+	v := IstioValidator(t)
+	out := Gen(t)
+	objects := out.Objects(t, "cluster-b")
+	objectsA := out.Objects(t, "cluster-a")
+	plugin := Find(t, objects, "WasmPlugin", "peergate")
+	gateway := OfKind(objects, "Gateway")[0]
+	rule := OfKind(objectsA, "DestinationRule")[0]
+	for _, obj := range []*unstructured.Unstructured{plugin, gateway, rule} {
+		if err := v.Validate(obj); err != nil {
+			t.Fatalf("the unchanged %s is refused: %v", obj.GetKind(), err)
+		}
+	}
+	cases := []struct {
+		name    string
+		object  *unstructured.Unstructured
+		change  func(map[string]any)
+		refused bool
+	}{
+		{"sha256 in upper case", plugin, func(o map[string]any) {
+			spec(o)["sha256"] = strings.Repeat("ABCDEF0123456789", 4)
+		}, true},
+		{"sha256 too short", plugin, func(o map[string]any) { spec(o)["sha256"] = "abc123" }, true},
+		{"FAIL_RELOAD", plugin, func(o map[string]any) { spec(o)["failStrategy"] = "FAIL_RELOAD" }, !pin.AtLeast(27)},
+		{"misspelled phase", plugin, func(o map[string]any) { spec(o)["phase"] = "AUTHNN" }, true},
+		{"misspelled failStrategy", plugin, func(o map[string]any) { spec(o)["failStrategy"] = "FAIL_CLOSED" }, true},
+		{"misspelled imagePullPolicy", plugin, func(o map[string]any) { spec(o)["imagePullPolicy"] = "Sometimes" }, true},
+		{"unknown plugin field", plugin, func(o map[string]any) { spec(o)["pluginConfigs"] = map[string]any{} }, true},
+		{"misspelled TLS mode", gateway, func(o map[string]any) {
+			servers := spec(o)["servers"].([]any)
+			servers[len(servers)-1].(map[string]any)["tls"].(map[string]any)["mode"] = "MUTAUL"
+		}, true},
+		{"MUTUAL without a credential", gateway, func(o map[string]any) {
+			servers := spec(o)["servers"].([]any)
+			delete(servers[len(servers)-1].(map[string]any)["tls"].(map[string]any), "credentialName")
+		}, true},
+		{"unknown client TLS field", rule, func(o map[string]any) {
+			subsets := spec(o)["subsets"].([]any)
+			settings := subsets[0].(map[string]any)["trafficPolicy"].(map[string]any)["portLevelSettings"].([]any)
+			settings[0].(map[string]any)["tls"].(map[string]any)["sniHost"] = "x"
+		}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			changed := c.object.DeepCopy()
+			c.change(changed.Object)
+			err := v.Validate(changed)
+			switch {
+			case c.refused && err == nil:
+				t.Fatalf("Istio %s accepts the %s with %s", pin.Name, c.object.GetKind(), c.name)
+			case !c.refused && err != nil:
+				t.Fatalf("Istio %s refuses the %s with %s: %v", pin.Name, c.object.GetKind(), c.name, err)
+			case err != nil:
+				t.Logf("refused: %v", err)
+			}
+		})
+	}
+}
+
+func spec(object map[string]any) map[string]any {
+	return object["spec"].(map[string]any)
+}
