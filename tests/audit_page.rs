@@ -3,7 +3,7 @@
 //! server, and gets a policy and an allowed, a wrong-SAN and a rogue-issuer certificate pasted
 //! in. The verdicts and every check must be those of `peergate audit --json` on the same input,
 //! nothing may be fetched from anywhere but the page's own server, and a screenshot is saved
-//! for review (`target/audit-page.png`).
+//! for review (`audit-page.png` in the target directory).
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -14,15 +14,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use peergate_e2e::envoy::{built, peergate_binary, workspace_root};
+use peergate_e2e::envoy::{built_in_target, peergate_binary, target_dir, workspace_root};
 use peergate_e2e::pki::KeyKind;
 use peergate_e2e::scenario::{Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
 fn web_dir() -> PathBuf {
-    let dir = built(
+    let dir = built_in_target(
         "PEERGATE_WEB",
-        "target/web",
+        "web",
         "The audit page: run `cargo make web`",
     );
     assert!(
@@ -105,7 +105,7 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
         json!({ "policy": policy_yaml, "host": DOMAIN, "cases": page_cases }).to_string(),
     )
     .unwrap();
-    let screenshot = workspace_root().join("target/audit-page.png");
+    let screenshot = target_dir().join("audit-page.png");
     let _ = std::fs::remove_file(&screenshot);
 
     let script = workspace_root().join("tests/browser/audit_page.mjs");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use peergate_e2e::client::TlsClient;
-use peergate_e2e::envoy::{envoy_binary, filter_wasm, workspace_root, Envoy};
+use peergate_e2e::envoy::{envoy_binary, filter_wasm, target_dir, workspace_root, Envoy};
 use peergate_e2e::gateway::{
     admin, downstream_mtls, named_wasm_filter, network_wasm_filter, router_filter, static_cluster,
     upstream_mtls,
@@ -64,7 +64,7 @@ fn options() -> anyhow::Result<Options> {
 }
 
 fn bench_wasm() -> PathBuf {
-    workspace_root().join("target/wasm32-wasip1/release/peergate_bench_wasm.wasm")
+    target_dir().join("wasm32-wasip1/release/peergate_bench_wasm.wasm")
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -114,8 +114,8 @@ fn policy(pki: &Pki, mode: Mode) -> PluginConfig {
 /// Median of a criterion benchmark, in nanoseconds.
 fn criterion_median(id: &str) -> anyhow::Result<f64> {
     // Criterion names the folder after the id with `/` replaced.
-    let path = workspace_root()
-        .join("target/criterion")
+    let path = target_dir()
+        .join("criterion")
         .join(id.replace('/', "_"))
         .join("new/estimates.json");
     let text = std::fs::read_to_string(&path).with_context(|| {

@@ -24,6 +24,16 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the repository root when relative), else
+/// `target/` there. Many Rust users set the variable; the built module, CLI and page are found
+/// through it.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
+}
+
 /// The Envoy binary: `ENVOY_BIN`, or the one `cargo make install-envoy` put in `.venv/`.
 /// Panics with instructions when there is none: a missing Envoy must fail, never skip.
 pub fn envoy_binary() -> PathBuf {
@@ -50,12 +60,22 @@ fn binary_from(variable: &str, default: &str) -> PathBuf {
     )
 }
 
-/// Something a cargo-make task builds or installs: `$variable`, or `default` under the
-/// repository root. Panics saying how to get it when it is missing: the tests fail, never skip.
+/// Something a cargo-make task installs: `$variable`, or `default` under the repository root.
+/// Panics saying how to get it when it is missing: the tests fail, never skip.
 pub fn built(variable: &str, default: &str, how: &str) -> PathBuf {
+    located(variable, workspace_root().join(default), how)
+}
+
+/// Something cargo builds: `$variable`, or `default` under the target directory
+/// ([`target_dir`]). Panics saying how to get it when it is missing.
+pub fn built_in_target(variable: &str, default: &str, how: &str) -> PathBuf {
+    located(variable, target_dir().join(default), how)
+}
+
+fn located(variable: &str, default: PathBuf, how: &str) -> PathBuf {
     let path = match std::env::var_os(variable) {
         Some(p) => PathBuf::from(p),
-        None => workspace_root().join(default),
+        None => default,
     };
     assert!(
         path.exists(),
@@ -65,20 +85,22 @@ pub fn built(variable: &str, default: &str, how: &str) -> PathBuf {
     path
 }
 
-/// The built filter: `PEERGATE_WASM`, or the release build of `cargo make build-filter`.
+/// The built filter: `PEERGATE_WASM`, or the release build of `cargo make build-filter` (in
+/// [`target_dir`]).
 pub fn filter_wasm() -> PathBuf {
-    built(
+    built_in_target(
         "PEERGATE_WASM",
-        "target/wasm32-wasip1/release/peergate_filter.wasm",
+        "wasm32-wasip1/release/peergate_filter.wasm",
         "The filter module: run `cargo make build-filter`",
     )
 }
 
-/// The `peergate` command: `PEERGATE_BIN`, or the debug build (`cargo make build-cli`).
+/// The `peergate` command: `PEERGATE_BIN`, or the debug build (`cargo make build-cli`, in
+/// [`target_dir`]).
 pub fn peergate_binary() -> PathBuf {
-    built(
+    built_in_target(
         "PEERGATE_BIN",
-        "target/debug/peergate",
+        "debug/peergate",
         "The CLI: run `cargo make build-cli` (cargo make e2e does)",
     )
 }
