@@ -2,7 +2,9 @@
 //! (both of Istio's layouts), umoci and skopeo read it, skopeo pushes it to a real registry
 //! (Debian's `docker-registry`, the CNCF distribution registry) on loopback, `peergate gen
 //! --wasm-image` writes the WasmPlugin, and the image pulled back by the digest in that
-//! WasmPlugin holds the very module bytes, where Istio looks for them.
+//! WasmPlugin is the one pushed, its layers as the layout says. That Istio's own fetcher reads
+//! each variant and hands Envoy the module's bytes is shown by the Istio oracle
+//! (tests/istio/wasm_test.go), with istio-agent's code, not here.
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -103,9 +105,10 @@ fn read_blob(layout: &Path, digest: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// What Istio's fetcher would take out of an image layout: the content layer of the Wasm
-/// variant, or `plugin.wasm` in the last tar+gzip layer of an ordinary image.
-fn module_as_istio_sees_it(layout: &Path) -> Vec<u8> {
+/// The module in an image layout as its variant puts it: the content layer of the Wasm variant
+/// (whose manifest has exactly the two layers of the spec, config and content), or
+/// `plugin.wasm` in the last tar+gzip layer of an ordinary image.
+fn module_in_layout(layout: &Path) -> Vec<u8> {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let manifest: Value = serde_json::from_slice(&read_blob(
@@ -115,6 +118,17 @@ fn module_as_istio_sees_it(layout: &Path) -> Vec<u8> {
     .unwrap();
     let layers = manifest["layers"].as_array().unwrap();
     if manifest["config"]["mediaType"] == "application/vnd.module.wasm.config.v1+json" {
+        let types: Vec<&str> = layers
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "application/vnd.module.wasm.config.v1+json",
+                "application/vnd.module.wasm.content.layer.v1+wasm"
+            ]
+        );
         let layer = layers
             .iter()
             .find(|l| l["mediaType"] == "application/vnd.module.wasm.content.layer.v1+wasm")
@@ -186,7 +200,7 @@ fn the_module_goes_through_a_registry_and_comes_back_by_the_generated_digest() {
             "skopeo's manifest"
         );
         assert_eq!(
-            module_as_istio_sees_it(&layout),
+            module_in_layout(&layout),
             module,
             "{variant}: the layout's module"
         );
@@ -263,11 +277,7 @@ fn the_module_goes_through_a_registry_and_comes_back_by_the_generated_digest() {
                 &format!("oci:{}:pulled", pulled.display()),
             ],
         );
-        assert_eq!(
-            module_as_istio_sees_it(&pulled),
-            module,
-            "{variant}: pulled back"
-        );
+        assert_eq!(module_in_layout(&pulled), module, "{variant}: pulled back");
     }
 }
 
@@ -322,7 +332,7 @@ fn wasm_url_digests_and_traffic_extension() {
     assert_eq!(te["kind"], "TrafficExtension");
     assert_eq!(
         te["spec"]["selector"]["matchLabels"]["istio"],
-        "ingressgateway"
+        "peergate-ingressgateway"
     );
     assert_eq!(te["spec"]["phase"], "AUTHN");
     assert_eq!(te["spec"]["wasm"]["type"], "NETWORK");

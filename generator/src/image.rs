@@ -6,9 +6,11 @@
 //! Two layouts, the two Istio accepts:
 //! - `compat`: an ordinary image whose only layer is a tar+gzip holding `plugin.wasm` (what a
 //!   `FROM scratch` + `COPY plugin.wasm` Dockerfile makes), OCI media types;
-//! - `wasm`: the Wasm image variant: config `application/vnd.module.wasm.config.v1+json`, one
-//!   content layer `application/vnd.module.wasm.content.layer.v1+wasm` holding the module
-//!   itself.
+//! - `wasm`: the Wasm image variant (the "oci" variant of solo-io's Wasm image spec): config
+//!   `application/vnd.module.wasm.config.v1+json`, and exactly two layers, that runtime config
+//!   and the module itself as `application/vnd.module.wasm.content.layer.v1+wasm`. Istio's
+//!   fetcher refuses any other number of layers (pkg/wasm/imagefetcher.go,
+//!   extractOCIArtifactImage); the Istio oracle pulls both variants with it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -169,22 +171,42 @@ fn blobs(module: &[u8], variant: Variant) -> Result<(Blob, Vec<Blob>), ImageErro
             let json = config.to_string().map_err(spec("image config"))?;
             (blob(MediaType::ImageConfig, json.into_bytes())?, layer)
         }
-        Variant::Wasm => (
-            blob(
+        Variant::Wasm => {
+            let config = blob(
                 MediaType::Other(WASM_CONFIG_MEDIA_TYPE.into()),
-                b"{}".to_vec(),
-            )?,
-            blob(
+                WASM_RUNTIME_CONFIG.as_bytes().to_vec(),
+            )?;
+            let layer = blob(
                 MediaType::Other(WASM_LAYER_MEDIA_TYPE.into()),
                 module.to_vec(),
-            )?,
-        ),
+            )?;
+            // The spec's two layers: the runtime config (the same blob as the manifest's
+            // config) and the module.
+            let layers = vec![config.descriptor.clone(), layer.descriptor.clone()];
+            return finish(config, layer, layers);
+        }
     };
+    let layers = vec![layer.descriptor.clone()];
+    finish(config, layer, layers)
+}
+
+/// What the Wasm variant's config says: a proxy-wasm module for Envoy (ABI 0.2.1, the one
+/// the proxy-wasm Rust SDK 0.2 exports).
+const WASM_RUNTIME_CONFIG: &str =
+    r#"{"type":"envoy_proxy","abiVersions":["proxy_abi_version_0_2_1"]}"#;
+
+/// The manifest over `config` and `layers`, and the blobs to write (a blob named by two
+/// descriptors is written once).
+fn finish(
+    config: Blob,
+    layer: Blob,
+    layers: Vec<Descriptor>,
+) -> Result<(Blob, Vec<Blob>), ImageError> {
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config.descriptor.clone())
-        .layers(vec![layer.descriptor.clone()])
+        .layers(layers)
         .build()
         .map_err(spec("manifest"))?;
     let manifest = blob(
