@@ -221,6 +221,9 @@ pub struct PolicyInfo {
     pub trusted_issuers: usize,
     /// Status of the local reply on a denial.
     pub deny_status: u16,
+    /// The TLS server names the policy is limited to (`protectedServerNames`); absent: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected_server_names: Option<Vec<String>>,
 }
 
 /// A whole audit run: what `peergate audit --json` prints and the browser page shows.
@@ -268,6 +271,7 @@ impl Policy {
                 mode: self.mode(),
                 trusted_issuers: self.issuer_count(),
                 deny_status: self.deny_status(),
+                protected_server_names: self.protected_server_names(),
             },
             certificates,
         }

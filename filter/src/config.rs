@@ -85,6 +85,12 @@ pub struct PluginConfig {
     /// Also write a decision-log line for allowed requests (denials are always logged).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub log_allowed: bool,
+    /// The TLS server names (SNI, case-insensitive) the filter protects, on a gateway shared
+    /// with other hosts: a connection whose server name is another passes untouched (no
+    /// decision, no log line, counted as `peergate.unprotected`); one without a server name is
+    /// decided. Absent: every connection is decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_server_names: Option<Vec<String>>,
 }
 
 /// The rule for one authority.

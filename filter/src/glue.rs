@@ -47,6 +47,10 @@ struct Metrics {
     /// Allowed requests not yet added to `allowed`: the allow path is every request, and one
     /// host call fewer per request is measurable; denials are counted at once.
     allowed_pending: Cell<u64>,
+    /// Connections or requests on server names outside `protectedServerNames`, passed
+    /// untouched; counted in the VM like allowed ones.
+    unprotected: Option<u32>,
+    unprotected_pending: Cell<u64>,
     denied_total: Option<u32>,
     audit_total: Option<u32>,
     denied: Vec<(Reason, Option<u32>)>,
@@ -85,6 +89,8 @@ impl Metrics {
         Self {
             allowed: counter("peergate.allowed"),
             allowed_pending: Cell::new(0),
+            unprotected: counter("peergate.unprotected"),
+            unprotected_pending: Cell::new(0),
             denied_total: counter("peergate.denied"),
             audit_total: counter("peergate.audit_would_deny"),
             denied: per_reason("peergate.denied"),
@@ -93,17 +99,27 @@ impl Metrics {
         }
     }
 
-    /// Adds the allowed requests counted since the last flush to Envoy's counter.
+    /// Adds what was counted in the VM since the last flush to Envoy's counters.
     fn flush(&self) {
-        let pending = self.allowed_pending.replace(0);
-        if let (Some(id), true) = (self.allowed, pending > 0) {
-            if hostcalls::increment_metric(id, i64::try_from(pending).unwrap_or(i64::MAX)).is_err()
-            {
-                // Keep them for the next tick rather than lose them.
-                self.allowed_pending
-                    .set(self.allowed_pending.get() + pending);
+        for (id, pending) in [
+            (self.allowed, &self.allowed_pending),
+            (self.unprotected, &self.unprotected_pending),
+        ] {
+            let count = pending.replace(0);
+            if let (Some(id), true) = (id, count > 0) {
+                if hostcalls::increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX))
+                    .is_err()
+                {
+                    // Keep them for the next tick rather than lose them.
+                    pending.set(pending.get() + count);
+                }
             }
         }
+    }
+
+    fn record_unprotected(&self) {
+        self.unprotected_pending
+            .set(self.unprotected_pending.get() + 1);
     }
 
     fn record(&self, decision: &Decision, mode: Mode) {
@@ -187,10 +203,14 @@ impl RootContext for Root {
                     // A reminder of the pairing the SDK needs (a mismatch traps the VM).
                     Layer::Connection => "denial=close (needs WasmPlugin type: NETWORK)".into(),
                 };
+                let scope = policy
+                    .protected_server_names()
+                    .map(|names| format!(" protected_server_names={}", names.join(",")))
+                    .unwrap_or_default();
                 log(
                     LogLevel::Info,
                     &format!(
-                        "peergate: configured: mode={} layer={} trusted_issuers={} {denial}",
+                        "peergate: configured: mode={} layer={} trusted_issuers={} {denial}{scope}",
                         policy.mode().as_str(),
                         policy.layer().as_str(),
                         policy.issuer_count(),
@@ -324,6 +344,19 @@ impl PeerCheck {
         (policy.judge(&assessment, authority, now), source)
     }
 
+    /// Whether the connection is outside `protectedServerNames` (another team's host on a shared
+    /// gateway): then it passes untouched and is only counted. `server_name` is read only when
+    /// the policy is limited to some names.
+    fn passes_unprotected(&self, policy: &Policy, server_name: impl FnOnce() -> String) -> bool {
+        if !policy.limits_server_names() || policy.protects(&server_name()) {
+            return false;
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.record_unprotected();
+        }
+        true
+    }
+
     /// Counts and logs a decision as both layers do. `authority` is asked for only when a
     /// line is logged: reading it is a host call the allow path can skip.
     fn record(
@@ -400,6 +433,11 @@ impl HttpContext for Request {
             self.refuse(503, Reason::ProxyError);
             return Action::Pause;
         };
+        // The server name selected Istio's filter chain, so it is the boundary between our host
+        // and others on a shared gateway (their Host headers are the client's to choose).
+        if self.0.passes_unprotected(&policy, server_name) {
+            return Action::Continue;
+        }
         let read_authority = || {
             request_header(":authority")
                 .ok()
@@ -446,7 +484,12 @@ impl StreamContext for TlsConnection {
             close_connection();
             return Action::Pause;
         };
-        let sni = policy.has_host_rules().then(server_name);
+        let sni = (policy.has_host_rules() || policy.limits_server_names()).then(server_name);
+        if let Some(name) = &sni {
+            if self.peer.passes_unprotected(&policy, || name.clone()) {
+                return Action::Continue;
+            }
+        }
         let (decision, source, now) =
             self.peer
                 .decide_now(&policy, sni.as_deref().unwrap_or_default(), Fallback::None);

@@ -133,6 +133,19 @@ pub enum CompileError {
     /// `denyStatus` is not an HTTP error status.
     #[error("denyStatus: {0} is not an HTTP error status (400-599)")]
     BadDenyStatus(u16),
+    /// `protectedServerNames` is present but empty.
+    #[error("protectedServerNames: the list is empty; leave it out to decide every connection")]
+    NoProtectedServerNames,
+    /// An entry of `protectedServerNames` is not a host name.
+    #[error("protectedServerNames[{index}]: {value:?} {why}")]
+    BadProtectedServerName {
+        /// Position in the list.
+        index: usize,
+        /// The entry as written.
+        value: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// `denyStatus` with `layer: connection`, where a denial closes the connection.
     #[error("denyStatus: with layer connection a refused peer's connection is closed; there is no HTTP reply to give a status (remove denyStatus or use layer request)")]
     DenyStatusAtConnectionLayer,
@@ -269,6 +282,7 @@ pub struct Policy {
     pub(crate) denied_fingerprints: HashSet<[u8; 32]>,
     deny_status: u16,
     log_allowed: bool,
+    protected_server_names: Option<HashSet<String>>,
 }
 
 /// The allow-list that applies to an authority, and where it comes from.
@@ -379,6 +393,11 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
     if !(400..=599).contains(&deny_status) {
         return Err(CompileError::BadDenyStatus(deny_status));
     }
+    let protected_server_names = config
+        .protected_server_names
+        .as_deref()
+        .map(compile_server_names)
+        .transpose()?;
 
     Ok(Policy {
         mode: config.mode,
@@ -390,7 +409,44 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         denied_fingerprints,
         deny_status,
         log_allowed: config.log_allowed,
+        protected_server_names,
     })
+}
+
+fn compile_server_names(names: &[String]) -> Result<HashSet<String>, CompileError> {
+    if names.is_empty() {
+        return Err(CompileError::NoProtectedServerNames);
+    }
+    let mut set = HashSet::new();
+    for (index, value) in names.iter().enumerate() {
+        let bad = |why| CompileError::BadProtectedServerName {
+            index,
+            value: value.clone(),
+            why,
+        };
+        let name = value.trim_end_matches('.').to_ascii_lowercase();
+        let is_host = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !is_host {
+            return Err(bad(
+                "is not a host name (letters, digits, '-' and dots; no wildcard, no port)",
+            ));
+        }
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return Err(bad("is an IP address, which SNI never carries"));
+        }
+        if !set.insert(name) {
+            return Err(bad("is listed twice (server names are case-insensitive)"));
+        }
+    }
+    Ok(set)
 }
 
 fn compile_issuer(index: usize, pem: &str) -> Result<Vec<TrustedIssuer>, CompileError> {
@@ -572,6 +628,33 @@ impl Policy {
     /// Whether allowed requests get a decision-log line too.
     pub fn log_allowed(&self) -> bool {
         self.log_allowed
+    }
+
+    /// Whether the policy is limited to some TLS server names (`protectedServerNames`).
+    pub fn limits_server_names(&self) -> bool {
+        self.protected_server_names.is_some()
+    }
+
+    /// Whether a connection with this TLS server name (empty: none was sent) is decided. With
+    /// `protectedServerNames`, only those names and connections without a name are.
+    pub fn protects(&self, server_name: &str) -> bool {
+        match &self.protected_server_names {
+            None => true,
+            Some(_) if server_name.is_empty() => true,
+            Some(names) => {
+                let name = server_name.trim_end_matches('.');
+                names.contains(&name.to_ascii_lowercase())
+            }
+        }
+    }
+
+    /// The protected server names, sorted, when the policy is limited to some.
+    pub fn protected_server_names(&self) -> Option<Vec<String>> {
+        self.protected_server_names.as_ref().map(|names| {
+            let mut list: Vec<String> = names.iter().cloned().collect();
+            list.sort();
+            list
+        })
     }
 
     /// Whether decisions depend on the request's authority (`hosts` rules exist).

@@ -723,3 +723,50 @@ fn connection_layer_configuration() {
         .to_string();
     assert!(error.contains("layer"), "{error}");
 }
+
+/// `protectedServerNames`: on a gateway shared with other hosts, only these TLS server names
+/// (case-insensitive) and connections without one are decided.
+#[test]
+fn protected_server_names_are_host_names_compared_case_insensitively() {
+    let p = pki();
+    let with = |names: Vec<&str>| {
+        let mut config = config(&p.root, &[CLIENT_ID]);
+        config.protected_server_names = Some(names.into_iter().map(str::to_owned).collect());
+        compile(&config)
+    };
+    let policy = with(vec!["Helloworld.Zufar.io", "b.example."]).unwrap();
+    assert!(policy.limits_server_names());
+    assert!(policy.protects("helloworld.zufar.io"));
+    assert!(policy.protects("HELLOWORLD.ZUFAR.IO."));
+    assert!(policy.protects("b.example"));
+    assert!(!policy.protects("other.example.com"));
+    assert!(!policy.protects("helloworld.zufar.io.evil"));
+    // No server name at all: decided, never passed.
+    assert!(policy.protects(""));
+    assert_eq!(
+        policy.protected_server_names(),
+        Some(vec![
+            "b.example".to_owned(),
+            "helloworld.zufar.io".to_owned()
+        ])
+    );
+    let everything = compile(&config(&p.root, &[CLIENT_ID])).unwrap();
+    assert!(!everything.limits_server_names());
+    assert!(everything.protects("other.example.com"));
+    for (names, expected) in [
+        (vec![], "protectedServerNames: the list is empty"),
+        (
+            vec!["*.zufar.io"],
+            "protectedServerNames[0]: \"*.zufar.io\" is not a host name",
+        ),
+        (vec!["a.io:443"], "protectedServerNames[0]"),
+        (vec!["10.0.0.1"], "is an IP address"),
+        (
+            vec!["a.io", "A.io"],
+            "protectedServerNames[1]: \"A.io\" is listed twice",
+        ),
+    ] {
+        let err = with(names).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}

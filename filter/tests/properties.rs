@@ -239,6 +239,7 @@ proptest! {
         fingerprints in proptest::collection::vec("[0-9a-fA-F:]{0,70}", 0..3),
         deny_status in proptest::option::of(any::<u16>()),
         log_allowed in any::<bool>(),
+        protected in proptest::option::of(proptest::collection::vec("[a-zA-Z0-9.*:\\-]{0,20}", 0..3)),
     ) {
         let w = world();
         let pems = [
@@ -260,6 +261,7 @@ proptest! {
             denied_fingerprints: fingerprints,
             deny_status,
             log_allowed,
+            protected_server_names: protected,
         };
         let again = PluginConfig::from_json(config.to_json().as_bytes());
         prop_assert_eq!(again.as_ref(), Ok(&config));

@@ -114,12 +114,16 @@ pub fn audit_text(run: &AuditRun, style: Style) -> String {
             vec![
                 "policy".into(),
                 format!(
-                    "{}: {} ({}, {}, deny status {})",
+                    "{}: {} ({}, {}, deny status {}{})",
                     p.file,
                     p.origin,
                     p.mode.as_str(),
                     plural(p.trusted_issuers, "trusted issuer"),
-                    p.deny_status
+                    p.deny_status,
+                    p.protected_server_names
+                        .as_ref()
+                        .map(|names| format!(", only for server names {}", names.join(", ")))
+                        .unwrap_or_default()
                 ),
             ],
             vec![
