@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
-use crate::mesh::{ClientCertMode, KeyType, Mesh, PluginApi};
+use crate::mesh::{Gateway, KeyType, Mesh};
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 
 /// Mode of private keys and of files holding them.
@@ -35,6 +35,8 @@ pub struct Report {
     pub files: Vec<(PathBuf, FileStatus)>,
     /// Things the user should know (e.g. the client is not admitted by the gateway).
     pub warnings: Vec<String>,
+    /// What to do next (commands to run), for people.
+    pub notes: Vec<String>,
 }
 
 /// Why `generate` stopped. Nothing was written when it returns one of these: files are staged
@@ -70,6 +72,9 @@ pub enum GenError {
         /// The leaf's notAfter if it were issued now, RFC 3339.
         leaf_not_after: String,
     },
+    /// The mesh description does not hold together (a caller that skipped `Mesh::validate`).
+    #[error(transparent)]
+    Mesh(#[from] crate::mesh::MeshError),
     /// Making a certificate failed.
     #[error(transparent)]
     Cert(#[from] CertError),
@@ -204,6 +209,14 @@ fn existing_pair(out: &Path, name: &str) -> Result<Option<CertAndKey>, GenError>
 
 /// Runs the whole generation.
 pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
+    mesh.validate("the mesh description")?;
+    let gateway = mesh
+        .gateway()
+        .map_err(|(field, message)| crate::mesh::MeshError::Invalid {
+            source_name: "the mesh description".into(),
+            field,
+            message,
+        })?;
     let out = &options.out;
     let now = options.now;
     let mut report = Report::default();
@@ -269,7 +282,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         client: &client,
         server: &server,
     };
-    let files = manifests::manifests(mesh, &pki)?;
+    let files = manifests::manifests(mesh, &gateway, &pki)?;
     if mesh.key_type == KeyType::Ed25519 {
         report.warnings.push(
             "keyType ed25519: Envoy's TLS library (BoringSSL) leaves Ed25519 out of the signature \
@@ -279,8 +292,24 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
                 .into(),
         );
     }
-    if let Some(warning) = self_check(mesh, &pki, now)? {
+    if let Some(warning) = self_check(mesh, &gateway, &pki, now)? {
         report.warnings.push(warning);
+    }
+    report.notes = notes(mesh, &gateway, out);
+    if let Some(port) = mesh.cluster_b.plugin_listener_port {
+        report.warnings.push(format!(
+            "clusterB.pluginListenerPort is deprecated: it means the shared istio-system gateway `istio: ingressgateway`, as before; say so with [clusterB.gateway] existing = true, namespace = \"istio-system\", labels = {{ istio = \"ingressgateway\" }}, listenerPort = {port}, or leave both out for a gateway of its own"
+        ));
+    }
+    if mesh
+        .istio_version
+        .at_least(crate::mesh::NEWEST_ISTIO_MINOR + 1)
+    {
+        report.warnings.push(format!(
+            "istioVersion {} is newer than Istio 1.{}, the newest peergate is tested with: the output assumes nothing changed since",
+            mesh.istio_version,
+            crate::mesh::NEWEST_ISTIO_MINOR
+        ));
     }
 
     // Everything is ready: stage every file, then put them all in place.
@@ -305,28 +334,60 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         staging.stage(&out.join(cluster.dir()).join(file), yaml.as_bytes(), mode)?;
     }
     report.files = staging.commit()?;
-    // Only one plugin object is emitted: the other API's file would be applied too.
-    for stale in PluginApi::ALL.iter().filter(|api| **api != mesh.plugin.api) {
-        let path = out.join("cluster-b").join(stale.file_name());
+    // A file of another mode (the other plugin API, the RBAC of credentialName, a gateway of
+    // its own) would be applied with the rest: it goes.
+    for (cluster, file) in manifests::OPTIONAL_FILES
+        .iter()
+        .chain(&[(manifests::Cluster::B, manifests::XFCC_PATCH_FILE)])
+    {
+        if files
+            .iter()
+            .any(|m| m.cluster == *cluster && m.file == *file)
+        {
+            continue;
+        }
+        let path = out.join(cluster.dir()).join(file);
         if let Some(status) = remove_stale(&path)? {
             report.files.push((path, status));
-        }
-    }
-    if mesh.cluster_a.client_cert_mode == ClientCertMode::Mounted {
-        for stale in ["role.yaml", "rolebinding.yaml"] {
-            let path = out.join("cluster-a").join(stale);
-            if let Some(status) = remove_stale(&path)? {
-                report.files.push((path, status));
-            }
         }
     }
     Ok(report)
 }
 
+/// What to do after a run: check the policy before applying it (the very first
+/// configuration a gateway gets cannot fall back to an earlier one), and on an existing
+/// gateway turn on the log level that shows the decision lines.
+fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
+    let cluster_b = out.join("cluster-b");
+    let mut notes = vec![format!(
+        "before `kubectl apply -k {}`, check the policy with the gateway's own engine: peergate audit --policy {} --cert {} --host {} (a pluginConfig the filter refuses leaves a new gateway answering 500 to every request on its host: Istio has no earlier configuration to keep)",
+        cluster_b.display(),
+        cluster_b.display(),
+        cert_paths(out, &mesh.cluster_a.client_name).0.display(),
+        mesh.cluster_b.domain,
+    )];
+    if let Gateway::Existing {
+        namespace, labels, ..
+    } = gateway
+    {
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        notes.push(format!(
+            "the decision lines are logged at info, and an existing gateway runs Envoy at warning: on each gateway Pod run `istioctl proxy-config log <pod> -n {namespace} --level wasm:info` (pods: kubectl -n {namespace} get pods -l {})",
+            selector.join(",")
+        ));
+    }
+    notes
+}
+
 /// The generated pluginConfig must compile in the filter. Whether it admits the generated
 /// client is reported: with an explicit `clusterB.allowedSans` excluding it may be the point.
-fn self_check(mesh: &Mesh, pki: &Pki<'_>, now: SystemTime) -> Result<Option<String>, GenError> {
-    let config = manifests::plugin_config(mesh, pki);
+fn self_check(
+    mesh: &Mesh,
+    gateway: &Gateway,
+    pki: &Pki<'_>,
+    now: SystemTime,
+) -> Result<Option<String>, GenError> {
+    let config = manifests::plugin_config(mesh, gateway, pki);
     let policy = peergate_filter::compile_json(config.to_json().as_bytes())?;
     let der = peergate_filter::xfcc::certificate_der_from_pem(pki.client.cert.as_bytes())
         .ok_or(GenError::ClientUnreadable)?;

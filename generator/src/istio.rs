@@ -45,6 +45,9 @@ pub struct ServicePort {
 pub struct ServiceEntrySpec {
     /// Hosts.
     pub hosts: Vec<String>,
+    /// Namespaces that see it (`.`: its own only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
     /// `MESH_EXTERNAL`.
     pub location: String,
     /// `DNS`.
@@ -99,9 +102,13 @@ pub struct HttpRoute {
 
 /// VirtualService spec.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VirtualServiceSpec {
     /// Hosts.
     pub hosts: Vec<String>,
+    /// Namespaces that see it (`.`: its own only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
     /// Gateways (absent: the mesh's sidecars).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
@@ -174,6 +181,9 @@ pub struct WorkloadSelector {
 pub struct DestinationRuleSpec {
     /// Host.
     pub host: String,
+    /// Namespaces that see it (`.`: its own only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
     /// Restricts the rule to these workloads (needed for `credentialName` on sidecars).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload_selector: Option<WorkloadSelector>,
@@ -250,6 +260,12 @@ pub struct WasmPluginSpec {
     /// Module digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Registry credentials: a Secret in the plugin's namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    /// `IfNotPresent` or `Always`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
     /// `AUTHN`: before Istio's authorization.
     pub phase: String,
     /// `NETWORK` for the connection layer; absent (HTTP) otherwise.
@@ -289,6 +305,12 @@ pub struct TrafficExtensionWasm {
     /// Module digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Registry credentials: a Secret in the plugin's namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    /// `IfNotPresent` or `Always`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
     /// `NETWORK` for the connection layer; absent (HTTP) otherwise.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub plugin_type: Option<String>,

@@ -160,13 +160,10 @@ struct GenArgs {
     /// (no sha256) (plugin.wasmUrl).
     #[arg(long, value_name = "URL")]
     wasm_url: Option<String>,
-    /// The built module, hashed for --wasm-url https://…
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "target/wasm32-wasip1/release/peergate_filter.wasm"
-    )]
-    wasm: PathBuf,
+    /// The built module, hashed for --wasm-url https://… [default: the release build of
+    /// `cargo make build-filter`, under $CARGO_TARGET_DIR or target/]
+    #[arg(long, value_name = "FILE")]
+    wasm: Option<PathBuf>,
     /// Which Istio API installs the filter (plugin.api): wasmplugin, trafficextension
     /// (Istio >= 1.30).
     #[arg(long, value_parser = mesh_value::<peergate::mesh::PluginApi>)]
@@ -181,6 +178,21 @@ struct GenArgs {
     /// Allow FAIL_OPEN (plugin.allowFailOpen).
     #[arg(long)]
     allow_fail_open: bool,
+    /// The Istio release of the clusters, 1.MINOR[.PATCH] (istioVersion): features it lacks
+    /// are refused [default: the newest release peergate is tested with]
+    #[arg(long, value_name = "VERSION", value_parser = mesh_value::<peergate::mesh::IstioVersion>)]
+    istio_version: Option<peergate::mesh::IstioVersion>,
+    /// A revision-based Istio install's revision (istioRevision): namespaces get
+    /// istio.io/rev=REV instead of istio-injection=enabled.
+    #[arg(long, value_name = "REV")]
+    istio_revision: Option<String>,
+    /// A Secret with the registry's credentials, in the plugin's namespace
+    /// (plugin.imagePullSecret).
+    #[arg(long, value_name = "SECRET")]
+    image_pull_secret: Option<String>,
+    /// When the gateway pulls the module image (plugin.imagePullPolicy): IfNotPresent, Always.
+    #[arg(long, value_parser = mesh_value::<peergate::mesh::ImagePullPolicy>)]
+    image_pull_policy: Option<peergate::mesh::ImagePullPolicy>,
 }
 
 fn main() -> ExitCode {
@@ -382,6 +394,18 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
         mesh.plugin.fail_strategy = strategy;
     }
     mesh.plugin.allow_fail_open |= args.allow_fail_open;
+    if let Some(version) = args.istio_version {
+        mesh.istio_version = version;
+    }
+    if let Some(revision) = &args.istio_revision {
+        mesh.istio_revision = Some(revision.clone());
+    }
+    if let Some(secret) = &args.image_pull_secret {
+        mesh.plugin.image_pull_secret = Some(secret.clone());
+    }
+    if let Some(policy) = args.image_pull_policy {
+        mesh.plugin.image_pull_policy = Some(policy);
+    }
     let overridden = mesh != from_file;
     let source = if overridden {
         format!("{source} with command-line flags")
@@ -392,10 +416,20 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     Ok((mesh, source))
 }
 
+/// Where `cargo make build-filter` puts the module: cargo's target directory
+/// (`CARGO_TARGET_DIR`, else `target/`).
+fn built_module() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    target.join("wasm32-wasip1/release/peergate_filter.wasm")
+}
+
 fn gen(args: GenArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut mesh, source) = load_mesh(&args)?;
-    for warning in peergate::gen::resolve_module_source(&mut mesh, &args.wasm)? {
+    let module = args.wasm.clone().unwrap_or_else(built_module);
+    for warning in peergate::gen::resolve_module_source(&mut mesh, &module)? {
         eprintln!("warning: {warning}");
     }
     if mesh.plugin.fail_strategy == FailStrategy::FailOpen {
@@ -411,8 +445,9 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
     let report = generate(&mesh, &options)
         .with_context(|| format!("generating into {}", args.out.display()))?;
     println!(
-        "peergate gen ({source}, {} keys) -> {}",
+        "peergate gen ({source}, {} keys, Istio {}) -> {}",
         mesh.key_type,
+        mesh.istio_version,
         args.out.display()
     );
     for (name, status) in &report.certs {
@@ -439,6 +474,9 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
         changed.len(),
         started.elapsed()
     );
+    for note in &report.notes {
+        println!("next: {note}");
+    }
     Ok(())
 }
 

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, PodSpec, PodTemplateSpec, Secret, SecretVolumeSource,
-    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, Namespace, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Secret, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Sysctl,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -21,18 +22,32 @@ use crate::istio::{
     TrafficExtensionWasm, TrafficPolicy, TrafficSelector, VirtualServiceSpec, WasmPluginSpec,
     WorkloadSelector,
 };
-use crate::mesh::{ClientCertMode, Mesh, PluginApi};
+use crate::mesh::{ClientCertMode, Gateway, Mesh, PluginApi, OWN_GATEWAY_HTTPS_PORT};
 
 /// Where the client Secret is mounted in the sidecar (mounted mode).
 pub const CLIENT_CERT_DIR: &str = "/etc/peergate/client";
+/// The volume holding the client Secret in the sidecar (mounted mode).
+pub const CLIENT_CERT_VOLUME: &str = "peergate-client-cert";
 /// The DestinationRule subset that originates mutual TLS.
 pub const TLS_SUBSET: &str = "tls-origination";
-/// Namespace of the ingress gateway and its credential.
-pub const GATEWAY_NAMESPACE: &str = "istio-system";
-/// Labels of Istio's default ingress gateway.
-pub const GATEWAY_LABEL: (&str, &str) = ("istio", "ingressgateway");
-/// The patch for istio-ingressgateway, not part of any kustomization.
+/// The plugin object's name.
+pub const PLUGIN_NAME: &str = "peergate";
+/// The patch for an existing gateway's Deployment, not part of any kustomization.
 pub const XFCC_PATCH_FILE: &str = "ingressgateway-xfcc-patch.yaml";
+/// Files a run may or may not write, by cluster: a run removes those it did not write, so
+/// switching a mode leaves no object of the other one to be applied.
+pub const OPTIONAL_FILES: [(Cluster, &str); 10] = [
+    (Cluster::A, "role.yaml"),
+    (Cluster::A, "rolebinding.yaml"),
+    (Cluster::B, "wasmplugin.yaml"),
+    (Cluster::B, "trafficextension.yaml"),
+    (Cluster::B, "gateway-namespace.yaml"),
+    (Cluster::B, "gateway-serviceaccount.yaml"),
+    (Cluster::B, "gateway-role.yaml"),
+    (Cluster::B, "gateway-rolebinding.yaml"),
+    (Cluster::B, "gateway-deployment.yaml"),
+    (Cluster::B, "gateway-service.yaml"),
+];
 
 /// Which cluster a file belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +136,19 @@ fn secret(name: &str, namespace: &str, type_: &str, data: &[(&str, &str)]) -> Se
     }
 }
 
-fn namespace(name: &str) -> Namespace {
+/// The label that selects a revision's injector and control plane.
+pub const REVISION_LABEL: &str = "istio.io/rev";
+
+/// A namespace whose Pods get sidecars: `istio-injection: enabled`, or on a revision-based
+/// install (where that label injects nothing) `istio.io/rev: REVISION`.
+fn namespace(mesh: &Mesh, name: &str) -> Namespace {
+    let injection = match &mesh.istio_revision {
+        Some(revision) => labels(&[(REVISION_LABEL, revision)]),
+        None => labels(&[("istio-injection", "enabled")]),
+    };
     Namespace {
         metadata: ObjectMeta {
-            labels: Some(labels(&[("istio-injection", "enabled")])),
+            labels: Some(injection),
             ..meta(name, None)
         },
         ..Default::default()
@@ -209,26 +233,38 @@ impl Emitter {
     }
 }
 
-/// The pluginConfig the WasmPlugin carries.
-pub fn plugin_config(mesh: &Mesh, pki: &Pki<'_>) -> peergate_filter::PluginConfig {
+/// The pluginConfig the WasmPlugin carries. On an existing gateway the plugin runs on every
+/// host of the HTTPS listener (Istio cannot scope it to a Gateway server), so it protects
+/// only the domain's server name and lets other hosts pass untouched.
+pub fn plugin_config(
+    mesh: &Mesh,
+    gateway: &Gateway,
+    pki: &Pki<'_>,
+) -> peergate_filter::PluginConfig {
     peergate_filter::PluginConfig {
         mode: mesh.plugin.mode,
         layer: mesh.plugin.layer,
         trusted_issuers: vec![pki.root.cert.clone()],
         allowed_sans: Some(mesh.allowed_sans()),
+        protected_server_names: matches!(gateway, Gateway::Existing { .. })
+            .then(|| vec![mesh.cluster_b.domain.clone()]),
         ..Default::default()
     }
 }
 
 /// Every file of both clusters, in a stable order.
-pub fn manifests(mesh: &Mesh, pki: &Pki<'_>) -> Result<Vec<Manifest>, ManifestError> {
+pub fn manifests(
+    mesh: &Mesh,
+    gateway: &Gateway,
+    pki: &Pki<'_>,
+) -> Result<Vec<Manifest>, ManifestError> {
     let mut e = Emitter {
         out: Vec::new(),
         error: None,
     };
     cluster_a(&mut e, mesh, pki);
     e.kustomization(Cluster::A);
-    cluster_b(&mut e, mesh, pki);
+    cluster_b(&mut e, mesh, gateway, pki);
     e.kustomization(Cluster::B);
     match e.error {
         Some(error) => Err(error),
@@ -243,7 +279,7 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
     let app = labels(&[("app", &a.deployment)]);
     let secret_name = mesh.client_secret_name();
 
-    e.emit(Cluster::A, "namespace.yaml", &namespace(ns), false);
+    e.emit(Cluster::A, "namespace.yaml", &namespace(mesh, ns), false);
     let sa = ServiceAccount {
         metadata: meta(&a.service_account, Some(ns)),
         ..Default::default()
@@ -268,23 +304,17 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
 
     let annotations = match a.client_cert_mode {
         ClientCertMode::Mounted => {
-            let volume = Volume {
-                name: "peergate-client-cert".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret_name.clone()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let mount = VolumeMount {
-                name: "peergate-client-cert".into(),
-                mount_path: CLIENT_CERT_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            };
+            // The map form Istio's injector reads: the key names the volume and its mount
+            // (its template does `range $name, $value := fromJSON ...`).
+            let volume = serde_json::json!({ (CLIENT_CERT_VOLUME): {
+                "secret": { "secretName": secret_name }
+            }});
+            let mount = serde_json::json!({ (CLIENT_CERT_VOLUME): {
+                "mountPath": CLIENT_CERT_DIR, "readOnly": true
+            }});
             Some(labels(&[
-                ("sidecar.istio.io/userVolume", &compact_json(&[volume])),
-                ("sidecar.istio.io/userVolumeMount", &compact_json(&[mount])),
+                ("sidecar.istio.io/userVolume", &volume.to_string()),
+                ("sidecar.istio.io/userVolumeMount", &mount.to_string()),
             ]))
         }
         ClientCertMode::CredentialName => None,
@@ -312,6 +342,7 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         metadata: istio_meta(&name, ns),
         spec: ServiceEntrySpec {
             hosts: vec![domain.clone()],
+            export_to: own_namespace_only(),
             location: "MESH_EXTERNAL".into(),
             resolution: "DNS".into(),
             ports: vec![
@@ -336,6 +367,7 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         metadata: istio_meta(&name, ns),
         spec: VirtualServiceSpec {
             hosts: vec![domain.clone()],
+            export_to: own_namespace_only(),
             gateways: vec![],
             http: vec![HttpRoute {
                 matches: vec![HttpMatch { port: 80 }],
@@ -378,6 +410,7 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         metadata: istio_meta(&name, ns),
         spec: DestinationRuleSpec {
             host: domain.clone(),
+            export_to: own_namespace_only(),
             workload_selector: match a.client_cert_mode {
                 ClientCertMode::Mounted => None,
                 ClientCertMode::CredentialName => Some(WorkloadSelector {
@@ -409,34 +442,27 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
             }]),
         };
         e.emit(Cluster::A, "role.yaml", &role, false);
-        let binding = RoleBinding {
-            metadata: meta(&role_name, Some(ns)),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "Role".into(),
-                name: role_name.clone(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: a.service_account.clone(),
-                namespace: Some(ns.to_owned()),
-                ..Default::default()
-            }]),
-        };
-        e.emit(Cluster::A, "rolebinding.yaml", &binding, false);
+        e.emit(
+            Cluster::A,
+            "rolebinding.yaml",
+            &role_binding(&role_name, ns, &a.service_account),
+            false,
+        );
     }
 }
 
-fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
+fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     let b = &mesh.cluster_b;
     let ns = b.namespace.as_str();
     let domain = &b.domain;
     let secret_name = mesh.server_secret_name();
     let app = labels(&[("app", &b.service)]);
+    // Istio's SDS serves a gateway only the credentials of its own namespace.
+    let gateway_ns = gateway.namespace();
 
     let credential = secret(
         &secret_name,
-        GATEWAY_NAMESPACE,
+        gateway_ns,
         "Opaque",
         &[
             ("key", &pki.server.key),
@@ -450,7 +476,16 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         &credential,
         true,
     );
-    e.emit(Cluster::B, "namespace.yaml", &namespace(ns), false);
+    if let Gateway::Own {
+        name,
+        namespace: gw_ns,
+        labels: gw_labels,
+        replicas,
+    } = gateway
+    {
+        own_gateway(e, mesh, name, gw_ns, gw_labels, *replicas);
+    }
+    e.emit(Cluster::B, "namespace.yaml", &namespace(mesh, ns), false);
 
     let service = Service {
         metadata: ObjectMeta {
@@ -485,12 +520,14 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
     let dep = deployment(&b.service, ns, pod_labels, None, None, container);
     e.emit(Cluster::B, "deployment.yaml", &dep, false);
 
+    // The Gateway lives with the gateway Pods and their credential, so it also holds where
+    // Istio scopes Gateways to their namespace (PILOT_SCOPE_GATEWAY_TO_NAMESPACE).
     let gateway_name = format!("{}-gateway", b.service);
-    let selector = labels(&[GATEWAY_LABEL]);
-    let gateway = Object {
+    let selector = gateway.labels().clone();
+    let gw = Object {
         api_version: "networking.istio.io/v1",
         kind: "Gateway",
-        metadata: istio_meta(&gateway_name, ns),
+        metadata: istio_meta(&gateway_name, gateway_ns),
         spec: GatewaySpec {
             selector: selector.clone(),
             servers: vec![
@@ -527,7 +564,7 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
             ],
         },
     };
-    e.emit(Cluster::B, "gateway.yaml", &gateway, false);
+    e.emit(Cluster::B, "gateway.yaml", &gw, false);
 
     let vs = Object {
         api_version: "networking.istio.io/v1",
@@ -535,7 +572,8 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         metadata: istio_meta(&b.service, ns),
         spec: VirtualServiceSpec {
             hosts: vec![domain.clone()],
-            gateways: vec![gateway_name],
+            export_to: vec![],
+            gateways: vec![format!("{gateway_ns}/{gateway_name}")],
             http: vec![HttpRoute {
                 matches: vec![],
                 route: vec![RouteDestination {
@@ -554,31 +592,37 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
     // is left unsaid so the object reads as it always did.
     let plugin_type =
         (mesh.plugin.layer == peergate_filter::Layer::Connection).then(|| "NETWORK".to_owned());
-    let matches: Vec<TrafficSelector> = b
-        .plugin_listener_port
-        .map(|port| TrafficSelector {
-            mode: "CLIENT".into(),
-            ports: vec![PortSelector { number: port }],
-        })
-        .into_iter()
-        .collect();
+    // Istio puts a plugin on every listener of the selected Pods that its `match` admits
+    // (pilot/pkg/model/extensions.go): scoped to the HTTPS listener, the port-80 redirect
+    // stays a redirect. `ports` is the listener port, after the Service's port -> targetPort.
+    let matches = vec![TrafficSelector {
+        mode: "CLIENT".into(),
+        ports: vec![PortSelector {
+            number: gateway.https_listener_port(),
+        }],
+    }];
+    let image_pull_secret = mesh.plugin.image_pull_secret.clone();
+    let image_pull_policy = mesh.plugin.image_pull_policy.map(|p| p.name().to_owned());
+    let config = plugin_config(mesh, gateway, pki);
     match mesh.plugin.api {
         PluginApi::WasmPlugin => {
             let plugin = Object {
                 api_version: "extensions.istio.io/v1alpha1",
                 kind: "WasmPlugin",
-                metadata: istio_meta("peergate", GATEWAY_NAMESPACE),
+                metadata: istio_meta(PLUGIN_NAME, gateway_ns),
                 spec: WasmPluginSpec {
                     selector: WorkloadSelector {
                         match_labels: selector,
                     },
                     url: mesh.plugin.url.clone(),
                     sha256: mesh.plugin.sha256.clone(),
+                    image_pull_secret,
+                    image_pull_policy,
                     phase: "AUTHN".into(),
                     plugin_type,
                     fail_strategy: mesh.plugin.fail_strategy.name().into(),
                     matches,
-                    plugin_config: plugin_config(mesh, pki),
+                    plugin_config: config,
                 },
             };
             e.emit(
@@ -592,7 +636,7 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
             let extension = Object {
                 api_version: "extensions.istio.io/v1alpha1",
                 kind: "TrafficExtension",
-                metadata: istio_meta("peergate", GATEWAY_NAMESPACE),
+                metadata: istio_meta(PLUGIN_NAME, gateway_ns),
                 spec: TrafficExtensionSpec {
                     selector: WorkloadSelector {
                         match_labels: selector,
@@ -602,9 +646,11 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
                     wasm: TrafficExtensionWasm {
                         url: mesh.plugin.url.clone(),
                         sha256: mesh.plugin.sha256.clone(),
+                        image_pull_secret,
+                        image_pull_policy,
                         plugin_type,
                         fail_strategy: mesh.plugin.fail_strategy.name().into(),
-                        plugin_config: plugin_config(mesh, pki),
+                        plugin_config: config,
                     },
                 },
             };
@@ -617,12 +663,174 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         }
     }
 
-    let patch = serde_json::json!({
-        "spec": { "template": { "metadata": { "annotations": {
-            "proxy.istio.io/config": "{\"gatewayTopology\":{\"forwardClientCertDetails\":\"SANITIZE_SET\"}}"
-        }}}}
-    });
-    e.emit(Cluster::B, XFCC_PATCH_FILE, &patch, false);
+    if let Gateway::Existing { .. } = gateway {
+        // Not applied by the kustomization: the existing gateway's Deployment is not ours.
+        let patch = serde_json::json!({
+            "spec": { "template": { "metadata": { "annotations": {
+                (PROXY_CONFIG_ANNOTATION): XFCC_PROXY_CONFIG
+            }}}}
+        });
+        e.emit(Cluster::B, XFCC_PATCH_FILE, &patch, false);
+    }
+}
+
+/// What the gateway forwards to the backend about the client certificate: Istio's gateway
+/// default, said explicitly (the filter's fallback on Envoy < 1.38 reads its `Cert=`).
+const XFCC_PROXY_CONFIG: &str =
+    r#"{"gatewayTopology":{"forwardClientCertDetails":"SANITIZE_SET"}}"#;
+const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
+
+/// The gateway of its own, installed the way Istio documents a manually deployed gateway
+/// (gateway injection: the `gateway` template and the inject label, binding 80 and 443
+/// itself), with the Role its ServiceAccount needs to read the credential (istiod checks it
+/// before it hands the key over) and the wasm log level that puts the decision lines into
+/// `kubectl logs` (pilot-agent starts Envoy at warning).
+fn own_gateway(
+    e: &mut Emitter,
+    mesh: &Mesh,
+    name: &str,
+    ns: &str,
+    pod_labels: &BTreeMap<String, String>,
+    replicas: u32,
+) {
+    let gateway_namespace = Namespace {
+        metadata: meta(ns, None),
+        ..Default::default()
+    };
+    e.emit(
+        Cluster::B,
+        "gateway-namespace.yaml",
+        &gateway_namespace,
+        false,
+    );
+    let sa = ServiceAccount {
+        metadata: meta(name, Some(ns)),
+        ..Default::default()
+    };
+    e.emit(Cluster::B, "gateway-serviceaccount.yaml", &sa, false);
+    let role_name = format!("{name}-sds");
+    let role = Role {
+        metadata: meta(&role_name, Some(ns)),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["secrets".into()]),
+            verbs: vec!["get".into(), "watch".into(), "list".into()],
+            ..Default::default()
+        }]),
+    };
+    e.emit(Cluster::B, "gateway-role.yaml", &role, false);
+    e.emit(
+        Cluster::B,
+        "gateway-rolebinding.yaml",
+        &role_binding(&role_name, ns, name),
+        false,
+    );
+
+    let mut template_labels = pod_labels.clone();
+    match &mesh.istio_revision {
+        Some(revision) => template_labels.insert(REVISION_LABEL.into(), revision.clone()),
+        None => template_labels.insert("sidecar.istio.io/inject".into(), "true".into()),
+    };
+    let annotations = labels(&[
+        ("inject.istio.io/templates", "gateway"),
+        (
+            "sidecar.istio.io/componentLogLevel",
+            GATEWAY_COMPONENT_LOG_LEVEL,
+        ),
+        (PROXY_CONFIG_ANNOTATION, XFCC_PROXY_CONFIG),
+    ]);
+    let dep = Deployment {
+        metadata: meta(name, Some(ns)),
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(pod_labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(template_labels),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name.to_owned()),
+                    security_context: Some(PodSecurityContext {
+                        // Bind 80 and 443 without privileges (a "safe" sysctl).
+                        sysctls: Some(vec![Sysctl {
+                            name: "net.ipv4.ip_unprivileged_port_start".into(),
+                            value: "0".into(),
+                        }]),
+                        ..Default::default()
+                    }),
+                    containers: vec![Container {
+                        name: "istio-proxy".into(),
+                        // Injection replaces it with the control plane's proxy image.
+                        image: Some("auto".into()),
+                        security_context: Some(SecurityContext {
+                            capabilities: Some(Capabilities {
+                                drop: Some(vec!["ALL".into()]),
+                                ..Default::default()
+                            }),
+                            run_as_user: Some(1337),
+                            run_as_group: Some(1337),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    e.emit(Cluster::B, "gateway-deployment.yaml", &dep, false);
+
+    let port = |number: u16, port_name: &str| ServicePort {
+        name: Some(port_name.into()),
+        port: i32::from(number),
+        target_port: Some(IntOrString::Int(i32::from(number))),
+        ..Default::default()
+    };
+    let service = Service {
+        metadata: ObjectMeta {
+            labels: Some(pod_labels.clone()),
+            ..meta(name, Some(ns))
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            selector: Some(pod_labels.clone()),
+            ports: Some(vec![
+                port(80, "http2"),
+                port(OWN_GATEWAY_HTTPS_PORT, "https"),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    e.emit(Cluster::B, "gateway-service.yaml", &service, false);
+}
+
+/// The gateway Pods' `--proxyComponentLogLevel`: pilot-agent's default (`misc:error`) plus
+/// the filter's decision lines, which it logs at info.
+pub const GATEWAY_COMPONENT_LOG_LEVEL: &str = "misc:error,wasm:info";
+
+fn role_binding(role: &str, ns: &str, service_account: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(role, Some(ns)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: role.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: service_account.to_owned(),
+            namespace: Some(ns.to_owned()),
+            ..Default::default()
+        }]),
+    }
 }
 
 /// The list itself when no entry is a pattern, else nothing (Istio matches SANs exactly).
@@ -638,7 +846,10 @@ fn exact_only(sans: &[String]) -> Vec<String> {
     }
 }
 
-/// Compact JSON for annotation values (plain k8s-openapi structs: cannot fail).
-fn compact_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// `exportTo: ["."]`: cluster A's route to the partner is for the client namespace only. The
+/// DestinationRule names the client's files (mounted mode) or Secret; exported, every other
+/// sidecar of the mesh would get it and fail to load them, and the VirtualService would send
+/// their traffic to a subset they have no rule for.
+fn own_namespace_only() -> Vec<String> {
+    vec![".".into()]
 }

@@ -1,6 +1,7 @@
 //! `mesh.toml`: the declarative description of both clusters. Its defaults are the reference
 //! scenario, so an empty file (or none) generates it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -116,6 +117,235 @@ impl PluginApi {
     }
 }
 
+/// The Istio release the clusters run, `1.MINOR` or `1.MINOR.PATCH`. Features are refused
+/// before the release that introduced them (see [`Mesh::validate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IstioVersion {
+    /// The minor release (`28` for 1.28).
+    pub minor: u32,
+    /// The patch release, when given.
+    pub patch: Option<u32>,
+}
+
+/// The oldest Istio peergate supports (the oldest release the Istio oracle is pinned to).
+pub const OLDEST_ISTIO_MINOR: u32 = 26;
+/// The newest Istio the oracle is pinned to: the default `istioVersion`.
+pub const NEWEST_ISTIO_MINOR: u32 = 32;
+
+impl IstioVersion {
+    /// Parses `1.28` or `1.28.2` (a leading `v` is allowed).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let mut parts = text.split('.');
+        if parts.next()? != "1" {
+            return None;
+        }
+        let number = |part: &str| {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse().ok())
+                .flatten()
+        };
+        let minor = number(parts.next()?)?;
+        let patch = match parts.next() {
+            Some(part) => Some(number(part)?),
+            None => None,
+        };
+        parts.next().is_none().then_some(Self { minor, patch })
+    }
+
+    /// The newest pinned release.
+    pub fn newest() -> Self {
+        Self {
+            minor: NEWEST_ISTIO_MINOR,
+            patch: None,
+        }
+    }
+
+    /// Whether this is 1.`minor` or later.
+    pub fn at_least(self, minor: u32) -> bool {
+        self.minor >= minor
+    }
+}
+
+impl fmt::Display for IstioVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.patch {
+            Some(patch) => write!(f, "1.{}.{patch}", self.minor),
+            None => write!(f, "1.{}", self.minor),
+        }
+    }
+}
+
+impl Serialize for IstioVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IstioVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        IstioVersion::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid Istio version {text:?}: write 1.MINOR or 1.MINOR.PATCH, like \"1.28\""
+            ))
+        })
+    }
+}
+
+/// A feature that needs a given Istio release, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureGate {
+    /// The `mesh.toml` key that asks for it.
+    pub field: &'static str,
+    /// The release that introduced it (1.`since`).
+    pub since: u32,
+    /// What is missing before it.
+    pub why: &'static str,
+    /// The value that asks for it, when the mesh does.
+    pub asked: fn(&Mesh) -> Option<&'static str>,
+}
+
+/// Features an older Istio cannot run, checked by [`Mesh::validate`]. The Istio oracle
+/// (tests/istio) checks every gate against each pinned release's own CRDs and proxies.
+pub const FEATURE_GATES: [FeatureGate; 3] = [
+    FeatureGate {
+        field: "plugin.layer",
+        since: 30,
+        why: "layer connection reads the connection.peer_certificate property, first in the Envoy of Istio 1.30 (1.38); before it every connection would be refused",
+        asked: |mesh| (mesh.plugin.layer == peergate_filter::Layer::Connection).then_some("connection"),
+    },
+    FeatureGate {
+        field: "plugin.api",
+        since: 30,
+        why: "the TrafficExtension API first ships with Istio 1.30",
+        asked: |mesh| (mesh.plugin.api == PluginApi::TrafficExtension).then_some("trafficextension"),
+    },
+    FeatureGate {
+        field: "plugin.failStrategy",
+        since: 27,
+        why: "the value first ships with Istio 1.27 (older releases' CRD refuses it)",
+        asked: |mesh| (mesh.plugin.fail_strategy == FailStrategy::FailReload).then_some("FAIL_RELOAD"),
+    },
+];
+
+/// How the WasmPlugin pulls its image (`imagePullPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImagePullPolicy {
+    /// Pull when the image is not cached (Istio's default for a tag other than `latest`).
+    IfNotPresent,
+    /// Pull every time the plugin (re)loads.
+    Always,
+}
+
+impl ImagePullPolicy {
+    /// The Istio enum name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Always => "Always",
+        }
+    }
+}
+
+/// The ingress gateway that terminates the partner's mutual TLS (`[clusterB.gateway]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// `true`: an existing gateway shared with other hosts, selected by `labels` in
+    /// `namespace`, whose listener for Service port 443 is `listenerPort`. `false` (the
+    /// default): a gateway of its own, generated.
+    pub existing: bool,
+    /// The generated gateway's Deployment, Service and ServiceAccount (own gateway only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The gateway Pods' namespace; the credential Secret, the Gateway and the plugin go there.
+    pub namespace: String,
+    /// The labels that select the gateway Pods (the Gateway's and the plugin's selector).
+    pub labels: BTreeMap<String, String>,
+    /// Replicas of the generated gateway (own gateway only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// The listener port Istio builds on the existing gateway for Service port 443 (its
+    /// targetPort: 8443 for istioctl's istio-ingressgateway, 443 for the istio/gateway
+    /// chart). Existing gateway only: the generated one listens on 443 itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_port: Option<u16>,
+}
+
+/// Defaults of the generated gateway.
+pub const DEFAULT_GATEWAY_NAME: &str = "peergate-ingressgateway";
+/// Its namespace.
+pub const DEFAULT_GATEWAY_NAMESPACE: &str = "peergate-ingress";
+/// Its replicas: a gateway in front of partners should survive one Pod.
+pub const DEFAULT_GATEWAY_REPLICAS: u32 = 2;
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            existing: false,
+            name: None,
+            namespace: DEFAULT_GATEWAY_NAMESPACE.into(),
+            labels: BTreeMap::from([("istio".into(), DEFAULT_GATEWAY_NAME.into())]),
+            replicas: None,
+            listener_port: None,
+        }
+    }
+}
+
+/// The gateway the output targets, resolved from `[clusterB.gateway]` (or the legacy
+/// `clusterB.pluginListenerPort`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gateway {
+    /// Generated: its objects are part of cluster B's output.
+    Own {
+        /// Deployment, Service and ServiceAccount name.
+        name: String,
+        /// Namespace.
+        namespace: String,
+        /// Pod labels (selector).
+        labels: BTreeMap<String, String>,
+        /// Replicas.
+        replicas: u32,
+    },
+    /// Shared with other hosts: only selected.
+    Existing {
+        /// Namespace of its Pods.
+        namespace: String,
+        /// Its Pods' labels.
+        labels: BTreeMap<String, String>,
+        /// Its listener port for Service port 443.
+        listener_port: u16,
+    },
+}
+
+/// Port of the generated gateway's Service (and listener: it binds it itself) for HTTPS.
+pub const OWN_GATEWAY_HTTPS_PORT: u16 = 443;
+
+impl Gateway {
+    /// Namespace of the gateway Pods.
+    pub fn namespace(&self) -> &str {
+        match self {
+            Gateway::Own { namespace, .. } | Gateway::Existing { namespace, .. } => namespace,
+        }
+    }
+
+    /// Labels selecting them.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        match self {
+            Gateway::Own { labels, .. } | Gateway::Existing { labels, .. } => labels,
+        }
+    }
+
+    /// The listener port Istio builds for the Gateway's port 443: the plugin's `match`.
+    pub fn https_listener_port(&self) -> u16 {
+        match self {
+            Gateway::Own { .. } => OWN_GATEWAY_HTTPS_PORT,
+            Gateway::Existing { listener_port, .. } => *listener_port,
+        }
+    }
+}
+
 /// A validity period written as `<n>h` or `<n>d` (e.g. `87600h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity(pub Duration);
@@ -211,11 +441,13 @@ pub struct ClusterBSection {
     /// it admits. Absent: exactly cluster A's client SANs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_sans: Option<Vec<String>>,
-    /// Restrict the WasmPlugin to this gateway listener port (the ingress gateway's container
-    /// port for 443, often 8443). Without it the plugin runs on every gateway listener, so
-    /// plain HTTP on port 80 is refused (`no_peer_certificate`) instead of redirected.
+    /// Deprecated: `[clusterB.gateway] existing = true` with this `listenerPort`, on
+    /// istio-system's `istio: ingressgateway` (what it meant before gateways of their own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_listener_port: Option<u16>,
+    /// The gateway (`[clusterB.gateway]`); absent: a gateway of its own with the defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySection>,
 }
 
 /// The WasmPlugin.
@@ -246,12 +478,24 @@ pub struct PluginSection {
     pub wasm_url: Option<String>,
     /// `wasmplugin` (default) or `trafficextension`.
     pub api: PluginApi,
+    /// A Secret (in the plugin's namespace) with the credentials of a private registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    /// `IfNotPresent` or `Always`; absent: Istio's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
 }
 
 /// The whole of `mesh.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Mesh {
+    /// The Istio release of the clusters (default: the newest the oracle is pinned to).
+    pub istio_version: IstioVersion,
+    /// A revision-based install's revision: namespaces and the gateway get `istio.io/rev`
+    /// instead of the default injection labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub istio_revision: Option<String>,
     /// Key algorithm of every key.
     pub key_type: KeyType,
     /// The agreed root CA.
@@ -300,6 +544,7 @@ impl Default for ClusterBSection {
             port: 5000,
             allowed_sans: None,
             plugin_listener_port: None,
+            gateway: None,
         }
     }
 }
@@ -316,6 +561,8 @@ impl Default for PluginSection {
             wasm_image: None,
             wasm_url: None,
             api: PluginApi::WasmPlugin,
+            image_pull_secret: None,
+            image_pull_policy: None,
         }
     }
 }
@@ -323,6 +570,8 @@ impl Default for PluginSection {
 impl Default for Mesh {
     fn default() -> Self {
         Self {
+            istio_version: IstioVersion::newest(),
+            istio_revision: None,
             key_type: KeyType::Rsa2048,
             root: RootSection::default(),
             cluster_a: ClusterASection::default(),
@@ -557,13 +806,55 @@ impl Mesh {
             ));
         }
         if let Some(sha) = &self.plugin.sha256 {
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
                 return Err(invalid(
                     "plugin.sha256",
-                    format!("{sha:?} is not 64 hex digits"),
+                    format!("{sha:?} is not 64 lower-case hex digits (Istio's CRD requires ^[a-f0-9]{{64}}$)"),
                 ));
             }
         }
+        if !self.istio_version.at_least(OLDEST_ISTIO_MINOR) {
+            return Err(invalid(
+                "istioVersion",
+                format!(
+                    "{} is older than Istio 1.{OLDEST_ISTIO_MINOR}, the oldest release peergate is tested with",
+                    self.istio_version
+                ),
+            ));
+        }
+        for gate in &FEATURE_GATES {
+            if let Some(value) = (gate.asked)(self) {
+                if !self.istio_version.at_least(gate.since) {
+                    return Err(invalid(
+                        gate.field,
+                        format!(
+                            "{value} needs Istio 1.{} or later ({}); istioVersion is {}",
+                            gate.since, gate.why, self.istio_version
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(revision) = &self.istio_revision {
+            if !is_dns_label(revision) {
+                return Err(invalid(
+                    "istioRevision",
+                    format!(
+                        "{revision:?} is not a revision name (lower-case letters, digits and '-')"
+                    ),
+                ));
+            }
+        }
+        if let Some(secret) = &self.plugin.image_pull_secret {
+            if !is_dns_subdomain(secret) {
+                return Err(invalid(
+                    "plugin.imagePullSecret",
+                    format!("{secret:?} is not a Secret name"),
+                ));
+            }
+        }
+        self.gateway()
+            .map_err(|(field, message)| invalid(&field, message))?;
         if self.plugin.fail_strategy == FailStrategy::FailOpen && !self.plugin.allow_fail_open {
             return Err(invalid(
                 "plugin.failStrategy",
@@ -590,6 +881,99 @@ impl Mesh {
     pub fn client_secret_name(&self) -> String {
         format!("{}-cert", self.cluster_a.client_name)
     }
+
+    /// The gateway the output targets: `[clusterB.gateway]`, or the legacy
+    /// `clusterB.pluginListenerPort` (istio-system's shared `istio: ingressgateway`, scoped to
+    /// that port), or by default a gateway of its own. Errors name the field.
+    pub fn gateway(&self) -> Result<Gateway, (String, String)> {
+        let b = &self.cluster_b;
+        let err = |field: &str, message: String| Err((field.to_owned(), message));
+        let section = match (&b.gateway, b.plugin_listener_port) {
+            (Some(_), Some(_)) => return err(
+                "clusterB.pluginListenerPort",
+                "replaced by [clusterB.gateway] (existing = true, listenerPort = ...): remove it"
+                    .into(),
+            ),
+            (None, Some(port)) => GatewaySection {
+                existing: true,
+                namespace: "istio-system".into(),
+                labels: BTreeMap::from([("istio".into(), "ingressgateway".into())]),
+                listener_port: Some(port),
+                ..GatewaySection::default()
+            },
+            (Some(section), None) => section.clone(),
+            (None, None) => GatewaySection::default(),
+        };
+        if !is_dns_label(&section.namespace) {
+            return err(
+                "clusterB.gateway.namespace",
+                format!("{:?} is not a namespace name", section.namespace),
+            );
+        }
+        if section.labels.is_empty() {
+            return err(
+                "clusterB.gateway.labels",
+                "empty: the Gateway and the plugin select the gateway Pods by these labels".into(),
+            );
+        }
+        for (key, value) in &section.labels {
+            if !is_label_key(key) || !is_label_value(value) {
+                return err(
+                    "clusterB.gateway.labels",
+                    format!("{key:?} = {value:?} is not a Kubernetes label"),
+                );
+            }
+        }
+        if section.existing {
+            for (field, set) in [
+                ("clusterB.gateway.name", section.name.is_some()),
+                ("clusterB.gateway.replicas", section.replicas.is_some()),
+            ] {
+                if set {
+                    return err(field, "only for a gateway of its own: an existing gateway is selected by namespace and labels".into());
+                }
+            }
+            let Some(listener_port) = section.listener_port.filter(|p| *p != 0) else {
+                return err(
+                    "clusterB.gateway.listenerPort",
+                    "required for an existing gateway: the port Istio builds for its Service port 443, the Service's targetPort (kubectl -n NAMESPACE get service -l LABEL=VALUE -o jsonpath='{.items[*].spec.ports[?(@.port==443)].targetPort}'; 8443 for istioctl's istio-ingressgateway, 443 for the istio/gateway chart)".into(),
+                );
+            };
+            return Ok(Gateway::Existing {
+                namespace: section.namespace,
+                labels: section.labels,
+                listener_port,
+            });
+        }
+        if section.listener_port.is_some() {
+            return err(
+                "clusterB.gateway.listenerPort",
+                format!("only for an existing gateway (existing = true): the generated gateway listens on {OWN_GATEWAY_HTTPS_PORT} itself"),
+            );
+        }
+        let name = section
+            .name
+            .unwrap_or_else(|| DEFAULT_GATEWAY_NAME.to_owned());
+        if !is_dns_label(&name) {
+            return err(
+                "clusterB.gateway.name",
+                format!("{name:?} is not a Kubernetes name"),
+            );
+        }
+        let replicas = section.replicas.unwrap_or(DEFAULT_GATEWAY_REPLICAS);
+        if replicas == 0 {
+            return err(
+                "clusterB.gateway.replicas",
+                "0 replicas would leave the partner's traffic nowhere to go".into(),
+            );
+        }
+        Ok(Gateway::Own {
+            name,
+            namespace: section.namespace,
+            labels: section.labels,
+            replicas,
+        })
+    }
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -610,6 +994,37 @@ pub fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain, as Kubernetes names Secrets.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// A label value: at most 63 of letters, digits, `-`, `_` and `.`, starting and ending with a
+/// letter or digit (or empty).
+fn is_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && value
+            .bytes()
+            .next()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .last()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
 }
 
 fn is_domain(s: &str) -> bool {
@@ -701,6 +1116,79 @@ mod tests {
         for f in [FailClose, FailReload, FailOpen] {
             assert_eq!(serde_json::to_value(f).unwrap(), f.name());
         }
+    }
+
+    #[test]
+    fn istio_versions() {
+        assert_eq!(
+            IstioVersion::parse("1.28"),
+            Some(IstioVersion {
+                minor: 28,
+                patch: None
+            })
+        );
+        assert_eq!(
+            IstioVersion::parse("v1.28.2"),
+            Some(IstioVersion {
+                minor: 28,
+                patch: Some(2)
+            })
+        );
+        for bad in ["", "1", "1.", "2.0", "1.28.2.1", "1.x", "1.-3", "1.28-rc.1"] {
+            assert_eq!(IstioVersion::parse(bad), None, "{bad}");
+        }
+        assert_eq!(IstioVersion::parse("1.29.6").unwrap().to_string(), "1.29.6");
+        assert!(IstioVersion::newest().at_least(30));
+        // Every gate's feature is refused before its release and accepted from it.
+        for gate in &FEATURE_GATES {
+            let mut mesh = Mesh::default();
+            match gate.field {
+                "plugin.layer" => mesh.plugin.layer = peergate_filter::Layer::Connection,
+                "plugin.api" => mesh.plugin.api = PluginApi::TrafficExtension,
+                "plugin.failStrategy" => mesh.plugin.fail_strategy = FailStrategy::FailReload,
+                other => panic!("a gate this test does not know: {other}"),
+            }
+            mesh.istio_version = IstioVersion {
+                minor: gate.since - 1,
+                patch: Some(9),
+            };
+            let err = mesh.validate("f").unwrap_err().to_string();
+            assert!(err.contains(gate.field), "{err}");
+            assert!(
+                err.contains(&format!("needs Istio 1.{}", gate.since)),
+                "{err}"
+            );
+            mesh.istio_version = IstioVersion {
+                minor: gate.since,
+                patch: None,
+            };
+            mesh.validate("f").unwrap();
+        }
+    }
+
+    #[test]
+    fn gateways() {
+        let own = Mesh::default().gateway().unwrap();
+        assert_eq!(own.namespace(), DEFAULT_GATEWAY_NAMESPACE);
+        assert_eq!(own.https_listener_port(), 443);
+        let mut legacy = Mesh::default();
+        legacy.cluster_b.plugin_listener_port = Some(8443);
+        assert_eq!(
+            legacy.gateway().unwrap(),
+            Gateway::Existing {
+                namespace: "istio-system".into(),
+                labels: BTreeMap::from([("istio".into(), "ingressgateway".into())]),
+                listener_port: 8443,
+            }
+        );
+        let text = "[clusterB.gateway]\nexisting = true\nnamespace = \"gw\"\nlabels = { app = \"edge\" }\nlistenerPort = 443\nreplicas = 2\n";
+        let mesh = Mesh::parse(text, Path::new("m.toml")).unwrap();
+        let (field, message) = mesh.gateway().unwrap_err();
+        assert_eq!(field, "clusterB.gateway.replicas");
+        assert!(
+            message.contains("only for a gateway of its own"),
+            "{message}"
+        );
     }
 
     #[test]

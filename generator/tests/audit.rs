@@ -611,11 +611,11 @@ fn policies_come_from_wasmplugin_files_folders_and_plugin_config_json() {
     for (api, expected) in [
         (
             "wasmplugin",
-            "wasmplugin.yaml: WasmPlugin istio-system/peergate",
+            "wasmplugin.yaml: WasmPlugin peergate-ingress/peergate",
         ),
         (
             "trafficextension",
-            "trafficextension.yaml: TrafficExtension istio-system/peergate",
+            "trafficextension.yaml: TrafficExtension peergate-ingress/peergate",
         ),
     ] {
         let gen = Command::new(env!("CARGO_BIN_EXE_peergate"))

@@ -508,10 +508,11 @@ fn both_modes_build_with_kustomize() {
             "cluster-b lacks {kind}"
         );
     }
-    assert!(
-        !b.contains("gatewayTopology"),
-        "the gateway patch is not a resource"
-    );
+    // A gateway of its own: XFCC is set in its pod template; the patch for an existing
+    // gateway is not written.
+    assert!(!out
+        .join("cluster-b/ingressgateway-xfcc-patch.yaml")
+        .exists());
 
     gen_ok(dir.path(), &["--client-cert-mode", "credentialName"]);
     let a = kustomize(&out.join("cluster-a"));
@@ -524,6 +525,243 @@ fn both_modes_build_with_kustomize() {
     gen_ok(dir.path(), &[]);
     assert!(!out.join("cluster-a/role.yaml").exists());
     assert!(!kustomize(&out.join("cluster-a")).contains("kind: Role"));
+}
+
+fn yaml_file(path: &Path) -> Value {
+    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The gateway of its own: its Deployment, Service, ServiceAccount and SDS Role, and every
+/// object that refers to it agree with it (selector, namespace, port), so they cannot drift.
+#[test]
+fn a_gateway_of_its_own_and_everything_that_follows_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = gen_ok(dir.path(), &[]);
+    let b = dir.path().join("out/cluster-b");
+    let deployment = yaml_file(&b.join("gateway-deployment.yaml"));
+    let namespace = deployment["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(namespace, "peergate-ingress");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let template = &deployment["spec"]["template"];
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert_eq!(
+        selector,
+        &serde_json::json!({"istio": "peergate-ingressgateway"})
+    );
+    assert_eq!(
+        template["metadata"]["labels"]["istio"],
+        "peergate-ingressgateway"
+    );
+    assert_eq!(
+        template["metadata"]["labels"]["sidecar.istio.io/inject"],
+        "true"
+    );
+    let annotations = &template["metadata"]["annotations"];
+    assert_eq!(annotations["inject.istio.io/templates"], "gateway");
+    assert_eq!(
+        annotations["sidecar.istio.io/componentLogLevel"],
+        "misc:error,wasm:info"
+    );
+    assert!(annotations["proxy.istio.io/config"]
+        .as_str()
+        .unwrap()
+        .contains("SANITIZE_SET"));
+    let service_account = template["spec"]["serviceAccountName"].as_str().unwrap();
+    let service = yaml_file(&b.join("gateway-service.yaml"));
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(&service["spec"]["selector"], selector);
+    let ports: Vec<(i64, i64)> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_i64().unwrap(),
+                p["targetPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports, [(80, 80), (443, 443)]);
+    let sa = yaml_file(&b.join("gateway-serviceaccount.yaml"));
+    assert_eq!(sa["metadata"]["name"], service_account);
+    let binding = yaml_file(&b.join("gateway-rolebinding.yaml"));
+    assert_eq!(binding["subjects"][0]["name"], service_account);
+    assert_eq!(binding["metadata"]["namespace"], namespace.as_str());
+    let role = yaml_file(&b.join("gateway-role.yaml"));
+    assert_eq!(
+        role["rules"][0]["resources"],
+        serde_json::json!(["secrets"])
+    );
+
+    let gateway = yaml_file(&b.join("gateway.yaml"));
+    assert_eq!(&gateway["spec"]["selector"], selector);
+    assert_eq!(gateway["metadata"]["namespace"], namespace.as_str());
+    let credential = yaml_file(&b.join("secret-cluster-b-server-cert.yaml"));
+    assert_eq!(credential["metadata"]["namespace"], namespace.as_str());
+    let plugin = yaml_file(&b.join("wasmplugin.yaml"));
+    assert_eq!(&plugin["spec"]["selector"]["matchLabels"], selector);
+    assert_eq!(plugin["metadata"]["namespace"], namespace.as_str());
+    assert_eq!(
+        plugin["spec"]["match"],
+        serde_json::json!([{"mode": "CLIENT", "ports": [{"number": 443}]}])
+    );
+    assert!(plugin["spec"]["pluginConfig"]["protectedServerNames"].is_null());
+    let vs = yaml_file(&b.join("virtualservice.yaml"));
+    assert_eq!(
+        vs["spec"]["gateways"],
+        serde_json::json!([format!("{namespace}/helloworld-gateway")])
+    );
+    assert!(
+        stdout.contains("next: before `kubectl apply -k"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("peergate audit --policy"), "{stdout}");
+    assert!(!stdout.contains("istioctl proxy-config log"), "{stdout}");
+}
+
+/// An existing gateway: nothing of a gateway is generated, the plugin is scoped to its
+/// listener port and to our server name, and gen says how to see the decision lines.
+#[test]
+fn an_existing_gateway_is_only_selected() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    std::fs::write(
+        dir.path().join("mesh.toml"),
+        "[clusterB.gateway]\nexisting = true\nnamespace = \"istio-system\"\nlabels = { istio = \"ingressgateway\" }\nlistenerPort = 8443\n",
+    )
+    .unwrap();
+    let stdout = gen_ok(dir.path(), &["--config", "mesh.toml"]);
+    let b = dir.path().join("out/cluster-b");
+    for file in [
+        "gateway-deployment.yaml",
+        "gateway-service.yaml",
+        "gateway-role.yaml",
+        "gateway-namespace.yaml",
+    ] {
+        assert!(
+            !b.join(file).exists(),
+            "{file} is left from the own-gateway run"
+        );
+    }
+    assert!(!kustomize(&b).contains("kind: ServiceAccount"));
+    let plugin = yaml_file(&b.join("wasmplugin.yaml"));
+    assert_eq!(plugin["metadata"]["namespace"], "istio-system");
+    assert_eq!(
+        plugin["spec"]["selector"]["matchLabels"],
+        serde_json::json!({"istio": "ingressgateway"})
+    );
+    assert_eq!(
+        plugin["spec"]["match"][0]["ports"],
+        serde_json::json!([{"number": 8443}])
+    );
+    assert_eq!(
+        plugin["spec"]["pluginConfig"]["protectedServerNames"],
+        serde_json::json!([DOMAIN])
+    );
+    assert_eq!(
+        yaml_file(&b.join("secret-cluster-b-server-cert.yaml"))["metadata"]["namespace"],
+        "istio-system"
+    );
+    assert!(b.join("ingressgateway-xfcc-patch.yaml").exists());
+    assert!(!std::fs::read_to_string(b.join("kustomization.yaml"))
+        .unwrap()
+        .contains("xfcc-patch"));
+    assert!(
+        stdout.contains("istioctl proxy-config log <pod> -n istio-system --level wasm:info"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-l istio=ingressgateway"), "{stdout}");
+    // And back (gen reads ./mesh.toml unless told otherwise): the gateway's objects come
+    // back, the patch goes.
+    std::fs::remove_file(dir.path().join("mesh.toml")).unwrap();
+    gen_ok(dir.path(), &[]);
+    assert!(b.join("gateway-deployment.yaml").exists());
+    assert!(!b.join("ingressgateway-xfcc-patch.yaml").exists());
+}
+
+/// Revision-based installs, private registries, the injector's map form, and a client route
+/// kept to its namespace.
+#[test]
+fn revisions_registries_and_cluster_a_scoping() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let a = dir.path().join("out/cluster-a");
+    let b = dir.path().join("out/cluster-b");
+    assert_eq!(
+        yaml_file(&a.join("namespace.yaml"))["metadata"]["labels"],
+        serde_json::json!({"istio-injection": "enabled"})
+    );
+    let annotations =
+        &yaml_file(&a.join("deployment.yaml"))["spec"]["template"]["metadata"]["annotations"];
+    let volumes: Value =
+        serde_json::from_str(annotations["sidecar.istio.io/userVolume"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        volumes,
+        serde_json::json!({"peergate-client-cert": {"secret": {"secretName": "cluster-a-client-cert"}}})
+    );
+    let mounts: Value = serde_json::from_str(
+        annotations["sidecar.istio.io/userVolumeMount"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        mounts,
+        serde_json::json!({"peergate-client-cert": {"mountPath": "/etc/peergate/client", "readOnly": true}})
+    );
+    for file in [
+        "destinationrule.yaml",
+        "serviceentry.yaml",
+        "virtualservice.yaml",
+    ] {
+        assert_eq!(
+            yaml_file(&a.join(file))["spec"]["exportTo"],
+            serde_json::json!(["."]),
+            "{file}"
+        );
+    }
+
+    gen_ok(
+        dir.path(),
+        &[
+            "--istio-revision",
+            "stable-1",
+            "--image-pull-secret",
+            "registry-credentials",
+            "--image-pull-policy",
+            "Always",
+        ],
+    );
+    for ns in [a.join("namespace.yaml"), b.join("namespace.yaml")] {
+        assert_eq!(
+            yaml_file(&ns)["metadata"]["labels"],
+            serde_json::json!({"istio.io/rev": "stable-1"})
+        );
+    }
+    let labels =
+        &yaml_file(&b.join("gateway-deployment.yaml"))["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["istio.io/rev"], "stable-1");
+    assert!(labels["sidecar.istio.io/inject"].is_null());
+    let plugin = yaml_file(&b.join("wasmplugin.yaml"));
+    assert_eq!(plugin["spec"]["imagePullSecret"], "registry-credentials");
+    assert_eq!(plugin["spec"]["imagePullPolicy"], "Always");
+    gen_ok(
+        dir.path(),
+        &[
+            "--image-pull-secret",
+            "registry-credentials",
+            "--api",
+            "trafficextension",
+        ],
+    );
+    let extension = yaml_file(&b.join("trafficextension.yaml"));
+    assert_eq!(
+        extension["spec"]["wasm"]["imagePullSecret"],
+        "registry-credentials"
+    );
 }
 
 #[test]

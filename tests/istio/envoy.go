@@ -95,6 +95,9 @@ type EnvoyOptions struct {
 	LogLevel, ComponentLogLevel string
 	// Node is the proxy's id.
 	Node string
+	// AllowWarming: start even if some listeners stay warming (waiting for a resource
+	// Envoy refused).
+	AllowWarming bool
 }
 
 // Envoy is a real Envoy serving what istiod generated for one proxy: listeners and clusters
@@ -185,6 +188,9 @@ func StartEnvoy(t testing.TB, binary string, x *XDS, opts EnvoyOptions) *Envoy {
 	var names []string
 	for _, l := range x.Listeners {
 		names = append(names, l.GetName())
+	}
+	if opts.AllowWarming {
+		names = nil
 	}
 	e.start(binary, opts, names)
 	return e
@@ -461,6 +467,27 @@ func (e *Envoy) adminGet(path string) (int, string) {
 	defer response.Body.Close()
 	body, _ := io.ReadAll(response.Body)
 	return response.StatusCode, string(body)
+}
+
+// SetLogLevel changes a logger's level on the running Envoy, as `istioctl proxy-config log
+// POD --level COMPONENT:LEVEL` does through the admin interface.
+func (e *Envoy) SetLogLevel(component, level string) {
+	e.t.Helper()
+	client := http.Client{Timeout: 5 * time.Second}
+	response, err := client.Post("http://"+e.admin+"/logging?"+component+"="+level, "text/plain", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	response.Body.Close()
+	if response.StatusCode != http.StatusOK {
+		e.t.Fatalf("POST /logging?%s=%s: %d", component, level, response.StatusCode)
+	}
+}
+
+// Listeners is what the admin interface lists as active listeners.
+func (e *Envoy) Listeners() string {
+	_, body := e.adminGet("/listeners")
+	return body
 }
 
 // Log is what Envoy logged so far.

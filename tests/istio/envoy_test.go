@@ -2,6 +2,7 @@ package oracle
 
 import (
 	"crypto/x509"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -125,6 +126,70 @@ func TestTwoMeshesOnRealEnvoy(t *testing.T) {
 			t.Fatalf("%s got %s, want 200 from its own backend", UnrelatedHostName, result)
 		}
 	})
+
+	t.Run("an existing gateway shared with another team", func(t *testing.T) {
+		out := GenWithConfig(t, ExistingGateway, "--istio-version", pin.Name, "--wasm-url", url, "--wasm", FilterWasm(t), "--allowed-san", "spiffe://cluster-a/ns/client/*")
+		m := StartTwoMeshes(t, pin, out)
+		if m.Shared != nil {
+			t.Fatal("the plugin should be on istio-ingressgateway itself")
+		}
+		// The other team's host shares our listener and so carries the plugin: its server
+		// name is not protected, so it passes untouched, counted.
+		result := m.Unrelated(t)
+		if result.Err != nil || result.Status != http.StatusOK || result.Body != "other team\n" {
+			t.Fatalf("%s got %s, want 200 from its own backend\n%s", UnrelatedHostName, result, m.Gateway.Log())
+		}
+		m.Gateway.WaitCounter("wasmcustom.peergate.unprotected", 1)
+		if status, body := m.Hello(t); status != http.StatusOK {
+			t.Fatalf("the generated client got %d %q", status, body)
+		}
+		m.Gateway.WaitCounter("wasmcustom.peergate.allowed", 1)
+		// What gen prints for this mode: the gateway's own log level hides the decision
+		// lines until `istioctl proxy-config log POD --level wasm:info`.
+		m.Gateway.SetLogLevel("wasm", "info")
+		root := m.Root(t)
+		stranger := Issue(t, &root, CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/other/sa/x"}, Usage: clientAuth})
+		if result := m.GatewayTLS(t, &stranger); result.Status != http.StatusForbidden {
+			t.Fatalf("the stranger on our host got %s, want 403", result)
+		}
+		waitLog(t, m.Gateway, `"decision":"deny"`, "spiffe://cluster-a/ns/other/sa/x")
+		m.Gateway.WaitCounter("wasmcustom.peergate.unprotected", 1)
+	})
+
+	// Istio waits for the plugin's ECDS before the listener serves; when the very first
+	// pluginConfig is refused there is no earlier policy to keep, and every request on the
+	// host gets 500 (Envoy's NFCF: no filter configuration found), fail closed.
+	t.Run("a first configuration the filter refuses", func(t *testing.T) {
+		out := genServed(t, pin, url)
+		m := StartTwoMeshes(t, pin, out, AllowingWarmListeners(), ChangingClusterB(func(objects []*unstructured.Unstructured) {
+			plugin := Find(t, objects, "WasmPlugin", "peergate")
+			spec(plugin.Object)["pluginConfig"].(map[string]any)["allowedSanz"] = []any{"spiffe://cluster-a/*"}
+		}))
+		if status, _ := m.Hello(t); status != http.StatusInternalServerError {
+			t.Fatalf("the generated client got %d, want 500", status)
+		}
+		client := m.ClientKeypair(t)
+		if result := m.GatewayTLS(t, &client); result.Status != http.StatusInternalServerError {
+			t.Fatalf("straight to the gateway: %s, want 500", result)
+		}
+		m.Gateway.WaitCounter(".update_rejected", 1)
+		waitLog(t, m.Gateway, "peergate: rejecting configuration: pluginConfig field `allowedSanz`")
+		if n := len(m.Helloworld.Seen()); n != 0 {
+			t.Errorf("helloworld saw %d requests", n)
+		}
+	})
+
+	if !pin.AtLeast(30) {
+		// What the gate of plugin.layer keeps users from: this release's Envoy has no
+		// connection.peer_certificate, so a network filter sees no certificate at all.
+		t.Run("connection layer, refused by the gate", func(t *testing.T) {
+			m := StartTwoMeshes(t, pin, Gen(t, "--wasm-url", url, "--wasm", FilterWasm(t), "--layer", "connection"))
+			if status, _ := m.Hello(t); status != http.StatusServiceUnavailable {
+				t.Fatalf("the generated client got %d, want its sidecar's 503: the gateway closes every connection", status)
+			}
+			m.Gateway.WaitCounter("wasmcustom.peergate.denied.proxy_error", 1)
+		})
+	}
 
 	if pin.AtLeast(30) {
 		t.Run("connection layer", func(t *testing.T) {

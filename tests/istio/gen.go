@@ -27,7 +27,16 @@ type Output struct {
 // does not succeed.
 func Gen(t testing.TB, flags ...string) Output {
 	t.Helper()
+	return GenWithConfig(t, "", flags...)
+}
+
+// GenWithConfig is Gen with a mesh.toml of that text.
+func GenWithConfig(t testing.TB, meshTOML string, flags ...string) Output {
+	t.Helper()
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mesh.toml"), []byte(meshTOML), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, code, stderr := RunGen(t, dir, flags...)
 	if code != 0 {
 		t.Fatalf("peergate gen %s: exit %d\n%s", strings.Join(flags, " "), code, stderr)

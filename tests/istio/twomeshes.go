@@ -78,13 +78,38 @@ type TwoMeshes struct {
 	OtherCert Keypair
 }
 
+// MeshOption changes how StartTwoMeshes builds the clusters.
+type MeshOption func(*meshOptions)
+
+type meshOptions struct {
+	clusterB     func([]*unstructured.Unstructured)
+	allowWarming bool
+}
+
+// ChangingClusterB changes cluster B's applied objects first (a user's edit).
+func ChangingClusterB(change func([]*unstructured.Unstructured)) MeshOption {
+	return func(o *meshOptions) { o.clusterB = change }
+}
+
+// AllowingWarmListeners starts the gateway even when some listeners never become active.
+func AllowingWarmListeners() MeshOption {
+	return func(o *meshOptions) { o.allowWarming = true }
+}
+
 // StartTwoMeshes builds both clusters from the output and starts their proxies with the
 // pinned Envoy.
-func StartTwoMeshes(t *testing.T, pin Pin, out Output) *TwoMeshes {
+func StartTwoMeshes(t *testing.T, pin Pin, out Output, options ...MeshOption) *TwoMeshes {
 	t.Helper()
+	var opts meshOptions
+	for _, o := range options {
+		o(&opts)
+	}
 	binary := EnvoyBin(t)
 	m := &TwoMeshes{Out: out}
 	objectsB := out.Objects(t, "cluster-b")
+	if opts.clusterB != nil {
+		opts.clusterB(objectsB)
+	}
 	m.OtherCert = Issue(t, nil, CertificateTemplate{CommonName: UnrelatedHostName, DNSNames: []string{UnrelatedHostName}})
 	world := NewWorld(objectsB)
 	if !hasDeployment(objectsB, "istio-system", "istio-ingressgateway") {
@@ -121,18 +146,23 @@ func StartTwoMeshes(t *testing.T, pin Pin, out Output) *TwoMeshes {
 		proxy := clB.Proxy(t, dep.GetNamespace(), dep.GetName(), true)
 		x := clB.Generate(t, proxy)
 		AgentFetch(t, x.ExtensionsRaw)
-		opts := EnvoyOptions{
+		envoyOpts := EnvoyOptions{
 			Upstreams:    upstreams,
 			Node:         dep.GetName() + "." + dep.GetNamespace(),
 			AgentSecrets: WorkloadSecrets(t, meshB, dep.GetNamespace(), proxy.VerifiedIdentity.ServiceAccount),
+			AllowWarming: opts.allowWarming,
 		}
 		if generated {
 			// pilot-agent starts Envoy with the log levels its injected arguments say.
-			opts.LogLevel, opts.ComponentLogLevel = agentLogLevels(ProxyArgs(Inject(t, dep)))
+			injected := Inject(t, dep)
+			if args := ProxyArgs(injected); !slices.Contains(args, "router") {
+				t.Fatalf("Istio's injector did not make %s a gateway (istio-proxy args %v)", dep.GetName(), args)
+			}
+			envoyOpts.LogLevel, envoyOpts.ComponentLogLevel = agentLogLevels(ProxyArgs(injected))
 		} else {
-			opts.LogLevel, opts.ComponentLogLevel = agentLogLevels(nil)
+			envoyOpts.LogLevel, envoyOpts.ComponentLogLevel = agentLogLevels(nil)
 		}
-		return StartEnvoy(t, binary, x, opts), x
+		return StartEnvoy(t, binary, x, envoyOpts), x
 	}
 	oursGenerated := slices.ContainsFunc(objectsB, func(o *unstructured.Unstructured) bool {
 		return o.GetKind() == "Deployment" && o.GetName() == ours.GetName() && o.GetNamespace() == ours.GetNamespace()

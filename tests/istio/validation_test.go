@@ -13,9 +13,10 @@ import (
 // outputVariant is one way of running gen, and the Istio release that introduced what it
 // needs (0: every supported release).
 type outputVariant struct {
-	name  string
-	flags []string
-	since int
+	name   string
+	config string
+	flags  []string
+	since  int
 }
 
 // An image digest in the form `peergate image` prints.
@@ -24,6 +25,8 @@ const someImageDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef
 func outputVariants() []outputVariant {
 	return []outputVariant{
 		{name: "default"},
+		{name: "existing gateway", config: ExistingGateway},
+		{name: "revision-based install, private registry", flags: []string{"--istio-revision", "stable-1", "--image-pull-secret", "registry-credentials", "--image-pull-policy", "Always"}},
 		{name: "credentialName", flags: []string{"--client-cert-mode", "credentialName"}},
 		{name: "ecdsa", flags: []string{"--key-type", "ecdsa-p256"}},
 		{name: "audit mode, pattern allow-list", flags: []string{"--mode", "audit", "--allowed-san", "spiffe://cluster-a/ns/client/*"}},
@@ -42,6 +45,16 @@ func genForPin(t *testing.T, pin Pin, flags ...string) Output {
 	return Gen(t, append([]string{"--istio-version", pin.Name}, flags...)...)
 }
 
+// ExistingGateway is a mesh.toml that puts the plugin on Istio's shared istio-ingressgateway
+// (istioctl's: Service port 443 on listener port 8443) instead of a gateway of its own.
+const ExistingGateway = `
+[clusterB.gateway]
+existing = true
+namespace = "istio-system"
+labels = { istio = "ingressgateway" }
+listenerPort = 8443
+`
+
 func allObjects(t *testing.T, out Output) []*unstructured.Unstructured {
 	t.Helper()
 	return append(out.Objects(t, "cluster-a"), out.Objects(t, "cluster-b")...)
@@ -55,7 +68,7 @@ func TestEveryGeneratedObjectPassesIstioValidation(t *testing.T) {
 			continue
 		}
 		t.Run(variant.name, func(t *testing.T) {
-			out := genForPin(t, pin, variant.flags...)
+			out := GenWithConfig(t, variant.config, append([]string{"--istio-version", pin.Name}, variant.flags...)...)
 			objects := allObjects(t, out)
 			istioKinds := 0
 			for _, obj := range objects {

@@ -70,14 +70,16 @@ func ourGateway(t *testing.T, generated, world []*unstructured.Unstructured) (*u
 }
 
 type gatewayCase struct {
-	name  string
-	flags []string
-	since int
+	name   string
+	config string
+	flags  []string
+	since  int
 }
 
 func gatewayCases() []gatewayCase {
 	return []gatewayCase{
 		{name: "default"},
+		{name: "existing gateway", config: ExistingGateway},
 		{name: "pattern allow-list", flags: []string{"--allowed-san", "spiffe://cluster-a/ns/client/*"}},
 		{name: "connection layer", flags: []string{"--layer", "connection"}, since: 30},
 		{name: "trafficextension", flags: []string{"--api", "trafficextension"}, since: 30},
@@ -95,7 +97,7 @@ func TestGatewayOnIstiodsConfig(t *testing.T) {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
-			out := Gen(t, c.flags...)
+			out := GenWithConfig(t, c.config, c.flags...)
 			generated := out.Objects(t, "cluster-b")
 			cl, world := clusterB(t, pin, out)
 			plugin := ReadPlugin(t, generated)
