@@ -185,6 +185,9 @@ func StartEnvoy(t testing.TB, binary string, x *XDS, opts EnvoyOptions) *Envoy {
 			}
 		}
 	}
+	slices.Sort(e.Removed)
+	e.Removed = slices.Compact(e.Removed)
+	t.Logf("%s: removed istio-proxy-only extensions %v", opts.Node, e.Removed)
 	var names []string
 	for _, l := range x.Listeners {
 		names = append(names, l.GetName())

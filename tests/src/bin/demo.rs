@@ -80,7 +80,7 @@ fn main() {
         c("cluster-a-client-key.pem")
     );
     println!(
-        "Denied by the filter (plain HTTP on the gateway's port 80 carries no client certificate):"
+        "Redirected to HTTPS (the plugin is scoped to the HTTPS listener; port 80 stays a redirect):"
     );
     println!("  curl -si -H 'Host: {host}' http://127.0.0.1:{GATEWAY_HTTP_PORT}/hello\n");
     println!("Refused during the handshake (a client of another root, same names):");
