@@ -140,14 +140,21 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
         // The same input through the CLI: the same verdict, reason and checks.
         let cert_path = work.path().join(format!("{i}.pem"));
         std::fs::write(&cert_path, pem).unwrap();
-        let cli = Command::new(peergate_binary())
+        let output = Command::new(peergate_binary())
             .args(["audit", "--json", "--host", DOMAIN, "--policy"])
             .arg(&policy_path)
             .arg("--cert")
             .arg(&cert_path)
             .output()
             .unwrap();
-        let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+        // The CLI's documented exit status: 0 allowed, 1 denied.
+        assert_eq!(
+            output.status.code(),
+            Some(if *verdict == "allow" { 0 } else { 1 }),
+            "{name}: peergate audit's exit status\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cli: Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(
             summary(&shown["json"]["certificates"][0]),
             summary(&cli["certificates"][0]),
@@ -172,10 +179,19 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
             "the page fetched {url}"
         );
     }
-    assert!(page["local_note"]
-        .as_str()
-        .unwrap()
-        .contains("never leave your browser"));
+    // And it cannot: the page's own attempt to send elsewhere is stopped by its
+    // Content-Security-Policy, before any request is made.
+    assert_eq!(
+        page["outside_fetch"],
+        json!({ "fetched": false, "violation": "connect-src" }),
+        "the page could send data elsewhere"
+    );
+    assert!(
+        !requests
+            .iter()
+            .any(|url| url.as_str().unwrap().contains("198.51.100.7")),
+        "{requests:?}"
+    );
     let png = std::fs::read(&screenshot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
 }

@@ -110,20 +110,37 @@ fn start_gateway_on(binary: &Path, world: &World, listeners: &[MtlsListener]) ->
     Gateway { envoy, backend }
 }
 
-/// The filter's counters (Envoy lists custom wasm metrics under `wasmcustom.`).
+/// The filter's counters (Envoy lists custom wasm metrics under `wasmcustom.`). The filter
+/// defines every one when it is configured, so the totals must be there: missing is not 0.
 fn counters(envoy: &Envoy) -> BTreeMap<String, u64> {
-    envoy
+    let counters: BTreeMap<String, u64> = envoy
         .stats("peergate")
         .into_iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("wasmcustom.")?.to_owned(), v)))
-        .collect()
+        .collect();
+    for name in [
+        "peergate.allowed",
+        "peergate.denied",
+        "peergate.audit_would_deny",
+    ] {
+        assert!(
+            counters.contains_key(name),
+            "Envoy lists no {name}: a missing counter is not 0 ({counters:?})"
+        );
+    }
+    counters
 }
 
+/// What changed from `before` to `after`; a counter that appeared in between is a failure (the
+/// filter defines them all at once).
 fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after
         .iter()
         .filter_map(|(k, v)| {
-            let d = v - before.get(k).copied().unwrap_or(0);
+            let was = before
+                .get(k)
+                .unwrap_or_else(|| panic!("counter {k} appeared after the start"));
+            let d = v - was;
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
@@ -196,17 +213,14 @@ fn run(gateway: &Gateway, case: &Case<'_>) {
             case.name
         );
     }
-    // Counters are summed over the worker VMs; give the stats flush a moment.
+    // Counters are summed over the worker VMs and allowed ones flushed every 250 ms: wait for
+    // the expected changes, then check that nothing more arrives.
     let want: BTreeMap<String, u64> = case.counters.iter().cloned().collect();
-    let mut got = BTreeMap::new();
-    for _ in 0..50 {
-        got = delta(&before, &counters(&gateway.envoy));
-        if got == want {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(got, want, "{}: counter changes", case.name);
+    gateway
+        .envoy
+        .settle(&format!("{}: counter changes", case.name), &want, |envoy| {
+            delta(&before, &counters(envoy))
+        });
 }
 
 /// An XFCC element claiming `leaf` (what a client forging the header would send).
@@ -231,10 +245,13 @@ fn table(kind: KeyKind) {
     }))
     .unwrap();
     let patterns = world.policy(&["*.x", "spiffe://cluster-a/*"]);
+    let mut deny_429 = allowed.clone();
+    deny_429.deny_status = Some(429);
     let gw = start_gateway(
         &world,
         &[
             listener("enforce", &allowed, Xfcc::SanitizeSet),
+            listener("deny429", &deny_429, Xfcc::SanitizeSet),
             listener("append", &allowed, Xfcc::AppendForward),
             listener("audit", &audit, Xfcc::SanitizeSet),
             listener("hosts", &hosts, Xfcc::SanitizeSet),
@@ -281,6 +298,24 @@ fn table(kind: KeyKind) {
             headers: vec![],
             status: 403,
             counters: san_denied.clone(),
+        },
+        Case {
+            name: "right root, SAN not allowed, under denyStatus 429",
+            listener: "deny429",
+            client: stranger.clone(),
+            authority: DOMAIN,
+            headers: vec![],
+            status: 429,
+            counters: san_denied.clone(),
+        },
+        Case {
+            name: "allowed client under denyStatus 429",
+            listener: "deny429",
+            client: client.clone(),
+            authority: DOMAIN,
+            headers: vec![],
+            status: 200,
+            counters: allowed_once.clone(),
         },
         Case {
             name: "CA with the root's exact subject DN (TLS passes), by key id",
@@ -452,31 +487,27 @@ fn table(kind: KeyKind) {
     for _ in 0..3 {
         assert_eq!(conn.get(DOMAIN, "/hello", &[]).unwrap().status, 403);
     }
-    let mut got = BTreeMap::new();
-    for _ in 0..50 {
-        got = delta(&before, &counters(&gw.envoy));
-        if got.get("peergate.allowed") == Some(&5) && got.get("peergate.denied") == Some(&3) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        got,
-        expect_counters(&[
+    gw.envoy.settle(
+        "keep-alive counters",
+        &expect_counters(&[
             ("peergate.allowed", 5),
             ("peergate.denied", 3),
-            ("peergate.denied.san_not_allowed", 3)
-        ])
+            ("peergate.denied.san_not_allowed", 3),
+        ]),
+        |envoy| delta(&before, &counters(envoy)),
     );
 
     // Istio's MUTUAL: no client certificate, no TLS session at all.
     let anonymous = TlsClient::new(&world.root.cert.cert_pem, None);
-    assert!(
-        anonymous
-            .get(gw.envoy.listener("enforce"), DOMAIN, DOMAIN, "/hello", &[])
-            .is_err(),
-        "a client without a certificate must fail the handshake"
-    );
+    anonymous
+        .try_get(
+            gw.envoy.listener("enforce"),
+            DOMAIN,
+            DOMAIN,
+            "/hello",
+            "no client certificate",
+        )
+        .assert_closed("a client without a certificate must fail the handshake");
 }
 
 #[test]

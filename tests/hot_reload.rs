@@ -3,106 +3,20 @@
 //! file Envoy watches, while allowed clients keep sending requests on kept-alive connections.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peergate_e2e::backend::Backend;
 use peergate_e2e::client::TlsClient;
-use peergate_e2e::envoy::{filter_wasm, Envoy};
-use peergate_e2e::gateway::{
-    admin, downstream_mtls, is_connection_layer, named_wasm_filter, network_wasm_filter,
-    router_filter, static_cluster,
-};
+use peergate_e2e::ecds::{discovered, ecds_counter, http_layer_bootstrap, publish, CONFIG_FILE};
+use peergate_e2e::envoy::Envoy;
+use peergate_e2e::gateway::router_filter;
 use peergate_e2e::pki::KeyKind;
 use peergate_e2e::scenario::{merged, Scenario, CLIENT_ID, DOMAIN};
 use serde_json::{json, Value};
 
-const FILTER: &str = "peergate";
-const CONFIG_FILE: &str = "peergate-ecds.json";
 const LOAD_CONNECTIONS: usize = 4;
-
-/// The ECDS resource for one `pluginConfig`, as a DiscoveryResponse file.
-fn discovery_response(version: usize, plugin_config: &str) -> Value {
-    // At layer `connection` the resource is the network filter's configuration.
-    let filter = if is_connection_layer(plugin_config) {
-        network_wasm_filter(FILTER, &filter_wasm(), plugin_config)
-    } else {
-        named_wasm_filter(FILTER, &filter_wasm(), plugin_config)
-    };
-    json!({
-        "version_info": version.to_string(),
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": FILTER,
-            "typed_config": filter["typed_config"]
-        }]
-    })
-}
-
-/// Replaces the watched file atomically (Envoy reloads on the rename).
-fn publish(dir: &Path, version: usize, plugin_config: &str) {
-    let tmp = dir.join(format!(".{CONFIG_FILE}.{version}"));
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(&discovery_response(version, plugin_config)).unwrap(),
-    )
-    .unwrap();
-    std::fs::rename(&tmp, dir.join(CONFIG_FILE)).unwrap();
-}
-
-/// The ECDS subscription for the filter `FILTER` from the watched file, for `type_url`.
-fn discovered(config_path: &Path, type_url: &str) -> Value {
-    json!({
-        "name": FILTER,
-        "config_discovery": {
-            "config_source": {
-                "path_config_source": { "path": config_path.display().to_string() },
-                "resource_api_version": "V3"
-            },
-            "type_urls": [type_url]
-        }
-    })
-}
-
-fn http_layer_bootstrap(
-    world: &Scenario,
-    config_path: &Path,
-    backend: std::net::SocketAddr,
-) -> Value {
-    json!({
-        // Like istio-proxy, which names its node: xDS subscriptions require it.
-        "node": { "id": "router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local", "cluster": "istio-ingressgateway.istio-system" },
-        "admin": admin(),
-        "static_resources": {
-            "listeners": [{
-                "name": "gateway",
-                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
-                "filter_chains": [{
-                    "transport_socket": downstream_mtls(
-                        &world.server.cert_pem, &world.server.key_pem, &world.root.cert.cert_pem, &[]),
-                    "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "gateway",
-                            "route_config": { "virtual_hosts": [{
-                                "name": "all", "domains": ["*"],
-                                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "backend" } }]
-                            }]},
-                            "http_filters": [
-                                discovered(config_path, "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"),
-                                router_filter()
-                            ]
-                        }
-                    }]
-                }]
-            }],
-            "clusters": [static_cluster("backend", backend, None)]
-        }
-    })
-}
 
 fn policy(world: &Scenario, allowed: &[&str], extra: Value) -> String {
     world.policy(merged(json!({ "allowedSans": allowed }), extra))
@@ -149,14 +63,6 @@ fn start_load(
         .collect()
 }
 
-fn ecds_counter(envoy: &Envoy, name: &str) -> u64 {
-    envoy
-        .stats("extension_config_discovery")
-        .into_iter()
-        .find(|(k, _)| k.ends_with(&format!(".{FILTER}.{name}")))
-        .map_or(0, |(_, v)| v)
-}
-
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -166,7 +72,7 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
+fn policy_updates_under_load_drop_nothing_and_take_effect_on_open_connections() {
     let world = Scenario::new(KeyKind::P256);
     let backend = Backend::start();
     let dir = tempfile::tempdir().unwrap();
@@ -196,7 +102,22 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = start_load(&client, addr, &stop);
-    std::thread::sleep(Duration::from_millis(300));
+    // The load is running on every connection before the first update.
+    let answered_since = |since: Instant| {
+        load.iter().all(|(seen, _)| {
+            seen.lock()
+                .unwrap()
+                .responses
+                .iter()
+                .any(|(at, _)| *at > since)
+        })
+    };
+    let started = Instant::now();
+    wait_for(
+        "the load on every connection",
+        Duration::from_secs(10),
+        || answered_since(started),
+    );
 
     // Ten updates that all keep the client admitted, each confirmed applied by Envoy.
     let keep_admitting = [
@@ -227,12 +148,37 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
             "{extra}:\n{}",
             envoy.log()
         );
-        std::thread::sleep(Duration::from_millis(150));
+        // Every connection is answered under this policy before the next one.
+        let applied = Instant::now();
+        wait_for(
+            &format!("the load under update {version}"),
+            Duration::from_secs(10),
+            || answered_since(applied),
+        );
+        // Under denyStatus 401 a refusal carries that status, on a new connection too.
+        if extra.get("denyStatus") == Some(&json!(401)) {
+            stranger
+                .try_get(
+                    addr,
+                    DOMAIN,
+                    DOMAIN,
+                    "/hello",
+                    "the stranger under denyStatus 401",
+                )
+                .assert_denied(401, "san_not_allowed", "the stranger under denyStatus 401");
+        }
     }
     // The updates reached new connections too: the stranger is refused with the status of
-    // the last update.
-    let refused = stranger.get(addr, DOMAIN, DOMAIN, "/hello", &[]).unwrap();
-    assert_eq!(refused.status, 403);
+    // the last update (denyStatus 403 again).
+    stranger
+        .try_get(
+            addr,
+            DOMAIN,
+            DOMAIN,
+            "/hello",
+            "the stranger after the updates",
+        )
+        .assert_denied(403, "san_not_allowed", "the stranger after the updates");
 
     // A broken configuration: Envoy rejects the update and the previous policy serves on.
     let rejections = ecds_counter(&envoy, "update_rejected");
@@ -282,18 +228,14 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
             .filter(|s| *s != 200)
             .collect();
         assert!(refused.is_empty(), "statuses other than 200: {refused:?}");
-        assert!(
-            seen.responses.len() > 50,
-            "the load ran: {}",
-            seen.responses.len()
-        );
     }
 
     eprintln!(
         "{requests} requests on {LOAD_CONNECTIONS} connections through 10 updates and 1 rejected one: all 200"
     );
 
-    // Removing the client's SAN takes effect on the existing connections within a second.
+    // Removing the client's SAN takes effect on the existing connections (how fast is
+    // measured by `cargo make bench`; here only that it happens, within a generous bound).
     let removed_at = Instant::now();
     version += 1;
     publish(
@@ -305,7 +247,19 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
             json!({}),
         ),
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(
+        "a refusal on every open connection after the SAN was removed",
+        Duration::from_secs(10),
+        || {
+            load.iter().all(|(seen, _)| {
+                seen.lock()
+                    .unwrap()
+                    .responses
+                    .iter()
+                    .any(|(at, status)| *at > removed_at && *status == 403)
+            })
+        },
+    );
     stop.store(true, Ordering::Relaxed);
     let mut lags = Vec::new();
     for (seen, handle) in load {
@@ -328,11 +282,6 @@ fn policy_updates_under_load_drop_nothing_and_take_effect_within_a_second() {
         );
         lags.push(lag);
     }
-    let slowest = lags.iter().max().unwrap();
-    assert!(
-        *slowest < Duration::from_secs(1),
-        "the removal took {slowest:?} on one connection: {lags:?}"
-    );
     eprintln!("SAN removal reached the {LOAD_CONNECTIONS} open connections after {lags:?}");
     assert_eq!(ecds_counter(&envoy, "update_rejected"), rejections + 1);
 }
@@ -384,12 +333,14 @@ fn at_the_connection_layer_an_update_applies_to_new_connections() {
         "the connection admitted before the update keeps its decision"
     );
     let before = backend.count();
-    let refused = client
-        .connect(addr, DOMAIN)
-        .and_then(|mut c| c.get(DOMAIN, "/hello", &[]));
-    assert!(
-        refused.is_err(),
-        "a new connection is decided by the new policy"
-    );
+    client
+        .try_get(
+            addr,
+            DOMAIN,
+            DOMAIN,
+            "/hello",
+            "a new connection after the update",
+        )
+        .assert_closed("a new connection is decided by the new policy");
     assert_eq!(backend.count(), before);
 }

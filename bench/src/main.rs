@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod latency;
+
 use anyhow::{bail, Context};
 use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, target_dir, workspace_root, Envoy};
@@ -35,6 +37,8 @@ struct Options {
     out: PathBuf,
     /// Only time decisions in V8 and print them (for quick comparisons of build settings).
     v8_only: bool,
+    /// Only measure the latencies and print them.
+    latency_only: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -44,6 +48,7 @@ fn options() -> anyhow::Result<Options> {
         connections: 16,
         out: workspace_root().join("BENCHMARKS.md"),
         v8_only: false,
+        latency_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -54,7 +59,8 @@ fn options() -> anyhow::Result<Options> {
             "--connections" => options.connections = value()?.parse().context("--connections")?,
             "--out" => options.out = PathBuf::from(value()?),
             "--v8-only" => options.v8_only = true,
-            other => bail!("unknown argument {other} (--rounds N, --seconds S, --connections C, --out FILE, --v8-only)"),
+            "--latency-only" => options.latency_only = true,
+            other => bail!("unknown argument {other} (--rounds N, --seconds S, --connections C, --out FILE, --v8-only, --latency-only)"),
         }
     }
     if options.rounds < 3 {
@@ -573,6 +579,21 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if options.latency_only {
+        for (what, mut rounds) in [
+            ("policy update", latency::policy_update(options.rounds)?),
+            (
+                "refused connection close",
+                latency::refused_connection_close(options.rounds)?,
+            ),
+        ] {
+            println!(
+                "{what}: median {:.1} ms, rounds {rounds:.1?}",
+                median(&mut rounds)
+            );
+        }
+        return Ok(());
+    }
     eprintln!("peergate-bench: native medians from target/criterion");
     let native_ids = [
         "decide_uncached/rsa2048",
@@ -699,6 +720,18 @@ fn main() -> anyhow::Result<()> {
         .sum::<u64>();
     drop(gateway);
 
+    eprintln!("peergate-bench: latencies the tests only bound");
+    let latencies = [
+        (
+            "a policy update reaching the slowest of 4 open keep-alive connections (request layer, ECDS from a watched file)",
+            latency::policy_update(options.rounds)?,
+        ),
+        (
+            "a refused peer's connection closed after its first request (connection layer)",
+            latency::refused_connection_close(options.rounds)?,
+        ),
+    ];
+
     let module_size = std::fs::metadata(filter_wasm())?.len();
     let report = render(
         &options,
@@ -709,6 +742,7 @@ fn main() -> anyhow::Result<()> {
         &keepalive,
         &cold_variants,
         &cold,
+        &latencies,
         module_size,
         misses,
     );
@@ -727,6 +761,7 @@ fn render(
     keepalive: &BTreeMap<&str, Vec<Sample>>,
     cold_variants: &[(&str, &str)],
     cold: &BTreeMap<&str, Vec<Sample>>,
+    latencies: &[(&str, Vec<f64>)],
     module_size: u64,
     allowed_total: u64,
 ) -> String {
@@ -896,6 +931,20 @@ fn render(
             out,
             "\nThe filter's RSA verification takes {:.2}× the time of the `rsa` crate's, same run, same certificate.",
             ours / reference
+        );
+    }
+    let _ = writeln!(out, "\n## Latencies the end-to-end tests only bound\n");
+    let _ = writeln!(out, "The tests wait for these events with generous limits and assert no time; here they are measured, one fresh measurement per round.\n");
+    let _ = writeln!(out, "| what | median ms | per round ms |");
+    let _ = writeln!(out, "|---|---|---|");
+    for (what, rounds) in latencies {
+        let per_round: Vec<String> = rounds.iter().map(|ms| format!("{ms:.1}")).collect();
+        let mut sorted = rounds.clone();
+        let _ = writeln!(
+            out,
+            "| {what} | {:.1} | {} |",
+            median(&mut sorted),
+            per_round.join(", ")
         );
     }
     let _ = writeln!(out, "\n## Module size\n\n`target/wasm32-wasip1/release/peergate_filter.wasm`: {module_size} bytes ({:.0} KiB; opt-level z, LTO, one codegen unit, panic=abort, stripped).\n", module_size as f64 / 1024.0);

@@ -1,9 +1,12 @@
 //! The direct-issuer check against cases derived from the x509-limbo suite.
 //!
 //! Each case gives a trusted certificate, a peer leaf, a time and the verdict a direct-issuer
-//! check must give. The policy is asked with an allow-list that cannot match, so "passed the
-//! issuer and validity checks" shows as `san_not_allowed`. Every case is audited too: the
-//! audit's verdict and deciding check must agree with the decision.
+//! check must give, computed independently (pyca/cryptography) with the first failing check
+//! and each check's own result. The policy is asked with an allow-list that cannot match, so
+//! "passed the issuer and validity checks" shows as `san_not_allowed`. Two things are checked:
+//! the decision, reason included, against the fixture's verdict and `failing_check`; and every
+//! case's audit, check by check, against the fixture's `checks` (its issuer name, signature and
+//! validity results), an oracle the audit does not share code with.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,6 +17,7 @@
 
 use std::time::SystemTime;
 
+use peergate_filter::audit::{AuditReport, CheckName, Outcome as CheckOutcome};
 use peergate_filter::{compile, PluginConfig, Reason};
 use serde_json::Value;
 
@@ -25,64 +29,28 @@ fn parse_time(text: &str) -> SystemTime {
     SystemTime::UNIX_EPOCH + d
 }
 
-struct Outcome {
-    id: String,
-    expected: String,
-    got: String,
+/// The outcome the fixture's verdict means for the filter. The fixture's first failing check
+/// maps to a reason: `issuer-name` is `untrusted_issuer`, `signature` is `bad_signature`,
+/// `expired` and `not-yet-valid` are themselves, an unverifiable algorithm
+/// (`signature-unsupported`) is `unsupported_signature_algorithm`; passing every check shows
+/// as `ALLOW` (the allow-list then refuses with `san_not_allowed`).
+fn expected_outcome(case: &Value) -> String {
+    let reason = match case["failing_check"].as_str() {
+        None => return "ALLOW".into(),
+        Some("issuer-name") => Reason::UntrustedIssuer,
+        Some("signature") => Reason::BadSignature,
+        Some("expired") => Reason::Expired,
+        Some("not-yet-valid") => Reason::NotYetValid,
+        Some("signature-unsupported") => Reason::UnsupportedSignatureAlgorithm,
+        Some(other) => panic!("a failing check this test does not map: {other}"),
+    };
+    format!("DENY ({})", reason.code())
 }
 
-fn run(file: &str) -> Vec<Outcome> {
-    let path = format!("{}/tests/fixtures/limbo/{file}", env!("CARGO_MANIFEST_DIR"));
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut outcomes = Vec::new();
-    for case in doc["cases"].as_array().unwrap() {
-        let id = case["id"].as_str().unwrap().to_owned();
-        let expected = case["our_verdict"].as_str().unwrap().to_owned();
-        let when = case["validation_time"]
-            .as_str()
-            .or(case["effective_time"].as_str())
-            .unwrap();
-        let config = PluginConfig {
-            trusted_issuers: vec![case["trusted_cert"].as_str().unwrap().to_owned()],
-            allowed_sans: Some(vec!["never.matches.invalid".into()]),
-            ..Default::default()
-        };
-        let got = match compile(&config) {
-            // A trusted certificate the filter cannot use (not a CA, unsupported key): the
-            // plugin would refuse to start, so nothing is ever allowed.
-            Err(e) => format!("config-rejected ({e})"),
-            Ok(policy) => {
-                let der = peergate_filter::xfcc::certificate_der_from_pem(
-                    case["peer_certificate"].as_str().unwrap().as_bytes(),
-                )
-                .unwrap();
-                let at = parse_time(when);
-                let reason = policy.decide(Some(&der), "h", at).reason;
-                // The audit of the same case must reach the same verdict, and its first
-                // failed check must be the one that gives the reason.
-                let report = policy.audit(&der, "h", at);
-                assert_eq!(report.reason, reason, "{id}: audit verdict");
-                assert_eq!(
-                    report.deciding_check().and_then(|c| c.reason),
-                    Some(reason),
-                    "{id}: deciding check in {:#?}",
-                    report.checks
-                );
-                match reason {
-                    Reason::SanNotAllowed => "ALLOW".to_owned(),
-                    other => format!("DENY ({})", other.code()),
-                }
-            }
-        };
-        outcomes.push(Outcome { id, expected, got });
-    }
-    outcomes
-}
-
-/// Cases where the filter is deliberately stricter than a bare direct-issuer check, with the
-/// outcome it gives and why. Denying an admissible peer is safe; the list is exact so any change
-/// in behaviour shows up here.
-const STRICTER: &[(&str, &str)] = &[
+/// Cases where the filter's outcome deliberately differs from the fixture's, with the outcome
+/// it gives and why. Each is a stricter denial or the same denial under a more precise reason
+/// (never an allow); the list is exact, so any change in behaviour shows up here.
+const DIFFERENT: &[(&str, &str)] = &[
     // x509-parser refuses a malformed SAN extension; the policy cannot match SANs it cannot read.
     ("rfc5280::san::malformed", "DENY (unparsable_certificate)"),
     // The leaf's authority key identifier differs from the root's subject key identifier; the
@@ -104,41 +72,175 @@ const STRICTER: &[(&str, &str)] = &[
     ),
     // P-192 is not a supported curve for a trusted issuer.
     ("webpki::forbidden-p192-root", "config-rejected"),
+    // A trusted issuer whose key cannot verify anything (explicit curve parameters, DSA, a
+    // malformed RSA key) makes the plugin refuse the whole configuration (fail closed), where a
+    // bare check would deny each peer as unverifiable.
+    ("webpki::explicit-curve", "config-rejected"),
+    ("webpki::forbidden-dsa-root", "config-rejected"),
+    (
+        "invalid::invalid-issuer-key#leaf-vs-intermediate",
+        "config-rejected",
+    ),
+    // The outer signatureAlgorithm differs from the signed one: refused as not DER-framed as
+    // RFC 5280 requires (filter/src/der.rs) before any signature is tried, rather than as a
+    // bad signature.
+    (
+        "rfc5280::mismatching-signature-algorithm#leaf-vs-intermediate",
+        "DENY (unparsable_certificate)",
+    ),
 ];
+
+struct Outcome {
+    id: String,
+    expected: String,
+    got: String,
+}
+
+fn run(file: &str) -> Vec<Outcome> {
+    let path = format!("{}/tests/fixtures/limbo/{file}", env!("CARGO_MANIFEST_DIR"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut outcomes = Vec::new();
+    for case in doc["cases"].as_array().unwrap() {
+        let id = case["id"].as_str().unwrap().to_owned();
+        let when = case["validation_time"]
+            .as_str()
+            .or(case["effective_time"].as_str())
+            .unwrap();
+        let config = PluginConfig {
+            trusted_issuers: vec![case["trusted_cert"].as_str().unwrap().to_owned()],
+            allowed_sans: Some(vec!["never.matches.invalid".into()]),
+            ..Default::default()
+        };
+        let got = match compile(&config) {
+            // A trusted certificate the filter cannot use (not a CA, unsupported key): the
+            // plugin would refuse to start, so nothing is ever allowed.
+            Err(e) => format!("config-rejected ({e})"),
+            Ok(policy) => {
+                let der = peergate_filter::xfcc::certificate_der_from_pem(
+                    case["peer_certificate"].as_str().unwrap().as_bytes(),
+                )
+                .unwrap();
+                let at = parse_time(when);
+                let reason = policy.decide(Some(&der), "h", at).reason;
+                let report = policy.audit(&der, "h", at);
+                // The audit and the decision share the engine: this only says the report is
+                // consistent with itself. Its checks get their own oracle below.
+                assert_eq!(report.reason, reason, "{id}: audit verdict");
+                assert_eq!(
+                    report.deciding_check().and_then(|c| c.reason),
+                    Some(reason),
+                    "{id}: deciding check in {:#?}",
+                    report.checks
+                );
+                check_against_fixture(&id, &report, case);
+                match reason {
+                    Reason::SanNotAllowed => "ALLOW".to_owned(),
+                    other => format!("DENY ({})", other.code()),
+                }
+            }
+        };
+        outcomes.push(Outcome {
+            id,
+            expected: expected_outcome(case),
+            got,
+        });
+    }
+    outcomes
+}
+
+/// The audit's issuer-name, signature and validity checks against the fixture's own results
+/// for them. A check the audit could not make (`skip`) is only allowed where an earlier one
+/// failed (the certificate did not parse, no issuer of that name, a mismatching key id).
+fn check_against_fixture(id: &str, report: &AuditReport, case: &Value) {
+    let outcome = |name: CheckName| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.check == name)
+            .unwrap_or_else(|| panic!("{id}: no {} check", name.as_str()))
+            .outcome
+    };
+    if outcome(CheckName::Parse) == CheckOutcome::Fail {
+        return; // The deliberate unparsable cases (see DIFFERENT): nothing else can be made.
+    }
+    let checks = &case["checks"];
+    let name_equal = checks["issuer_name_der_equal"].as_bool().unwrap();
+    let name = outcome(CheckName::IssuerName);
+    assert_eq!(
+        name,
+        if name_equal {
+            CheckOutcome::Pass
+        } else {
+            CheckOutcome::Fail
+        },
+        "{id}: issuer_name against the fixture's issuer_name_der_equal={name_equal}"
+    );
+    let signature = outcome(CheckName::IssuerSignature);
+    let key_id = outcome(CheckName::IssuerKeyId);
+    if name == CheckOutcome::Pass && key_id != CheckOutcome::Fail {
+        let expected = match checks["signature"].as_str().unwrap() {
+            "valid" => CheckOutcome::Pass,
+            "invalid" | "unsupported" => CheckOutcome::Fail,
+            other => panic!("{id}: signature result {other:?}"),
+        };
+        assert_eq!(
+            signature, expected,
+            "{id}: issuer_signature against the fixture's signature={}",
+            checks["signature"]
+        );
+    } else {
+        assert_eq!(
+            signature,
+            CheckOutcome::Skip,
+            "{id}: no signature to verify after issuer_name={name:?} issuer_key_id={key_id:?}"
+        );
+    }
+    let (before, after) = match checks["validity"].as_str().unwrap() {
+        "ok" => (CheckOutcome::Pass, CheckOutcome::Pass),
+        "expired" => (CheckOutcome::Pass, CheckOutcome::Fail),
+        "not-yet-valid" => (CheckOutcome::Fail, CheckOutcome::Pass),
+        other => panic!("{id}: validity result {other:?}"),
+    };
+    assert_eq!(
+        (outcome(CheckName::NotBefore), outcome(CheckName::NotAfter)),
+        (before, after),
+        "{id}: not_before/not_after against the fixture's validity={}",
+        checks["validity"]
+    );
+}
 
 fn check(file: &str, expected_cases: usize) {
     let outcomes = run(file);
     assert_eq!(outcomes.len(), expected_cases, "{file}: case count");
-    let mut wrongly_allowed = Vec::new();
-    let mut wrongly_denied = Vec::new();
+    let mut mismatches = Vec::new();
     for o in &outcomes {
-        let allowed = o.got == "ALLOW";
-        let stricter = STRICTER
+        let deliberate = DIFFERENT
             .iter()
             .find(|(id, _)| *id == o.id)
             .map(|(_, got)| *got);
-        if let Some(expected_outcome) = stricter {
-            assert!(
-                o.got.starts_with(expected_outcome),
-                "{}: expected the deliberate {expected_outcome}, got {}",
-                o.id,
-                o.got
-            );
-            continue;
-        }
-        match (o.expected.as_str(), allowed) {
-            ("ALLOW", false) => wrongly_denied.push(format!("{}: {}", o.id, o.got)),
-            ("DENY" | "unsupported", true) => wrongly_allowed.push(o.id.clone()),
-            _ => {}
+        match deliberate {
+            Some(outcome) => {
+                assert!(
+                    o.got.starts_with(outcome),
+                    "{}: expected the deliberate {outcome}, got {}",
+                    o.id,
+                    o.got
+                );
+                assert_ne!(
+                    o.got, "ALLOW",
+                    "{}: a deliberate difference is never an allow",
+                    o.id
+                );
+            }
+            None if o.got != o.expected => {
+                mismatches.push(format!("{}: want {}, got {}", o.id, o.expected, o.got));
+            }
+            None => {}
         }
     }
     assert!(
-        wrongly_allowed.is_empty(),
-        "{file}: allowed where the verdict is DENY/unsupported: {wrongly_allowed:#?}"
-    );
-    assert!(
-        wrongly_denied.is_empty(),
-        "{file}: denied where the verdict is ALLOW: {wrongly_denied:#?}"
+        mismatches.is_empty(),
+        "{file}: outcomes (reason included) other than the fixture's: {mismatches:#?}"
     );
 }
 

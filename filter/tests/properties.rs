@@ -267,12 +267,26 @@ proptest! {
         prop_assert_eq!(again.as_ref(), Ok(&config));
         match compile(&config) {
             Ok(policy) => {
-                for client in &w.clients {
+                // The clients' issuers: clients 0 and 2 are the P-256 root's (pems[0]), client
+                // 1 the RSA root's (pems[1]).
+                let trusted = |pem: usize| issuers.contains(&pem);
+                for (client, issuer) in w.clients.iter().zip([0, 1, 0]) {
                     for authority in ["h", "helloworld.zufar.io:443", ""] {
-                        let _ = policy.decide(Some(&client.cert_der), authority, SystemTime::now());
+                        let reason = policy.decide(Some(&client.cert_der), authority, SystemTime::now()).reason;
+                        if trusted(issuer) {
+                            // Issuer and validity pass; what is left is the policy's lists.
+                            prop_assert!(
+                                matches!(reason, Reason::Allowed | Reason::SanNotAllowed | Reason::NoRuleForHost | Reason::DeniedSerial | Reason::DeniedFingerprint),
+                                "{:?} for a client of a trusted root", reason
+                            );
+                        } else {
+                            prop_assert_eq!(reason, Reason::UntrustedIssuer);
+                        }
                     }
                 }
-                let _ = policy.decide(None, "h", SystemTime::now());
+                for authority in ["h", ""] {
+                    prop_assert_eq!(policy.decide(None, authority, SystemTime::now()).reason, Reason::NoPeerCertificate);
+                }
             }
             Err(error) => {
                 let line = peergate_filter::policy::rejection_log_line(&error);
@@ -304,8 +318,25 @@ proptest! {
             if let Some(domain) = text.strip_prefix("*.") {
                 prop_assert!(!pattern.matches(&San::Dns(domain.to_owned())));
             }
-            let _ = pattern.matches(&San::Dns(other.clone()));
-            let _ = pattern.matches(&San::Uri(other));
+            // Against any other text, the outcome is known from the pattern's form.
+            let dns = pattern.matches(&San::Dns(other.clone()));
+            let uri = pattern.matches(&San::Uri(other.clone()));
+            if !pattern.is_pattern() {
+                // An exact name admits only itself (DNS names in any case).
+                prop_assert!(!dns || other.eq_ignore_ascii_case(&text));
+                prop_assert!(!uri || other == text);
+            } else if let Some(domain) = text.strip_prefix("*.") {
+                let suffix = format!(".{}", domain.to_ascii_lowercase());
+                let lower = other.to_ascii_lowercase();
+                let expected = lower.strip_suffix(&suffix).is_some_and(|label| {
+                    !label.is_empty() && !label.contains('.') && !label.contains('*')
+                });
+                prop_assert_eq!(dns, expected, "*.{} against {}", domain, other);
+                prop_assert!(!uri);
+            } else if let Some(prefix) = text.strip_suffix('*') {
+                prop_assert!(!dns);
+                prop_assert!(!uri || (other.starts_with(prefix) && other.len() > prefix.len()));
+            }
         }
     }
 }

@@ -17,13 +17,13 @@ fuzz_target!(|json: &[u8]| {
     }
     match compile_json(json) {
         Ok(policy) => {
-            if let Some(der) =
+            // No skipping: without the certificate this would check nothing.
+            let der =
                 peergate_filter::xfcc::certificate_der_from_pem(peergate_fuzz::CLIENT.as_bytes())
-            {
-                for authority in [peergate_fuzz::DOMAIN, "x", ""] {
-                    let _ = policy.decide(Some(&der), authority, peergate_fuzz::now());
-                    let _ = policy.decide(None, authority, peergate_fuzz::now());
-                }
+                    .expect("roots/rsa2048-client-cert.pem is a PEM certificate");
+            for authority in [peergate_fuzz::DOMAIN, "x", ""] {
+                let _ = policy.decide(Some(&der), authority, peergate_fuzz::now());
+                let _ = policy.decide(None, authority, peergate_fuzz::now());
             }
         }
         Err(error) => {

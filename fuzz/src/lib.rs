@@ -28,10 +28,14 @@ pub const CLIENT: &str = include_str!("../roots/rsa2048-client-cert.pem");
 pub fn now() -> SystemTime {
     static NOW: OnceLock<SystemTime> = OnceLock::new();
     *NOW.get_or_init(|| {
-        let days_left = peergate_filter::xfcc::certificate_der_from_pem(CLIENT.as_bytes())
-            .and_then(|der| peergate_filter::inspect::inspect(&der, UNIX_EPOCH).ok())
-            .map_or(0, |info| info.days_left);
-        let days = u64::try_from(days_left.saturating_sub(182)).unwrap_or(0);
+        // No fallback: a clock at the epoch would make every verdict `not_yet_valid` and the
+        // targets would fuzz nothing but that.
+        let der = peergate_filter::xfcc::certificate_der_from_pem(CLIENT.as_bytes())
+            .unwrap_or_else(|| panic!("roots/rsa2048-client-cert.pem is not a PEM certificate: run cargo make fuzz-seeds"));
+        let info = peergate_filter::inspect::inspect(&der, UNIX_EPOCH)
+            .unwrap_or_else(|e| panic!("roots/rsa2048-client-cert.pem cannot be inspected ({e}): run cargo make fuzz-seeds"));
+        let days = u64::try_from(info.days_left - 182)
+            .unwrap_or_else(|_| panic!("roots/rsa2048-client-cert.pem expires within half a year of 1970?"));
         UNIX_EPOCH + Duration::from_secs(days * 86_400)
     })
 }

@@ -30,9 +30,9 @@ fn checksums(dir: &Path) -> BTreeMap<PathBuf, (String, u32)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
+        // No skipping: an unreadable folder would hide whatever changed inside it.
+        let entries = std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: cannot list it to take checksums: {e}", d.display()));
         for entry in entries {
             let entry = entry.unwrap();
             let meta = std::fs::symlink_metadata(entry.path()).unwrap();

