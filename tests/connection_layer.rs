@@ -238,8 +238,21 @@ fn bad_connection_layer_configurations_fail_closed() {
             "denyStatus: with layer connection a refused peer's connection is closed",
         ),
         (
-            json!({ "hosts": { "10.0.0.1": { "allowedSans": [CLIENT_ID] } } }),
+            json!({ "allowedSans": null, "hosts": { "10.0.0.1": { "allowedSans": [CLIENT_ID] } } }),
             "hosts.10.0.0.1: with layer connection host rules key on the TLS server name (SNI)",
+        ),
+        // The rule is picked by SNI, but requests on the admitted connection are routed by
+        // their own Host: a peer allowed for one host could reach the other's.
+        (
+            json!({ "allowedSans": null, "hosts": {
+                DOMAIN: { "allowedSans": [CLIENT_ID] },
+                "admin.zufar.io": { "allowedSans": ["spiffe://cluster-a/ns/admin/*"] },
+            } }),
+            "hosts: with layer connection several host rules would let a connection admitted for one server name send requests for another's host",
+        ),
+        (
+            json!({ "hosts": { "admin.zufar.io": { "allowedSans": ["spiffe://cluster-a/ns/admin/*"] } } }),
+            "hosts: with layer connection a host rule beside the top-level allowedSans",
         ),
         (
             json!({ "layer": "transport" }),

@@ -11,7 +11,7 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, legacy_envoy_binary, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::http::url_encode;
-use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::pki::{ecdsa_twin, Ca, Issued, KeyKind, Leaf};
 use peergate_e2e::scenario::assert_fails_closed;
 use peergate_e2e::scenario::{CLIENT_ID, DOMAIN};
 use peergate_filter::{Mode, PluginConfig};
@@ -508,6 +508,102 @@ fn table(kind: KeyKind) {
             "no client certificate",
         )
         .assert_closed("a client without a certificate must fail the handshake");
+}
+
+/// The trust hardening in Envoy: a denied ECDSA certificate re-encoded as its twin (s ↔ n − s,
+/// which TLS accepts with the same key) is still denied, and a CA certificate from the agreed
+/// root, under a pattern that covers its name, is refused as a client.
+fn hardening(kind: KeyKind) {
+    let world = World::new(kind);
+    let mut deny_list = world.policy(&[CLIENT_ID]);
+    deny_list.denied_fingerprints = vec![peergate_filter::peer::hex(
+        &peergate_filter::peer::fingerprint(&world.client.cert_der),
+    )];
+    let broad = world.policy(&[CLIENT_ID, "*.zufar.io"]);
+    let gw = start_gateway(
+        &world,
+        &[
+            listener("denylist", &deny_list, Xfcc::SanitizeSet),
+            listener("broad", &broad, Xfcc::SanitizeSet),
+        ],
+    );
+    let twin = ecdsa_twin(&world.client, kind);
+    assert_ne!(twin.cert_der, world.client.cert_der);
+    let mut ca_leaf = Leaf::client("ca-as-client", &["DNS:ca.zufar.io"], kind);
+    ca_leaf.ca = true;
+    let ca_leaf = world.root.issue(&ca_leaf);
+    let denied = |reason: &str| {
+        owned(&[
+            ("peergate.denied", 1),
+            (&format!("peergate.denied.{reason}"), 1),
+        ])
+    };
+    let cases = [
+        Case {
+            name: "the denied certificate",
+            listener: "denylist",
+            client: world.client_for(&world.client),
+            authority: DOMAIN,
+            headers: vec![],
+            status: 403,
+            counters: denied("denied_fingerprint"),
+        },
+        Case {
+            name: "its ECDSA twin, same key, other fingerprint",
+            listener: "denylist",
+            client: world.client_for(&twin),
+            authority: DOMAIN,
+            headers: vec![],
+            status: 403,
+            counters: denied("denied_fingerprint"),
+        },
+        Case {
+            name: "the twin is a valid certificate: admitted where nothing is denied",
+            listener: "broad",
+            client: world.client_for(&twin),
+            authority: DOMAIN,
+            headers: vec![],
+            status: 200,
+            counters: owned(&[("peergate.allowed", 1)]),
+        },
+        Case {
+            name: "a CA certificate as a client, under *.zufar.io",
+            listener: "broad",
+            client: world.client_for(&ca_leaf),
+            authority: DOMAIN,
+            headers: vec![],
+            status: 403,
+            counters: denied("leaf_is_ca"),
+        },
+    ];
+    for case in &cases {
+        run(&gw, case);
+    }
+
+    // The gateway's own serverAuth certificate never reaches the filter here: Envoy's
+    // BoringSSL checks the client purpose in the handshake (extendedKeyUsage, and keyUsage
+    // digitalSignature) and sends an alert. The filter's not_client_auth check (tested
+    // natively) holds where the handshake is not BoringSSL's, and keeps the audit honest.
+    let backend_before = gw.backend.count();
+    let refused = world
+        .client_for(&world.server)
+        .get(gw.envoy.listener("broad"), DOMAIN, DOMAIN, "/hello", &[])
+        .map(|r| r.status);
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("UnsupportedCertificate")),
+        "a serverAuth certificate as a client: {refused:?}"
+    );
+    assert_eq!(gw.backend.count(), backend_before);
+}
+
+#[test]
+fn p256_twins_and_the_client_profile() {
+    hardening(KeyKind::P256);
+}
+
+#[test]
+fn p384_twins_and_the_client_profile() {
+    hardening(KeyKind::P384);
 }
 
 #[test]

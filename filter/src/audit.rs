@@ -18,8 +18,10 @@ use crate::inspect::signature_algorithm_name;
 use crate::peer::{colon_hex, PeerSummary, San};
 use crate::policy::{
     authority_key_id, best_issuer_attempt, is_expired, is_not_yet_valid, unix_seconds,
-    IssuerAttempt, KeyIdComparison, Policy, Reason, Rule,
+    within_window, DeniedEncoding, IssuerAttempt, KeyIdComparison, Policy, Reason, Rule,
+    TrustedIssuer,
 };
+use crate::profile::key_description;
 use crate::signature::SignatureFailure;
 
 /// The checks, in the order the filter makes them.
@@ -34,10 +36,22 @@ pub enum CheckName {
     IssuerKeyId,
     /// The leaf's signature verifies under that issuer's key.
     IssuerSignature,
+    /// The leaf is not a CA certificate (client profile).
+    BasicConstraints,
+    /// The leaf's key usages allow TLS client authentication (client profile).
+    KeyUsage,
+    /// Every critical extension is one the filter reads (client profile).
+    CriticalExtensions,
+    /// An RSA key has at least 2048 bits.
+    KeySize,
+    /// The leaf's names are inside the issuer's nameConstraints.
+    NameConstraints,
     /// notBefore is not in the future.
     NotBefore,
     /// notAfter is not in the past.
     NotAfter,
+    /// The issuer that signed the leaf is inside its own validity window.
+    IssuerValidity,
     /// The serial number is not on `deniedSerials`.
     DeniedSerial,
     /// The fingerprint is not on `deniedFingerprints`.
@@ -56,8 +70,14 @@ impl CheckName {
             CheckName::IssuerName => "issuer_name",
             CheckName::IssuerKeyId => "issuer_key_id",
             CheckName::IssuerSignature => "issuer_signature",
+            CheckName::BasicConstraints => "basic_constraints",
+            CheckName::KeyUsage => "key_usage",
+            CheckName::CriticalExtensions => "critical_extensions",
+            CheckName::KeySize => "key_size",
+            CheckName::NameConstraints => "name_constraints",
             CheckName::NotBefore => "not_before",
             CheckName::NotAfter => "not_after",
+            CheckName::IssuerValidity => "issuer_validity",
             CheckName::DeniedSerial => "denied_serial",
             CheckName::DeniedFingerprint => "denied_fingerprint",
             CheckName::HostRule => "host_rule",
@@ -323,16 +343,62 @@ impl Policy {
                 signature_algorithm_name(cert)
             ),
         )];
-        checks.extend(self.issuer_checks(cert, peer));
+        let attempts: Vec<IssuerAttempt<'_>> = self.issuer_attempts(cert).collect();
+        let chosen = best_issuer_attempt(attempts.iter().copied());
+        // The issuer whose signature verified: name constraints, its validity and the ECDSA
+        // twin depend on it.
+        let signer = chosen
+            .filter(|attempt| attempt.outcome().is_ok())
+            .map(|attempt| attempt.issuer);
+        checks.extend(self.issuer_checks(cert, peer, &attempts, chosen));
+        checks.extend(self.profile_report(cert));
+        checks.push(name_constraints_check(cert, signer));
         checks.extend(validity_checks(peer, now));
-        checks.extend(self.deny_list_checks(cert, peer, fingerprint));
+        checks.push(issuer_validity_check(signer, now));
+        checks.extend(self.deny_list_checks(der_of(cert), cert, peer, fingerprint, signer));
         checks.extend(self.san_checks(peer, authority));
         checks
     }
 
-    fn issuer_checks(&self, cert: &X509Certificate<'_>, peer: &PeerSummary) -> [Check; 3] {
-        let same_named: Vec<IssuerAttempt<'_>> = self.issuer_attempts(cert).collect();
-        let Some(chosen) = best_issuer_attempt(same_named.iter().copied()) else {
+    fn profile_report(&self, cert: &X509Certificate<'_>) -> Vec<Check> {
+        let names = [
+            CheckName::BasicConstraints,
+            CheckName::KeyUsage,
+            CheckName::CriticalExtensions,
+        ];
+        let passed = |check: CheckName| match check {
+            CheckName::BasicConstraints => "not a CA certificate".to_owned(),
+            CheckName::KeyUsage => "key usages allow TLS client authentication".to_owned(),
+            CheckName::CriticalExtensions => {
+                "no critical extension the filter does not read".to_owned()
+            }
+            _ => key_description(cert),
+        };
+        let mut results = self.profile_checks(cert);
+        let mut checks = Vec::new();
+        let all = names.iter().copied().chain([CheckName::KeySize]);
+        for check in all {
+            if check != CheckName::KeySize && !self.client_profile() {
+                checks.push(skip(check, "clientProfile is off"));
+                continue;
+            }
+            checks.push(match results.next() {
+                Some(Ok(())) => pass(check, passed(check)),
+                Some(Err(violation)) => fail(check, violation.reason(), violation.to_string()),
+                None => skip(check, "not checked"),
+            });
+        }
+        checks
+    }
+
+    fn issuer_checks(
+        &self,
+        cert: &X509Certificate<'_>,
+        peer: &PeerSummary,
+        same_named: &[IssuerAttempt<'_>],
+        chosen: Option<IssuerAttempt<'_>>,
+    ) -> [Check; 3] {
+        let Some(chosen) = chosen else {
             let trusted: Vec<&str> = self.issuers.iter().map(|i| i.subject.as_str()).collect();
             let why = "no trusted issuer has this name";
             return [
@@ -417,9 +483,11 @@ impl Policy {
 
     fn deny_list_checks(
         &self,
+        der: &[u8],
         cert: &X509Certificate<'_>,
         peer: &PeerSummary,
         fingerprint: &[u8; 32],
+        signer: Option<&TrustedIssuer>,
     ) -> [Check; 2] {
         let serial = if self.serial_is_denied(cert.raw_serial()) {
             fail(
@@ -436,11 +504,25 @@ impl Policy {
                 },
             )
         };
-        let fingerprint = if self.fingerprint_is_denied(fingerprint) {
+        let denied = match signer {
+            Some(issuer) => self.denied_encoding(der, cert, fingerprint, issuer),
+            None => self
+                .fingerprint_is_denied(fingerprint)
+                .then_some(DeniedEncoding::Presented),
+        };
+        let fingerprint = if let Some(denied) = denied {
             fail(
                 CheckName::DeniedFingerprint,
                 Reason::DeniedFingerprint,
-                format!("fingerprint {} is on deniedFingerprints", peer.fingerprint),
+                match denied {
+                    DeniedEncoding::Presented => {
+                        format!("fingerprint {} is on deniedFingerprints", peer.fingerprint)
+                    }
+                    DeniedEncoding::EcdsaTwin(twin) => format!(
+                        "fingerprint {} is this certificate with its other ECDSA signature value (s replaced by n - s), and it is on deniedFingerprints",
+                        crate::peer::hex(&twin)
+                    ),
+                },
             )
         } else {
             pass(
@@ -553,6 +635,64 @@ fn validity_checks(peer: &PeerSummary, now: SystemTime) -> [Check; 2] {
     [before, after]
 }
 
+fn der_of<'c>(cert: &'c X509Certificate<'_>) -> &'c [u8] {
+    cert.as_raw()
+}
+
+fn name_constraints_check(cert: &X509Certificate<'_>, signer: Option<&TrustedIssuer>) -> Check {
+    let Some(issuer) = signer else {
+        return skip(
+            CheckName::NameConstraints,
+            "no trusted issuer's signature verified",
+        );
+    };
+    let which = format!("trustedIssuers[{}]", issuer.index);
+    match &issuer.name_constraints {
+        None => pass(
+            CheckName::NameConstraints,
+            format!("{which} has no nameConstraints"),
+        ),
+        Some(constraints) => match constraints.check(cert) {
+            Ok(()) => pass(
+                CheckName::NameConstraints,
+                format!(
+                    "every name is inside {which}'s nameConstraints ({})",
+                    constraints.describe()
+                ),
+            ),
+            Err(violation) => fail(
+                CheckName::NameConstraints,
+                Reason::OutsideNameConstraints,
+                violation.to_string(),
+            ),
+        },
+    }
+}
+
+fn issuer_validity_check(signer: Option<&TrustedIssuer>, now: SystemTime) -> Check {
+    let Some(issuer) = signer else {
+        return skip(
+            CheckName::IssuerValidity,
+            "no trusted issuer's signature verified",
+        );
+    };
+    let window = format!(
+        "trustedIssuers[{}] is valid from {} to {}",
+        issuer.index,
+        rfc3339_seconds(issuer.not_before),
+        rfc3339_seconds(issuer.not_after)
+    );
+    if within_window((issuer.not_before, issuer.not_after), now) {
+        pass(CheckName::IssuerValidity, window)
+    } else {
+        fail(
+            CheckName::IssuerValidity,
+            Reason::IssuerExpired,
+            format!("{window}, not at {}", rfc3339_millis(now)),
+        )
+    }
+}
+
 fn unparsable(detail: String) -> Vec<Check> {
     let why = "the certificate did not parse";
     vec![
@@ -560,8 +700,14 @@ fn unparsable(detail: String) -> Vec<Check> {
         skip(CheckName::IssuerName, why),
         skip(CheckName::IssuerKeyId, why),
         skip(CheckName::IssuerSignature, why),
+        skip(CheckName::BasicConstraints, why),
+        skip(CheckName::KeyUsage, why),
+        skip(CheckName::CriticalExtensions, why),
+        skip(CheckName::KeySize, why),
+        skip(CheckName::NameConstraints, why),
         skip(CheckName::NotBefore, why),
         skip(CheckName::NotAfter, why),
+        skip(CheckName::IssuerValidity, why),
         skip(CheckName::DeniedSerial, why),
         skip(CheckName::DeniedFingerprint, why),
         skip(CheckName::HostRule, why),

@@ -56,7 +56,7 @@ impl Layer {
 }
 
 /// The `pluginConfig` of the peergate WasmPlugin.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PluginConfig {
     /// `enforce` (default) or `audit`.
@@ -91,6 +91,38 @@ pub struct PluginConfig {
     /// decided. Absent: every connection is decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_server_names: Option<Vec<String>>,
+    /// The client profile (default on): a leaf must not be a CA, its key usages must allow
+    /// TLS client authentication, and it may carry no critical extension the filter does not
+    /// read. Off only to audit a legacy PKI; RSA keys under 2048 bits are refused either way.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub client_profile: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+impl Default for PluginConfig {
+    /// What an empty `pluginConfig` object means (trustedIssuers aside, which is required).
+    fn default() -> Self {
+        PluginConfig {
+            mode: Mode::default(),
+            layer: Layer::default(),
+            trusted_issuers: Vec::new(),
+            allowed_sans: None,
+            hosts: BTreeMap::new(),
+            denied_serials: Vec::new(),
+            denied_fingerprints: Vec::new(),
+            deny_status: None,
+            log_allowed: false,
+            protected_server_names: None,
+            client_profile: true,
+        }
+    }
 }
 
 /// The rule for one authority.
@@ -154,6 +186,15 @@ mod tests {
         assert_eq!(config.mode, Mode::Enforce);
         assert_eq!(config.deny_status, None);
         assert!(config.hosts.is_empty());
+        assert!(config.client_profile);
+        assert_eq!(
+            config,
+            PluginConfig {
+                trusted_issuers: vec!["x".into()],
+                allowed_sans: Some(vec!["a".into()]),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -97,6 +97,46 @@ pub fn check_certificate_framing(der: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The same certificate with another signatureValue: tbsCertificate and signatureAlgorithm
+/// byte for byte, a signature BIT STRING without unused bits holding `signature`, and DER
+/// lengths. `None` when `der` is not a framed certificate (see
+/// [`check_certificate_framing`]).
+pub fn with_signature_value(der: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
+    check_certificate_framing(der).ok()?;
+    let (certificate, _) = element(der).ok()?;
+    let (tbs, rest) = element(certificate.content).ok()?;
+    let (algorithm, _) = element(rest).ok()?;
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(signature);
+    let mut content = Vec::with_capacity(tbs.whole.len() + algorithm.whole.len() + bits.len() + 6);
+    content.extend_from_slice(tbs.whole);
+    content.extend_from_slice(algorithm.whole);
+    push_element(&mut content, BIT_STRING, &bits);
+    let mut out = Vec::with_capacity(content.len() + 6);
+    push_element(&mut out, SEQUENCE, &content);
+    Some(out)
+}
+
+/// Appends a DER element: tag, minimal definite length, content.
+fn push_element(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let bytes = content.len().to_be_bytes();
+    let first = bytes
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(bytes.len() - 1);
+    let significant = bytes.get(first..).unwrap_or_default();
+    match significant {
+        [short] if *short < 0x80 => out.push(*short),
+        // At most size_of::<usize>() bytes, so the count fits the low seven bits.
+        _ => {
+            out.push(0x80 | significant.len() as u8);
+            out.extend_from_slice(significant);
+        }
+    }
+    out.extend_from_slice(content);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -141,5 +181,26 @@ mod tests {
             let der = skeleton(&alg, &[0, 0xaa]);
             assert!(check_certificate_framing(&der[..n]).is_err());
         }
+    }
+
+    #[test]
+    fn another_signature_value_is_framed_in_der() {
+        let alg = [0x30, 0x03, 0x06, 0x01, 0x2a];
+        let der = skeleton(&alg, &[0, 0xaa]);
+        assert_eq!(with_signature_value(&der, &[0xaa]).unwrap(), der);
+        assert_eq!(
+            with_signature_value(&der, &[0xbb, 0xcc]).unwrap(),
+            skeleton(&alg, &[0, 0xbb, 0xcc])
+        );
+        // Long enough for two-byte lengths on both the BIT STRING and the certificate.
+        let long = vec![0x5a; 300];
+        let reframed = with_signature_value(&der, &long).unwrap();
+        assert_eq!(check_certificate_framing(&reframed), Ok(()));
+        assert_eq!(&reframed[..4], &[0x30, 0x82, 0x01, 0x45]);
+        assert_eq!(
+            &reframed[reframed.len() - 305..][..4],
+            &[0x03, 0x82, 0x01, 0x2d]
+        );
+        assert_eq!(with_signature_value(&der[1..], &[0xaa]), None);
     }
 }

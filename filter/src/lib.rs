@@ -1,6 +1,7 @@
 //! peergate's filter: peer-certificate policy for istio-ingressgateway.
 //!
-//! The policy core ([`config`], [`policy`], [`pattern`], [`peer`], [`signature`], [`xfcc`],
+//! The policy core ([`config`], [`policy`], [`pattern`], [`peer`], [`profile`],
+//! [`constraints`], [`signature`], [`xfcc`],
 //! [`cache`], [`decision_log`], [`audit`], [`inspect`], [`clock`], and with the `documents`
 //! feature `document`) is plain Rust with no proxy-wasm types: it is tested natively
 //! and shared with the `peergate` CLI. The proxy-wasm glue is compiled for wasm32 only (feature
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod constraints;
 pub mod decision_log;
 pub mod der;
 #[cfg(feature = "documents")]
@@ -20,6 +22,7 @@ pub mod inspect;
 pub mod pattern;
 pub mod peer;
 pub mod policy;
+pub mod profile;
 pub mod rsa_pkcs1;
 pub mod signature;
 pub mod xfcc;

@@ -40,6 +40,12 @@ pub enum PatternError {
     /// `*.` must be followed by a domain name.
     #[error("pattern {0:?}: the wildcard must be followed by a domain name of non-empty labels")]
     BadWildcardDomain(String),
+    /// A DNS name with characters or labels a host name cannot have.
+    #[error("pattern {0:?} is not a DNS host name (labels of letters, digits and inner '-', at most 63 characters each, 253 in all)")]
+    BadDnsName(String),
+    /// A URI prefix whose path is not plain segments.
+    #[error("pattern {0:?}: a URI prefix must be plain path segments (no query, fragment, empty, '.' or '..' segment, or percent-encoded '.' or '/')")]
+    BadUriPrefix(String),
 }
 
 impl SanPattern {
@@ -62,8 +68,10 @@ impl SanPattern {
                 SanPattern::Email(owned)
             } else if let Ok(ip) = pattern.parse::<IpAddr>() {
                 SanPattern::Ip(ip)
-            } else {
+            } else if is_dns_name(pattern) {
                 SanPattern::Dns(owned)
+            } else {
+                return Err(PatternError::BadDnsName(owned));
             });
         }
         if stars > 1 {
@@ -76,6 +84,9 @@ impl SanPattern {
             if domain.split('.').any(str::is_empty) {
                 return Err(PatternError::BadWildcardDomain(pattern.to_owned()));
             }
+            if !is_dns_name(domain) {
+                return Err(PatternError::BadDnsName(pattern.to_owned()));
+            }
             return Ok(SanPattern::DnsWildcard(format!(
                 ".{}",
                 domain.to_ascii_lowercase()
@@ -85,6 +96,11 @@ impl SanPattern {
             // Only URIs are prefix-matched: a scheme is required so `foo/*` is not taken for a
             // DNS pattern by mistake.
             if has_uri_scheme(prefix) {
+                let (_, after_scheme) = prefix.split_once("://").unwrap_or_default();
+                let path = after_scheme.split_once('/').map_or("", |(_, path)| path);
+                if after_scheme.contains(['?', '#']) || (!path.is_empty() && !is_plain_path(path)) {
+                    return Err(PatternError::BadUriPrefix(pattern.to_owned()));
+                }
                 return Ok(SanPattern::UriPrefix(format!("{prefix}/")));
             }
         }
@@ -99,7 +115,7 @@ impl SanPattern {
     /// Whether this pattern admits the SAN.
     pub fn matches(&self, san: &San) -> bool {
         match (self, san) {
-            (SanPattern::Dns(p), San::Dns(d)) => p.eq_ignore_ascii_case(d),
+            (SanPattern::Dns(p), San::Dns(d)) => p.eq_ignore_ascii_case(d) && is_dns_name(d),
             (SanPattern::Uri(p), San::Uri(u)) => p == u,
             (SanPattern::Email(p), San::Email(e)) => p == e,
             (SanPattern::Ip(p), San::Ip(ip)) => p == ip,
@@ -108,9 +124,10 @@ impl SanPattern {
                     && d.is_char_boundary(d.len() - suffix.len())
                     && d[d.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
                     && is_plain_label(&d[..d.len() - suffix.len()])
+                    && is_dns_name(d)
             }
             (SanPattern::UriPrefix(prefix), San::Uri(u)) => {
-                u.len() > prefix.len() && u.starts_with(prefix.as_str())
+                u.strip_prefix(prefix.as_str()).is_some_and(is_plain_path)
             }
             _ => false,
         }
@@ -132,6 +149,55 @@ impl fmt::Display for SanPattern {
 /// A label a wildcard may stand for: non-empty, no dot, and not itself a wildcard.
 fn is_plain_label(label: &str) -> bool {
     !label.is_empty() && !label.contains('.') && !label.contains('*')
+}
+
+/// A host name in RFC 1123 form: labels of ASCII letters, digits and `-` (not first or last),
+/// 1 to 63 characters each, 253 in all, no trailing dot. Anything else in a DNS SAN (an
+/// underscore, a NUL, a slash, non-ASCII text) is not a host a pattern names.
+pub fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A URI path below a prefix: one or more `/`-separated segments, none empty, `.` or `..`,
+/// of RFC 3986 `pchar`s, with no percent-encoded `.` or `/` (which a consumer might decode
+/// into a segment the prefix did not mean), no query and no fragment.
+pub fn is_plain_path(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        !segment.is_empty() && segment != "." && segment != ".." && is_plain_segment(segment)
+    })
+}
+
+fn is_plain_segment(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            // Two hex digits exactly (from_str_radix alone would take "+1").
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b'.' | b'/' | b'\\') | None => return false,
+                Some(_) => i += 3,
+            }
+            continue;
+        }
+        let pchar = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b);
+        if !pchar {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 fn has_uri_scheme(s: &str) -> bool {

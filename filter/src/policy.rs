@@ -15,10 +15,15 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use crate::config::{Layer, Mode, ParseError, PluginConfig};
-use crate::der::check_certificate_framing;
+use crate::constraints::NameConstraints;
+use crate::der::{check_certificate_framing, with_signature_value};
 use crate::pattern::{PatternError, SanAllowList};
 use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
-use crate::signature::{verify_leaf_signature, IssuerKey, KeyError, SignatureFailure};
+use crate::profile::{
+    check_basic_constraints, check_critical_extensions, check_key_size, check_key_usage,
+    ProfileViolation,
+};
+use crate::signature::{ecdsa_twin, verify_leaf_signature, IssuerKey, KeyError, SignatureFailure};
 
 /// The line the filter logs when it refuses a configuration; `peergate audit` prints the same.
 /// The message quotes parts of the configuration (an unknown field's name, say), so control
@@ -80,6 +85,14 @@ pub enum CompileError {
         index: usize,
         /// The certificate's subject.
         subject: String,
+    },
+    /// A trusted issuer's nameConstraints cannot be applied.
+    #[error("trustedIssuers[{index}]: {detail}")]
+    IssuerNameConstraints {
+        /// Position in `trustedIssuers`.
+        index: usize,
+        /// What is wrong with the extension.
+        detail: String,
     },
     /// A trusted issuer's key cannot be used to verify signatures.
     #[error("trustedIssuers[{index}]: {source}")]
@@ -146,6 +159,14 @@ pub enum CompileError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// `hosts` at `layer: connection` in a form where one admitted connection could carry
+    /// requests for another host's rule (the rule is picked by SNI, requests are routed by
+    /// their own `Host`).
+    #[error("hosts: with layer connection {why}")]
+    HostRulesAtConnectionLayer {
+        /// What the configuration does.
+        why: &'static str,
+    },
     /// `denyStatus` with `layer: connection`, where a denial closes the connection.
     #[error("denyStatus: with layer connection a refused peer's connection is closed; there is no HTTP reply to give a status (remove denyStatus or use layer request)")]
     DenyStatusAtConnectionLayer,
@@ -171,10 +192,22 @@ pub enum Reason {
     UnsupportedSignatureAlgorithm,
     /// The leaf's signature does not verify under the trusted issuer's key.
     BadSignature,
+    /// The leaf is a CA certificate (basicConstraints CA:true).
+    LeafIsCa,
+    /// The leaf's key usages do not allow TLS client authentication.
+    NotClientAuth,
+    /// The leaf has a critical extension the filter does not read.
+    UnknownCriticalExtension,
+    /// The leaf's RSA key has fewer than 2048 bits.
+    WeakKey,
+    /// A name of the leaf is outside its issuer's nameConstraints.
+    OutsideNameConstraints,
     /// Before notBefore.
     NotYetValid,
     /// After notAfter.
     Expired,
+    /// The issuer that signed the leaf is outside its own validity window.
+    IssuerExpired,
     /// The serial number is in `deniedSerials`.
     DeniedSerial,
     /// The fingerprint is in `deniedFingerprints`.
@@ -189,7 +222,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for defining counters up front.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Allowed,
         Reason::NoPeerCertificate,
         Reason::XfccMismatch,
@@ -198,8 +231,14 @@ impl Reason {
         Reason::IssuerKeyIdMismatch,
         Reason::UnsupportedSignatureAlgorithm,
         Reason::BadSignature,
+        Reason::LeafIsCa,
+        Reason::NotClientAuth,
+        Reason::UnknownCriticalExtension,
+        Reason::WeakKey,
+        Reason::OutsideNameConstraints,
         Reason::NotYetValid,
         Reason::Expired,
+        Reason::IssuerExpired,
         Reason::DeniedSerial,
         Reason::DeniedFingerprint,
         Reason::SanNotAllowed,
@@ -218,8 +257,14 @@ impl Reason {
             Reason::IssuerKeyIdMismatch => "issuer_key_id_mismatch",
             Reason::UnsupportedSignatureAlgorithm => "unsupported_signature_algorithm",
             Reason::BadSignature => "bad_signature",
+            Reason::LeafIsCa => "leaf_is_ca",
+            Reason::NotClientAuth => "not_client_auth",
+            Reason::UnknownCriticalExtension => "unknown_critical_extension",
+            Reason::WeakKey => "weak_key",
+            Reason::OutsideNameConstraints => "outside_name_constraints",
             Reason::NotYetValid => "not_yet_valid",
             Reason::Expired => "expired",
+            Reason::IssuerExpired => "issuer_expired",
             Reason::DeniedSerial => "denied_serial",
             Reason::DeniedFingerprint => "denied_fingerprint",
             Reason::SanNotAllowed => "san_not_allowed",
@@ -247,8 +292,22 @@ impl Reason {
             Reason::BadSignature => {
                 "the signature does not verify under the trusted issuer's key (a different CA with the same name?)"
             }
+            Reason::LeafIsCa => "the certificate is a CA certificate, not a client's",
+            Reason::NotClientAuth => {
+                "the certificate's key usages do not allow TLS client authentication (a server certificate?)"
+            }
+            Reason::UnknownCriticalExtension => {
+                "the certificate has a critical extension the filter does not understand"
+            }
+            Reason::WeakKey => "the certificate's RSA key is shorter than 2048 bits",
+            Reason::OutsideNameConstraints => {
+                "a name of the certificate is outside its issuer's name constraints"
+            }
             Reason::NotYetValid => "the certificate is not valid yet (notBefore is in the future)",
             Reason::Expired => "the certificate has expired (notAfter is in the past)",
+            Reason::IssuerExpired => {
+                "the trusted issuer that signed the certificate is outside its own validity period"
+            }
             Reason::DeniedSerial => "the serial number is on the deny list",
             Reason::DeniedFingerprint => "the fingerprint is on the deny list",
             Reason::SanNotAllowed => "no SAN matches the allowed patterns for this authority",
@@ -267,7 +326,13 @@ pub(crate) struct TrustedIssuer {
     pub(crate) subject: String,
     subject_der: Vec<u8>,
     pub(crate) key_id: Option<Vec<u8>>,
-    key: IssuerKey,
+    pub(crate) key: IssuerKey,
+    /// The issuer's own notBefore and notAfter (Unix seconds): leaves it signs are refused
+    /// outside them.
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
+    /// The issuer's nameConstraints, applied to the leaves it signs.
+    pub(crate) name_constraints: Option<NameConstraints>,
 }
 
 /// The compiled, executable form of a [`PluginConfig`].
@@ -283,6 +348,7 @@ pub struct Policy {
     deny_status: u16,
     log_allowed: bool,
     protected_server_names: Option<HashSet<String>>,
+    client_profile: bool,
 }
 
 /// The allow-list that applies to an authority, and where it comes from.
@@ -353,6 +419,9 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         None => None,
     };
 
+    if config.layer == Layer::Connection {
+        check_connection_host_rules(config)?;
+    }
     let mut hosts = HashMap::new();
     for (host, rule) in &config.hosts {
         let key = check_host_key(host, config.layer)?;
@@ -410,7 +479,29 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         deny_status,
         log_allowed: config.log_allowed,
         protected_server_names,
+        client_profile: config.client_profile,
     })
+}
+
+/// At the connection layer the rule is picked once, by the TLS server name, but every request
+/// on the admitted connection is routed by its own `Host`: a peer admitted for host `a` can send
+/// `Host: b` wherever one Gateway server (one Envoy filter chain) serves both. The filter cannot
+/// see those requests, so it accepts only what holds whatever they carry: one rule for every
+/// admitted connection. That is a top-level `allowedSans`, or a single `hosts` entry (then a
+/// connection for any other server name has no rule and is refused, and every admitted
+/// connection passed the only rule there is). Different rules per host need `layer: request`,
+/// or a gateway (and WasmPlugin) per host.
+fn check_connection_host_rules(config: &PluginConfig) -> Result<(), CompileError> {
+    let why = match (config.hosts.len(), config.allowed_sans.is_some()) {
+        (0, _) | (1, false) => return Ok(()),
+        (1, true) => {
+            "a host rule beside the top-level allowedSans would let a connection admitted by one of them send requests for the other's host; the filter decides per connection and cannot see a request's Host (use layer request, or only one of them)"
+        }
+        _ => {
+            "several host rules would let a connection admitted for one server name send requests for another's host; the filter decides per connection and cannot see a request's Host (use layer request, or one rule)"
+        }
+    };
+    Err(CompileError::HostRulesAtConnectionLayer { why })
 }
 
 fn compile_server_names(names: &[String]) -> Result<HashSet<String>, CompileError> {
@@ -485,12 +576,18 @@ fn compile_issuer(index: usize, pem: &str) -> Result<Vec<TrustedIssuer>, Compile
                     ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
                     _ => None,
                 });
+            let name_constraints = NameConstraints::of_issuer(&cert)
+                .map_err(|detail| CompileError::IssuerNameConstraints { index, detail })?;
+            let validity = cert.validity();
             Ok(TrustedIssuer {
                 index,
                 subject: cert.subject().to_string(),
                 subject_der: cert.subject().as_raw().to_vec(),
                 key_id,
                 key,
+                not_before: validity.not_before.timestamp(),
+                not_after: validity.not_after.timestamp(),
+                name_constraints,
             })
         })
         .collect()
@@ -565,6 +662,10 @@ pub struct Assessment {
     /// The parsed summary; `None` when the certificate does not parse.
     pub peer: Option<PeerSummary>,
     issuer_failure: Option<Reason>,
+    /// The first client-profile or name-constraint failure.
+    profile_failure: Option<Reason>,
+    /// The validity window of the issuer that signed the leaf.
+    issuer_window: Option<(i64, i64)>,
     denial: Option<Reason>,
 }
 
@@ -692,6 +793,8 @@ impl Policy {
             fingerprint,
             peer: None,
             issuer_failure: Some(Reason::UnparsableCertificate),
+            profile_failure: None,
+            issuer_window: None,
             denial: None,
         };
         let cert = match X509Certificate::from_der(der) {
@@ -704,26 +807,104 @@ impl Policy {
         let Ok(peer) = PeerSummary::of(&cert, &fingerprint) else {
             return unparsable;
         };
+        let issuer = self.check_issuer(&cert);
+        let issuer = match issuer {
+            Ok(issuer) => issuer,
+            Err(reason) => {
+                return Assessment {
+                    issuer_failure: Some(reason),
+                    peer: Some(peer),
+                    ..unparsable
+                }
+            }
+        };
+        let profile_failure = self
+            .profile_checks(&cert)
+            .find_map(Result::err)
+            .map(|violation| violation.reason())
+            .or_else(|| {
+                let constraints = issuer.name_constraints.as_ref()?;
+                constraints
+                    .check(&cert)
+                    .err()
+                    .map(|_| Reason::OutsideNameConstraints)
+            });
         let denial = if self.serial_is_denied(cert.raw_serial()) {
             Some(Reason::DeniedSerial)
-        } else if self.fingerprint_is_denied(&fingerprint) {
+        } else if self
+            .denied_encoding(der, &cert, &fingerprint, issuer)
+            .is_some()
+        {
             Some(Reason::DeniedFingerprint)
         } else {
             None
         };
         Assessment {
             fingerprint,
-            issuer_failure: self.check_issuer(&cert).err(),
+            issuer_failure: None,
+            profile_failure,
+            issuer_window: Some((issuer.not_before, issuer.not_after)),
             denial,
             peer: Some(peer),
         }
     }
 
+    /// The client-profile checks, in order (none when `clientProfile` is off, except the key
+    /// size, which is not a matter of profile).
+    pub(crate) fn profile_checks<'c>(
+        &self,
+        cert: &'c X509Certificate<'c>,
+    ) -> impl Iterator<Item = Result<(), ProfileViolation>> + 'c {
+        let profile = self.client_profile;
+        [
+            check_basic_constraints as fn(&X509Certificate<'_>) -> _,
+            check_key_usage,
+            check_critical_extensions,
+        ]
+        .into_iter()
+        .filter(move |_| profile)
+        .chain([check_key_size as fn(&X509Certificate<'_>) -> _])
+        .map(move |check| check(cert))
+    }
+
+    /// Whether the client profile is on (`clientProfile`, default true).
+    pub fn client_profile(&self) -> bool {
+        self.client_profile
+    }
+
     /// Proves the leaf was issued by a trusted issuer: same name *and* a signature that
-    /// verifies under its key (two CAs can share a subject name).
-    fn check_issuer(&self, cert: &X509Certificate<'_>) -> Result<(), Reason> {
-        best_issuer_attempt(self.issuer_attempts(cert))
-            .map_or(Err(Reason::UntrustedIssuer), |attempt| attempt.outcome())
+    /// verifies under its key (two CAs can share a subject name). Returns the issuer.
+    fn check_issuer(&self, cert: &X509Certificate<'_>) -> Result<&TrustedIssuer, Reason> {
+        let attempt =
+            best_issuer_attempt(self.issuer_attempts(cert)).ok_or(Reason::UntrustedIssuer)?;
+        attempt.outcome().map(|()| attempt.issuer)
+    }
+
+    /// Which encoding of the certificate is on `deniedFingerprints`, if one is: the one
+    /// presented, or its ECDSA twin (the same certificate with the other valid signature
+    /// value, (r, n − s)). Nothing else outside the signed part can vary without being
+    /// refused first: the outer framing and signatureAlgorithm are checked byte for byte
+    /// (`der::check_certificate_framing`), ECDSA signatures must be strict DER, an RSA
+    /// signature must be exactly the modulus' length and below it, and Ed25519 is verified
+    /// strictly (canonical S).
+    pub(crate) fn denied_encoding(
+        &self,
+        der: &[u8],
+        cert: &X509Certificate<'_>,
+        fingerprint: &[u8; 32],
+        issuer: &TrustedIssuer,
+    ) -> Option<DeniedEncoding> {
+        if self.denied_fingerprints.is_empty() {
+            return None;
+        }
+        if self.fingerprint_is_denied(fingerprint) {
+            return Some(DeniedEncoding::Presented);
+        }
+        let twin_signature = ecdsa_twin(&issuer.key, cert.signature_value.data.as_ref())?;
+        let twin = with_signature_value(der, &twin_signature)?;
+        let twin_fingerprint = crate::peer::fingerprint(&twin);
+        self.fingerprint_is_denied(&twin_fingerprint)
+            .then_some(DeniedEncoding::EcdsaTwin(twin_fingerprint))
     }
 
     /// Whether the serial (DER content bytes) is on `deniedSerials`.
@@ -738,10 +919,10 @@ impl Policy {
 
     /// Tries, lazily and in order, every trusted issuer whose subject is the leaf's issuer
     /// name.
-    pub(crate) fn issuer_attempts<'a>(
-        &'a self,
-        cert: &'a X509Certificate<'_>,
-    ) -> impl Iterator<Item = IssuerAttempt<'a>> + 'a {
+    pub(crate) fn issuer_attempts<'p: 'c, 'c>(
+        &'p self,
+        cert: &'c X509Certificate<'_>,
+    ) -> impl Iterator<Item = IssuerAttempt<'p>> + 'c {
         let issuer_name = cert.issuer().as_raw();
         let leaf_aki = authority_key_id(cert);
         self.issuers
@@ -794,11 +975,19 @@ impl Policy {
         let Some(peer) = &assessment.peer else {
             return decision(Reason::UnparsableCertificate);
         };
+        if let Some(reason) = assessment.profile_failure {
+            return decision(reason);
+        }
         if is_not_yet_valid(peer, now) {
             return decision(Reason::NotYetValid);
         }
         if is_expired(peer, now) {
             return decision(Reason::Expired);
+        }
+        match assessment.issuer_window {
+            Some(window) if !within_window(window, now) => return decision(Reason::IssuerExpired),
+            Some(_) => {}
+            None => return decision(Reason::UntrustedIssuer),
         }
         if let Some(reason) = assessment.denial {
             return decision(reason);
@@ -839,6 +1028,21 @@ pub(crate) fn is_not_yet_valid(peer: &PeerSummary, now: SystemTime) -> bool {
 /// After notAfter.
 pub(crate) fn is_expired(peer: &PeerSummary, now: SystemTime) -> bool {
     unix_nanos(now) > i128::from(peer.not_after) * NANOS_PER_SEC
+}
+
+/// Inside `(notBefore, notAfter)`, both ends included.
+pub(crate) fn within_window((not_before, not_after): (i64, i64), now: SystemTime) -> bool {
+    let now = unix_nanos(now);
+    now >= i128::from(not_before) * NANOS_PER_SEC && now <= i128::from(not_after) * NANOS_PER_SEC
+}
+
+/// Which encoding of a certificate is on `deniedFingerprints`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeniedEncoding {
+    /// The certificate as presented.
+    Presented,
+    /// Its ECDSA twin, whose fingerprint this is.
+    EcdsaTwin([u8; 32]),
 }
 
 /// The attempt that decides among same-named issuers: the first that succeeds, else the

@@ -119,20 +119,31 @@ pub enum SignatureFailure {
     Invalid,
 }
 
-#[derive(Clone, Copy)]
-enum Hash {
+/// The hash a signature scheme uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    /// SHA-256.
     Sha256,
+    /// SHA-384.
     Sha384,
+    /// SHA-512.
     Sha512,
 }
 
-enum Scheme {
+/// A signature scheme the filter verifies, as a certificate's signatureAlgorithm names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// RSASSA-PKCS1-v1_5 (`sha256WithRSAEncryption`, ...).
     RsaPkcs1(Hash),
+    /// ECDSA with a DER `Ecdsa-Sig-Value` (`ecdsa-with-SHA256`, ...), on the key's curve.
     Ecdsa(Hash),
+    /// Ed25519 (RFC 8410), verified strictly (no small-order points, canonical S).
     Ed25519,
 }
 
-fn scheme_of(alg: &AlgorithmIdentifier<'_>) -> Option<Scheme> {
+/// The scheme a signatureAlgorithm names; `None` for any other algorithm, or parameters that
+/// do not belong to it.
+pub fn scheme_of(alg: &AlgorithmIdentifier<'_>) -> Option<Scheme> {
     let oid: &Oid<'_> = &alg.algorithm;
     let scheme = if *oid == OID_PKCS1_SHA256WITHRSA {
         Scheme::RsaPkcs1(Hash::Sha256)
@@ -171,6 +182,31 @@ fn verify_rsa(key: &RsaPublicKey, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
     key.verify(algorithm, &prehash(hash, msg), sig)
 }
 
+/// Verifies `signature` over `message` under `key` with `scheme`: the one function every
+/// signature the filter accepts goes through (the Wycheproof vectors test it directly).
+pub fn verify(
+    key: &IssuerKey,
+    scheme: Scheme,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureFailure> {
+    let verified = match (scheme, key) {
+        (Scheme::RsaPkcs1(hash), IssuerKey::Rsa(k)) => verify_rsa(k, hash, message, signature),
+        (Scheme::Ecdsa(hash), IssuerKey::P256(k)) => p256::ecdsa::Signature::from_der(signature)
+            .is_ok_and(|s| k.verify_prehash(&prehash(hash, message), &s).is_ok()),
+        (Scheme::Ecdsa(hash), IssuerKey::P384(k)) => p384::ecdsa::Signature::from_der(signature)
+            .is_ok_and(|s| k.verify_prehash(&prehash(hash, message), &s).is_ok()),
+        (Scheme::Ed25519, IssuerKey::Ed25519(k)) => ed25519_dalek::Signature::from_slice(signature)
+            .is_ok_and(|s| k.verify_strict(message, &s).is_ok()),
+        _ => return Err(SignatureFailure::UnsupportedAlgorithm),
+    };
+    if verified {
+        Ok(())
+    } else {
+        Err(SignatureFailure::Invalid)
+    }
+}
+
 /// Verifies `leaf`'s signature under `key`.
 pub fn verify_leaf_signature(
     leaf: &X509Certificate<'_>,
@@ -181,21 +217,32 @@ pub fn verify_leaf_signature(
     }
     let scheme =
         scheme_of(&leaf.signature_algorithm).ok_or(SignatureFailure::UnsupportedAlgorithm)?;
-    let msg = leaf.tbs_certificate.as_ref();
-    let sig = leaf.signature_value.data.as_ref();
-    let verified = match (scheme, key) {
-        (Scheme::RsaPkcs1(hash), IssuerKey::Rsa(k)) => verify_rsa(k, hash, msg, sig),
-        (Scheme::Ecdsa(hash), IssuerKey::P256(k)) => p256::ecdsa::Signature::from_der(sig)
-            .is_ok_and(|s| k.verify_prehash(&prehash(hash, msg), &s).is_ok()),
-        (Scheme::Ecdsa(hash), IssuerKey::P384(k)) => p384::ecdsa::Signature::from_der(sig)
-            .is_ok_and(|s| k.verify_prehash(&prehash(hash, msg), &s).is_ok()),
-        (Scheme::Ed25519, IssuerKey::Ed25519(k)) => ed25519_dalek::Signature::from_slice(sig)
-            .is_ok_and(|s| k.verify_strict(msg, &s).is_ok()),
-        _ => return Err(SignatureFailure::UnsupportedAlgorithm),
-    };
-    if verified {
-        Ok(())
-    } else {
-        Err(SignatureFailure::Invalid)
+    verify(
+        key,
+        scheme,
+        leaf.tbs_certificate.as_ref(),
+        leaf.signature_value.data.as_ref(),
+    )
+}
+
+/// The other valid encoding of an ECDSA signature under `key`: (r, n − s) for (r, s). Both
+/// verify (ECDSA does not bind the sign of s), so a certificate has exactly two signature
+/// values that a verifier accepts; `None` for RSA and Ed25519, whose valid signature over a
+/// message is unique here (PKCS#1 v1.5 is deterministic and s < n is required; Ed25519 is
+/// verified strictly, which requires a canonical S below the group order), and for a value
+/// that is not a DER ECDSA signature.
+pub fn ecdsa_twin(key: &IssuerKey, signature: &[u8]) -> Option<Vec<u8>> {
+    match key {
+        IssuerKey::P256(_) => {
+            let sig = p256::ecdsa::Signature::from_der(signature).ok()?;
+            let twin = p256::ecdsa::Signature::from_scalars(sig.r(), -sig.s()).ok()?;
+            Some(twin.to_der().as_bytes().to_vec())
+        }
+        IssuerKey::P384(_) => {
+            let sig = p384::ecdsa::Signature::from_der(signature).ok()?;
+            let twin = p384::ecdsa::Signature::from_scalars(sig.r(), -sig.s()).ok()?;
+            Some(twin.to_der().as_bytes().to_vec())
+        }
+        IssuerKey::Rsa(_) | IssuerKey::Ed25519(_) => None,
     }
 }

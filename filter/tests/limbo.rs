@@ -7,6 +7,12 @@
 //! the decision, reason included, against the fixture's verdict and `failing_check`; and every
 //! case's audit, check by check, against the fixture's `checks` (its issuer name, signature and
 //! validity results), an oracle the audit does not share code with.
+//!
+//! Limbo's leaves are server certificates (validation kind SERVER), and the filter profiles
+//! leaves as TLS clients. So each file runs twice: with `clientProfile` off, against the
+//! fixture (plus the deliberate differences below); and as deployed, with the profile on,
+//! against the first run, where every change must be a stricter denial that is either listed
+//! or follows from the leaf's extendedKeyUsage lacking clientAuth (read here, independently).
 
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +26,7 @@ use std::time::SystemTime;
 use peergate_filter::audit::{AuditReport, CheckName, Outcome as CheckOutcome};
 use peergate_filter::{compile, PluginConfig, Reason};
 use serde_json::Value;
+use x509_parser::prelude::FromDer;
 
 fn parse_time(text: &str) -> SystemTime {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -90,13 +97,124 @@ const DIFFERENT: &[(&str, &str)] = &[
     ),
 ];
 
+/// Cases denied more strictly since the trust hardening (issue 17), with any client profile:
+/// weak trusted keys, and nameConstraints that are malformed (the configuration is refused)
+/// or that the leaf violates (a bare direct-issuer check ignores them), and trusted issuers
+/// outside their own validity. For every one, limbo's own expected result is FAILURE.
+const STRICTER: &[(&str, &str)] = &[
+    // An RSA-1024 root is not a safe anchor: the configuration is refused.
+    ("webpki::forbidden-weak-rsa-key-in-root", "config-rejected"),
+    // iPAddress subtrees of 4 and 16 bytes: an address without its mask.
+    ("rfc5280::nc::invalid-ipv4-address", "config-rejected"),
+    ("rfc5280::nc::invalid-ipv6-address", "config-rejected"),
+    // An email SAN outside the root's permitted email subtree (`invalid@invalid@example.com`,
+    // which names no mailbox the leaf could have).
+    (
+        "rfc5280::nc::invalid-email-address",
+        "DENY (outside_name_constraints)",
+    ),
+    // Names outside the issuer's permitted subtrees or inside its excluded ones (limbo's
+    // own expected result for each is FAILURE, which a direct-issuer check ignoring
+    // nameConstraints missed).
+    (
+        "rfc5280::nc::permitted-dns-mismatch",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::excluded-dns-match-second",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::permitted-ip-mismatch",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::excluded-ipv4-match",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::excluded-ipv6-match",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::excluded-match-permitted-and-excluded",
+        "DENY (outside_name_constraints)",
+    ),
+    // A permitted dNSName subtree written `*.example.com` (RFC 5280 has no wildcards in
+    // constraints): compared literally, it holds no real host, so `foo.example.com` is
+    // outside it.
+    (
+        "rfc5280::nc::invalid-dnsname-wildcard",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "cve::cve-2025-61727-nc-permits-variant#leaf-vs-intermediate",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::excluded-dns-match#leaf-vs-intermediate",
+        "DENY (outside_name_constraints)",
+    ),
+    // An iPAddress SAN of the wrong length is no address any subtree holds.
+    (
+        "rfc5280::nc::nc-permits-invalid-ip-san#leaf-vs-intermediate",
+        "DENY (outside_name_constraints)",
+    ),
+    // An otherName subtree cannot be compared: a leaf with an otherName SAN is refused.
+    (
+        "rfc5280::nc::nc-forbids-othername#leaf-vs-intermediate",
+        "DENY (outside_name_constraints)",
+    ),
+    // The trusted issuer itself has expired at the validation time.
+    (
+        "rfc5280::validity::expired-intermediate#leaf-vs-intermediate",
+        "DENY (issuer_expired)",
+    ),
+    // Email subtrees with a literal `*`: a mailbox constraint is compared as written, so
+    // `*@example.com` holds no mailbox but that one (RFC 5280 has no wildcards in
+    // constraints).
+    (
+        "rfc5280::nc::nc-permits-email-literal-asterisk-rejects-user#leaf-vs-intermediate",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::nc-permits-email-literal-asterisk-rejects-subdomain#leaf-vs-intermediate",
+        "DENY (outside_name_constraints)",
+    ),
+    (
+        "rfc5280::nc::nc-permits-email-literal-double-asterisk-rejects-single#leaf-vs-intermediate",
+        "DENY (outside_name_constraints)",
+    ),
+];
+
+/// With the client profile on: cases whose new reason is not the extendedKeyUsage rule (a CA
+/// certificate as the leaf is refused before its key usages are looked at).
+const PROFILE: &[(&str, &str)] = &[
+    ("rfc5280::ca-as-leaf", "DENY (leaf_is_ca)"),
+    ("rfc5280::ca-as-leaf-wrong-san", "DENY (leaf_is_ca)"),
+    ("webpki::ee-basicconstraints-ca", "DENY (leaf_is_ca)"),
+    ("webpki::ca-as-leaf", "DENY (leaf_is_ca)"),
+    (
+        "pathlen::validation-ignores-pathlen-in-leaf#leaf-vs-intermediate",
+        "DENY (leaf_is_ca)",
+    ),
+];
+
 struct Outcome {
     id: String,
     expected: String,
     got: String,
+    /// Whether the leaf has an extendedKeyUsage without clientAuth or anyExtendedKeyUsage.
+    server_only: bool,
 }
 
-fn run(file: &str) -> Vec<Outcome> {
+/// Read with x509-parser directly, not through the filter's profile code.
+fn lacks_client_auth(der: &[u8]) -> bool {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).unwrap();
+    matches!(cert.extended_key_usage(), Ok(Some(eku)) if !eku.value.client_auth && !eku.value.any)
+}
+
+fn run(file: &str, client_profile: bool) -> Vec<Outcome> {
     let path = format!("{}/tests/fixtures/limbo/{file}", env!("CARGO_MANIFEST_DIR"));
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut outcomes = Vec::new();
@@ -109,17 +227,22 @@ fn run(file: &str) -> Vec<Outcome> {
         let config = PluginConfig {
             trusted_issuers: vec![case["trusted_cert"].as_str().unwrap().to_owned()],
             allowed_sans: Some(vec!["never.matches.invalid".into()]),
+            client_profile,
             ..Default::default()
         };
+        let der = peergate_filter::xfcc::certificate_der_from_pem(
+            case["peer_certificate"].as_str().unwrap().as_bytes(),
+        );
+        let server_only = der.as_deref().is_some_and(|der| {
+            x509_parser::certificate::X509Certificate::from_der(der).is_ok()
+                && lacks_client_auth(der)
+        });
         let got = match compile(&config) {
             // A trusted certificate the filter cannot use (not a CA, unsupported key): the
             // plugin would refuse to start, so nothing is ever allowed.
             Err(e) => format!("config-rejected ({e})"),
             Ok(policy) => {
-                let der = peergate_filter::xfcc::certificate_der_from_pem(
-                    case["peer_certificate"].as_str().unwrap().as_bytes(),
-                )
-                .unwrap();
+                let der = der.clone().unwrap();
                 let at = parse_time(when);
                 let reason = policy.decide(Some(&der), "h", at).reason;
                 let report = policy.audit(&der, "h", at);
@@ -143,6 +266,7 @@ fn run(file: &str) -> Vec<Outcome> {
             id,
             expected: expected_outcome(case),
             got,
+            server_only,
         });
     }
     outcomes
@@ -209,29 +333,42 @@ fn check_against_fixture(id: &str, report: &AuditReport, case: &Value) {
     );
 }
 
-fn check(file: &str, expected_cases: usize) {
-    let outcomes = run(file);
-    assert_eq!(outcomes.len(), expected_cases, "{file}: case count");
+fn listed<'a>(list: &[(&str, &'a str)], id: &str) -> Option<&'a str> {
+    list.iter().find(|(i, _)| *i == id).map(|(_, got)| *got)
+}
+
+/// A listed outcome: a prefix of what the filter gave (config rejections carry their message),
+/// and never an allow.
+fn assert_listed(id: &str, listed: &str, got: &str) {
+    assert!(
+        got.starts_with(listed),
+        "{id}: expected the listed {listed}, got {got}"
+    );
+    assert_ne!(got, "ALLOW", "{id}: a listed difference is never an allow");
+}
+
+/// Outcomes a configuration, a parser or an issuer check decides, before any leaf profile.
+fn decided_before_the_profile(outcome: &str) -> bool {
+    outcome.starts_with("config-rejected")
+        || [
+            Reason::UnparsableCertificate,
+            Reason::UntrustedIssuer,
+            Reason::IssuerKeyIdMismatch,
+            Reason::UnsupportedSignatureAlgorithm,
+            Reason::BadSignature,
+        ]
+        .iter()
+        .any(|r| outcome == format!("DENY ({})", r.code()))
+}
+
+fn check(file: &str, expected_cases: usize, expected_server_only: usize) {
+    // Without the profile: the fixture's verdicts, but for the listed differences.
+    let unprofiled = run(file, false);
+    assert_eq!(unprofiled.len(), expected_cases, "{file}: case count");
     let mut mismatches = Vec::new();
-    for o in &outcomes {
-        let deliberate = DIFFERENT
-            .iter()
-            .find(|(id, _)| *id == o.id)
-            .map(|(_, got)| *got);
-        match deliberate {
-            Some(outcome) => {
-                assert!(
-                    o.got.starts_with(outcome),
-                    "{}: expected the deliberate {outcome}, got {}",
-                    o.id,
-                    o.got
-                );
-                assert_ne!(
-                    o.got, "ALLOW",
-                    "{}: a deliberate difference is never an allow",
-                    o.id
-                );
-            }
+    for o in &unprofiled {
+        match listed(DIFFERENT, &o.id).or_else(|| listed(STRICTER, &o.id)) {
+            Some(outcome) => assert_listed(&o.id, outcome, &o.got),
             None if o.got != o.expected => {
                 mismatches.push(format!("{}: want {}, got {}", o.id, o.expected, o.got));
             }
@@ -242,14 +379,41 @@ fn check(file: &str, expected_cases: usize) {
         mismatches.is_empty(),
         "{file}: outcomes (reason included) other than the fixture's: {mismatches:#?}"
     );
+
+    // As deployed: the same, or a listed profile denial, or not_client_auth for a leaf
+    // whose extendedKeyUsage leaves clientAuth out.
+    let profiled = run(file, true);
+    let mut server_only_denials = 0;
+    for (o, before) in profiled.iter().zip(&unprofiled) {
+        let expected = if let Some(outcome) = listed(PROFILE, &o.id) {
+            assert_listed(&o.id, outcome, &o.got);
+            continue;
+        } else if o.server_only && !decided_before_the_profile(&before.got) {
+            server_only_denials += 1;
+            "DENY (not_client_auth)"
+        } else {
+            before.got.as_str()
+        };
+        if o.got != expected {
+            mismatches.push(format!("{}: want {expected}, got {}", o.id, o.got));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{file}: with the client profile, outcomes other than expected: {mismatches:#?}"
+    );
+    assert_eq!(
+        server_only_denials, expected_server_only,
+        "{file}: leaves refused as not_client_auth for an extendedKeyUsage without clientAuth"
+    );
 }
 
 #[test]
 fn direct_issuer_cases() {
-    check("direct-issuer.json", 87);
+    check("direct-issuer.json", 87, 67);
 }
 
 #[test]
 fn leaf_vs_intermediate_cases() {
-    check("leaf-vs-intermediate.json", 56);
+    check("leaf-vs-intermediate.json", 56, 37);
 }

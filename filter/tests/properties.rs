@@ -240,6 +240,7 @@ proptest! {
         deny_status in proptest::option::of(any::<u16>()),
         log_allowed in any::<bool>(),
         protected in proptest::option::of(proptest::collection::vec("[a-zA-Z0-9.*:\\-]{0,20}", 0..3)),
+        client_profile in any::<bool>(),
     ) {
         let w = world();
         let pems = [
@@ -262,6 +263,7 @@ proptest! {
             deny_status,
             log_allowed,
             protected_server_names: protected,
+            client_profile,
         };
         let again = PluginConfig::from_json(config.to_json().as_bytes());
         prop_assert_eq!(again.as_ref(), Ok(&config));
@@ -295,6 +297,46 @@ proptest! {
         }
     }
 
+    /// A URI prefix admits a path below it exactly when every segment is non-empty, is not
+    /// `.` or `..`, and holds no piece that could be decoded or read into another path (a
+    /// percent-encoded `.`, `/` or `\`, a broken escape, a query, a fragment). Whatever it
+    /// admits stays below the prefix after RFC 3986 dot-segment removal.
+    #[test]
+    fn uri_prefixes_admit_plain_segments_only(
+        segments in proptest::collection::vec(
+            proptest::collection::vec(0..PATH_PIECES.len(), 0..3),
+            1..5,
+        ),
+    ) {
+        let pattern = SanPattern::parse("spiffe://cluster-a/ns/*").unwrap();
+        let texts: Vec<String> = segments
+            .iter()
+            .map(|pieces| pieces.iter().map(|&i| PATH_PIECES[i].0).collect())
+            .collect();
+        let uri = format!("spiffe://cluster-a/ns/{}", texts.join("/"));
+        let expected = segments.iter().zip(&texts).all(|(pieces, text)| {
+            !text.is_empty()
+                && text != "."
+                && text != ".."
+                && pieces.iter().all(|&i| PATH_PIECES[i].1)
+        });
+        let admitted = pattern.matches(&San::Uri(uri.clone()));
+        prop_assert_eq!(admitted, expected, "{}", uri);
+        if admitted {
+            // remove_dot_segments (RFC 3986 §5.2.4) changes nothing.
+            let mut output: Vec<&str> = Vec::new();
+            for segment in uri.trim_start_matches("spiffe://cluster-a/").split('/') {
+                match segment {
+                    "." => {}
+                    ".." => { output.pop(); }
+                    other => output.push(other),
+                }
+            }
+            prop_assert_eq!(output.first().copied(), Some("ns"));
+            prop_assert_eq!(output.len(), texts.len() + 1);
+        }
+    }
+
     /// Any pattern text parses or is refused; an exact pattern admits exactly its own name,
     /// and a `*.` pattern never admits the bare domain.
     #[test]
@@ -322,14 +364,15 @@ proptest! {
             let dns = pattern.matches(&San::Dns(other.clone()));
             let uri = pattern.matches(&San::Uri(other.clone()));
             if !pattern.is_pattern() {
-                // An exact name admits only itself (DNS names in any case).
-                prop_assert!(!dns || other.eq_ignore_ascii_case(&text));
+                // An exact name admits only itself (DNS names in any case, and only host
+                // names).
+                prop_assert!(!dns || (other.eq_ignore_ascii_case(&text) && host_name(&other)));
                 prop_assert!(!uri || other == text);
             } else if let Some(domain) = text.strip_prefix("*.") {
                 let suffix = format!(".{}", domain.to_ascii_lowercase());
                 let lower = other.to_ascii_lowercase();
                 let expected = lower.strip_suffix(&suffix).is_some_and(|label| {
-                    !label.is_empty() && !label.contains('.') && !label.contains('*')
+                    !label.is_empty() && !label.contains('.') && host_name(&other)
                 });
                 prop_assert_eq!(dns, expected, "*.{} against {}", domain, other);
                 prop_assert!(!uri);
@@ -340,6 +383,53 @@ proptest! {
         }
     }
 }
+
+/// RFC 1123 host names, read as a regular language one character at a time (not the
+/// filter's label splitting): labels of letters, digits and inner hyphens, 1 to 63 long,
+/// separated by single dots, 253 characters at most.
+fn host_name(name: &str) -> bool {
+    let mut label_len = 0;
+    let mut previous = '.';
+    for c in name.chars() {
+        match c {
+            '.' if label_len == 0 || previous == '-' => return false,
+            '.' => label_len = 0,
+            '-' if label_len == 0 => return false,
+            c if c.is_ascii_alphanumeric() || c == '-' => {
+                label_len += 1;
+                if label_len > 63 {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        previous = c;
+    }
+    label_len > 0 && previous != '-' && name.len() <= 253
+}
+
+/// Pieces of URI paths: plain ones, and the ones a prefix must not let through.
+const PATH_PIECES: &[(&str, bool)] = &[
+    ("a", true),
+    ("b1", true),
+    (".", true),
+    ("~", true),
+    ("x=y", true),
+    (";", true),
+    (":", true),
+    ("@", true),
+    ("%41", true),
+    ("%2e", false),
+    ("%2E", false),
+    ("%2f", false),
+    ("%2F", false),
+    ("%5C", false),
+    ("%g1", false),
+    ("?", false),
+    ("#", false),
+    ("\\", false),
+    (" ", false),
+];
 
 /// Text shaped like SAN patterns: names, wildcards, SPIFFE prefixes, and junk.
 fn san_pattern_text() -> impl Strategy<Value = String> {

@@ -1,5 +1,7 @@
 //! Our RSA PKCS#1 v1.5 verification against an independent implementation (the `rsa` crate):
-//! everything it signs verifies, and any change to signature, digest, hash or key fails.
+//! everything it signs verifies, any change to signature, digest, hash or key fails, and on
+//! arbitrary signatures (random, mutated, at and around n) and moduli of unusual sizes the two
+//! agree on every verdict.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -80,9 +82,106 @@ fn check_key(private: &PrivateKey, rounds: usize) {
 
 #[test]
 fn agrees_with_the_rsa_crate_for_common_sizes() {
-    for bits in [1024, 2048, 3072] {
+    for bits in [2048, 3072, 4096] {
         let private = PrivateKey::new(&mut getrandom::SysRng, bits).unwrap();
         check_key(&private, 30);
+    }
+}
+
+#[test]
+fn keys_under_2048_bits_are_refused() {
+    let private = PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
+    let err =
+        RsaPublicKey::new(&private.n().to_be_bytes(), &private.e().to_be_bytes()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "RSA modulus of 1024 bits (accepted: 2048 to 8192)"
+    );
+}
+
+/// Keys for the differential test: common sizes and unusual ones (a modulus one bit over a
+/// limb boundary, one bit under a round size).
+fn differential_keys() -> &'static [(PrivateKey, RsaPublicKey)] {
+    static KEYS: std::sync::OnceLock<Vec<(PrivateKey, RsaPublicKey)>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        [2048, 2049, 3072, 4095]
+            .into_iter()
+            .map(|bits| {
+                let private = PrivateKey::new(&mut getrandom::SysRng, bits).unwrap();
+                assert_eq!(private.n().bit_width_vartime() as usize, bits);
+                let ours = ours(&private);
+                (private, ours)
+            })
+            .collect()
+    })
+}
+
+/// Verdicts of both implementations on one input.
+fn both(
+    private: &PrivateKey,
+    key: &RsaPublicKey,
+    algorithm: DigestAlgorithm,
+    d: &[u8],
+    sig: &[u8],
+) -> (bool, bool) {
+    let public = private.to_public_key();
+    let scheme = match algorithm {
+        DigestAlgorithm::Sha256 => Pkcs1v15Sign::new::<Sha256>(),
+        DigestAlgorithm::Sha384 => Pkcs1v15Sign::new::<Sha384>(),
+        DigestAlgorithm::Sha512 => Pkcs1v15Sign::new::<Sha512>(),
+    };
+    (
+        key.verify(algorithm, d, sig),
+        public.verify(scheme, d, sig).is_ok(),
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+    /// Arbitrary signatures: random bytes of the right and wrong lengths, a valid signature
+    /// with bytes changed, and values at and next to n: the same verdict as the `rsa` crate.
+    #[test]
+    fn the_same_verdict_as_the_rsa_crate_on_arbitrary_signatures(
+        which in 0..4usize,
+        algorithm in 0..3usize,
+        message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        kind in 0..5u8,
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..600),
+        position in proptest::prelude::any::<usize>(),
+    ) {
+        let (private, key) = &differential_keys()[which];
+        let algorithm = [DigestAlgorithm::Sha256, DigestAlgorithm::Sha384, DigestAlgorithm::Sha512][algorithm];
+        let d = digest(algorithm, &message);
+        let k = private.n().to_be_bytes().len();
+        let valid = sign(private, algorithm, &d);
+        let signature: Vec<u8> = match kind {
+            // Random bytes of the modulus's length.
+            0 => noise.iter().cycle().take(k).copied().collect(),
+            // Random bytes of any length.
+            1 => noise.clone(),
+            // The valid signature with one byte changed.
+            2 => {
+                let mut s = valid.clone();
+                let i = position % s.len();
+                s[i] ^= noise[0] | 1;
+                s
+            }
+            // n plus or minus a little.
+            3 => {
+                let mut s = private.n().to_be_bytes().to_vec();
+                let last = s.len() - 1;
+                s[last] = s[last].wrapping_add(noise[0] % 3).wrapping_sub(1);
+                s
+            }
+            // The valid one: both must accept it.
+            _ => valid.clone(),
+        };
+        let (theirs, reference) = both(private, key, algorithm, &d, &signature);
+        proptest::prop_assert_eq!(theirs, reference, "kind {}, {} bytes", kind, signature.len());
+        if kind == 4 {
+            proptest::prop_assert!(theirs);
+        }
     }
 }
 

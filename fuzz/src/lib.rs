@@ -62,6 +62,7 @@ pub fn policy(mode: Mode) -> Policy {
         denied_fingerprints: vec!["00".repeat(32)],
         deny_status: Some(403),
         log_allowed: true,
+        ..Default::default()
     };
     match compile(&config) {
         Ok(policy) => policy,

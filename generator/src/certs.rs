@@ -407,6 +407,8 @@ pub fn check_leaf(
     let policy = peergate_filter::compile(&peergate_filter::PluginConfig {
         trusted_issuers: vec![root.cert.clone()],
         allowed_sans: Some(sans.clone()),
+        // The gateway's certificate is a server's: the client profile is for the peer.
+        client_profile: role == Role::Client,
         ..Default::default()
     })
     .map_err(|e| Misfit::cert(format!("cannot check it against the root: {e}")))?;

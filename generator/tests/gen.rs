@@ -227,11 +227,22 @@ fn the_plugin_config_admits_the_client_and_nobody_else() {
         policy.decide(Some(&client), DOMAIN, now).reason,
         Reason::Allowed
     );
-    // The server's certificate comes from the same root but is not the client's identity.
+    // The server's certificate comes from the same root but is a server's (serverAuth only):
+    // refused as a client even under a pattern that covers its name.
     let server = pem_der(&out.join("certs/cluster-b-server-cert.pem"));
     assert_eq!(
         policy.decide(Some(&server), DOMAIN, now).reason,
-        Reason::SanNotAllowed
+        Reason::NotClientAuth
+    );
+    let mut broad = config.clone();
+    broad.allowed_sans = Some(vec![format!("*.{}", DOMAIN.split_once('.').unwrap().1)]);
+    assert_eq!(
+        peergate_filter::compile(&broad)
+            .unwrap()
+            .decide(Some(&server), DOMAIN, now)
+            .reason,
+        Reason::NotClientAuth,
+        "{broad:?}"
     );
     // A client of another generated mesh, same names, other root: refused by signature/key id.
     let other = tempfile::tempdir().unwrap();

@@ -1,11 +1,14 @@
 //! Certificates made at test time: CAs (including a look-alike of another CA), clients and
 //! servers, in every key type the policy supports.
 
+use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
-    PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
+    BasicConstraints, CertificateParams, CidrSubnet, CustomExtension, DistinguishedName, DnType,
+    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyPair, NameConstraints, SanType, SerialNumber,
+    SubjectPublicKeyInfo, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
+    PKCS_RSA_SHA256,
 };
+pub use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
 use rsa::pkcs8::EncodePrivateKey;
 use time::{Duration, OffsetDateTime};
 
@@ -14,6 +17,9 @@ use time::{Duration, OffsetDateTime};
 pub enum KeyKind {
     /// RSA 2048, signing with SHA-256.
     Rsa2048,
+    /// RSA 1024, for leaves only (weak: refused by the policy; ring will not sign with it,
+    /// so [`Ca::new`] cannot make a CA of it: see [`weak_rsa_ca`]).
+    Rsa1024,
     /// ECDSA P-256 with SHA-256.
     P256,
     /// ECDSA P-384 with SHA-384.
@@ -34,8 +40,114 @@ pub fn key(kind: KeyKind) -> KeyPair {
         KeyKind::P256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
         KeyKind::P384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384),
         KeyKind::Ed25519 => KeyPair::generate_for(&PKCS_ED25519),
+        KeyKind::Rsa1024 => panic!("ring refuses 1024-bit RSA keys: use weak_rsa_key"),
     };
     made.expect("key generation")
+}
+
+/// A 1024-bit RSA key: its PKCS#8 PEM and its SubjectPublicKeyInfo for rcgen (which can
+/// certify it but, through ring, not sign with it).
+pub fn weak_rsa_key() -> (String, SubjectPublicKeyInfo) {
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    let private = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).expect("RSA key generation");
+    let pem = private
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("PKCS#8 encoding")
+        .to_string();
+    let spki = private
+        .to_public_key()
+        .to_public_key_der()
+        .expect("SPKI encoding");
+    (
+        pem,
+        SubjectPublicKeyInfo::from_der(spki.as_bytes()).expect("SPKI for rcgen"),
+    )
+}
+
+/// A CA certificate whose key is RSA-1024, signed by a throwaway RSA-2048 key (ring will not
+/// sign with a 1024-bit key, and the policy does not check a trusted issuer's own signature).
+pub fn weak_rsa_ca(common_name: &str) -> Issued {
+    let (key_pem, spki) = weak_rsa_key();
+    let signer = Ca::new("throwaway-signer", KeyKind::Rsa2048);
+    let params = ca_params(common_name);
+    let issuer = Issuer::from_params(&signer.params, &signer.key);
+    let cert = params.signed_by(&spki, &issuer).expect("weak CA");
+    Issued {
+        cert_pem: cert.pem(),
+        cert_der: cert.der().to_vec(),
+        key_pem,
+    }
+}
+
+/// A DER element header for `len` content bytes.
+fn header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(u8::try_from(len).expect("short length"));
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | u8::try_from(bytes.len()).expect("length of length"));
+        out.extend(bytes);
+    }
+    out
+}
+
+/// The certificate with (r, n − s) for its signature (r, s), re-framed, with the same key:
+/// what an attacker holding a denied certificate can make without the CA. It still verifies
+/// (ECDSA does not bind the sign of s) and has another SHA-256.
+pub fn ecdsa_twin(issued: &Issued, kind: KeyKind) -> Issued {
+    use x509_parser::prelude::FromDer;
+    let der = issued.cert_der.as_slice();
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(der).expect("a certificate");
+    let signature = cert.signature_value.data.as_ref();
+    let twin_signature = match kind {
+        KeyKind::P256 => {
+            let sig = p256::ecdsa::Signature::from_der(signature).expect("an ECDSA signature");
+            let twin = p256::ecdsa::Signature::from_scalars(sig.r(), -sig.s()).expect("n - s");
+            twin.to_der().as_bytes().to_vec()
+        }
+        KeyKind::P384 => {
+            let sig = p384::ecdsa::Signature::from_der(signature).expect("an ECDSA signature");
+            let twin = p384::ecdsa::Signature::from_scalars(sig.r(), -sig.s()).expect("n - s");
+            twin.to_der().as_bytes().to_vec()
+        }
+        other => panic!("{other:?} has no twin"),
+    };
+    let tbs = cert.tbs_certificate.as_ref();
+    // The outer signatureAlgorithm: the bytes between tbsCertificate and the signature.
+    let outer_header = if der[1] < 0x80 {
+        2
+    } else {
+        2 + usize::from(der[1] & 0x7f)
+    };
+    let after_tbs = outer_header + tbs.len();
+    let algorithm_len = usize::from(der[after_tbs + 1]) + 2;
+    let algorithm = &der[after_tbs..after_tbs + algorithm_len];
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(&twin_signature);
+    let mut content = tbs.to_vec();
+    content.extend_from_slice(algorithm);
+    content.extend(header(0x03, bits.len()));
+    content.extend(bits);
+    let mut out = header(0x30, content.len());
+    out.extend(content);
+    let body = base64::engine::general_purpose::STANDARD.encode(&out);
+    let mut cert_pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        cert_pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        cert_pem.push('\n');
+    }
+    cert_pem.push_str("-----END CERTIFICATE-----\n");
+    Issued {
+        cert_pem,
+        cert_der: out,
+        key_pem: issued.key_pem.clone(),
+    }
 }
 
 /// A certificate and its key, both PEM.
@@ -106,6 +218,55 @@ impl Ca {
         Self::from_params(params, kind)
     }
 
+    /// A self-signed root CA valid from `not_before` to `not_after`.
+    pub fn with_validity(
+        common_name: &str,
+        kind: KeyKind,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Self {
+        let mut params = ca_params(common_name);
+        params.not_before = not_before;
+        params.not_after = not_after;
+        Self::from_params(params, kind)
+    }
+
+    /// A self-signed root CA with nameConstraints: DNS names, URI hosts, emails (`email:`
+    /// prefix) and IP subnets (`IP:` prefix, CIDR) it may (`permitted`) or may not
+    /// (`excluded`) vouch for.
+    pub fn constrained(
+        common_name: &str,
+        kind: KeyKind,
+        permitted: &[&str],
+        excluded: &[&str],
+    ) -> Self {
+        let subtrees = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| {
+                    if let Some(email) = name.strip_prefix("email:") {
+                        GeneralSubtree::Rfc822Name(email.into())
+                    } else if let Some(cidr) = name.strip_prefix("IP:") {
+                        let (address, prefix) = cidr.split_once('/').expect("CIDR");
+                        let address: std::net::IpAddr = address.parse().expect("IP");
+                        GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                            address,
+                            prefix.parse().expect("prefix length"),
+                        ))
+                    } else {
+                        GeneralSubtree::DnsName((*name).into())
+                    }
+                })
+                .collect()
+        };
+        let mut params = ca_params(common_name);
+        params.name_constraints = Some(NameConstraints {
+            permitted_subtrees: subtrees(permitted),
+            excluded_subtrees: subtrees(excluded),
+        });
+        Self::from_params(params, kind)
+    }
+
     fn from_params(params: CertificateParams, kind: KeyKind) -> Self {
         let key = key(kind);
         let cert = params.self_signed(&key).expect("self-signed CA");
@@ -122,32 +283,25 @@ impl Ca {
 
     /// Issues a leaf as described, with a fresh key.
     pub fn issue(&self, leaf: &Leaf) -> Issued {
+        if leaf.kind == KeyKind::Rsa1024 {
+            let (key_pem, spki) = weak_rsa_key();
+            let cert = self
+                .leaf_params(leaf)
+                .signed_by(&spki, &Issuer::from_params(&self.params, &self.key))
+                .expect("leaf issuance");
+            return Issued {
+                cert_pem: cert.pem(),
+                cert_der: cert.der().to_vec(),
+                key_pem,
+            };
+        }
         self.issue_for(leaf, &key(leaf.kind))
     }
 
     /// Issues a leaf as described for an existing key (of `leaf.kind`): many certificates
     /// for one key cost no key generation.
     pub fn issue_for(&self, leaf: &Leaf, key: &KeyPair) -> Issued {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&leaf.common_name);
-        params.subject_alt_names = leaf.sans.iter().map(|s| san(s)).collect();
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if leaf.kind == KeyKind::Rsa2048 {
-            params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
-        }
-        params.extended_key_usages = vec![if leaf.server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        params.use_authority_key_identifier_extension = leaf.authority_key_id;
-        params.not_before = leaf.not_before;
-        params.not_after = leaf.not_after;
-        params.serial_number = Some(match &leaf.serial {
-            Some(serial) => SerialNumber::from_slice(serial),
-            None => random_serial(),
-        });
+        let params = self.leaf_params(leaf);
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(key, &issuer).expect("leaf issuance");
         Issued {
@@ -155,6 +309,50 @@ impl Ca {
             cert_der: cert.der().to_vec(),
             key_pem: key.serialize_pem(),
         }
+    }
+
+    fn leaf_params(&self, leaf: &Leaf) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&leaf.common_name);
+        params.subject_alt_names = leaf.sans.iter().map(|s| san(s)).collect();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if matches!(leaf.kind, KeyKind::Rsa2048 | KeyKind::Rsa1024) {
+            params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+        }
+        params.extended_key_usages = vec![if leaf.server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        if let Some(usages) = &leaf.key_usages {
+            params.key_usages.clone_from(usages);
+        }
+        if let Some(purposes) = &leaf.extended_key_usages {
+            params.extended_key_usages.clone_from(purposes);
+        }
+        if leaf.ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        params.custom_extensions = leaf
+            .critical_extensions
+            .iter()
+            .map(|oid| {
+                // An empty SEQUENCE as the value: what it means does not matter, only that it
+                // is critical and unknown.
+                let mut ext = CustomExtension::from_oid_content(oid, vec![0x30, 0x00]);
+                ext.set_criticality(true);
+                ext
+            })
+            .collect();
+        params.use_authority_key_identifier_extension = leaf.authority_key_id;
+        params.not_before = leaf.not_before;
+        params.not_after = leaf.not_after;
+        params.serial_number = Some(match &leaf.serial {
+            Some(serial) => SerialNumber::from_slice(serial),
+            None => random_serial(),
+        });
+        params
     }
 }
 
@@ -190,6 +388,15 @@ pub struct Leaf {
     pub not_before: OffsetDateTime,
     /// notAfter.
     pub not_after: OffsetDateTime,
+    /// basicConstraints CA:true (a CA certificate used as a leaf).
+    pub ca: bool,
+    /// keyUsage instead of the default (digitalSignature, and keyEncipherment for RSA).
+    pub key_usages: Option<Vec<KeyUsagePurpose>>,
+    /// extendedKeyUsage instead of the default (clientAuth, or serverAuth for a server);
+    /// empty leaves the extension out.
+    pub extended_key_usages: Option<Vec<ExtendedKeyUsagePurpose>>,
+    /// OIDs of extensions to add, critical, that no one understands.
+    pub critical_extensions: Vec<Vec<u64>>,
 }
 
 impl Leaf {
@@ -204,6 +411,10 @@ impl Leaf {
             serial: None,
             not_before: OffsetDateTime::now_utc() - Duration::days(1),
             not_after: OffsetDateTime::now_utc() + Duration::days(365),
+            ca: false,
+            key_usages: None,
+            extended_key_usages: None,
+            critical_extensions: Vec::new(),
         }
     }
 
