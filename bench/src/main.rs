@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -108,7 +108,7 @@ fn pki() -> Pki {
 fn policy(pki: &Pki, mode: Mode) -> PluginConfig {
     PluginConfig {
         mode,
-        trusted_issuers: vec![pki.root.cert.cert_pem.clone()],
+        trusted_issuers: vec![pki.root.cert.cert_pem.clone().into()],
         allowed_sans: Some(vec![CLIENT_ID.into()]),
         ..Default::default()
     }
@@ -139,8 +139,30 @@ fn criterion_median(id: &str) -> anyhow::Result<f64> {
 // ---------------------------------------------------------------------------------------------
 // 2. In V8
 
-/// Median ns per decision (uncached, cached) for each named peer, timed inside V8.
-fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
+/// ns per decision inside V8, one sample per round.
+#[derive(Debug, Default, Clone)]
+struct V8Samples {
+    uncached: Vec<f64>,
+    cached: Vec<f64>,
+}
+
+impl V8Samples {
+    fn medians(&self) -> (f64, f64) {
+        (
+            median(&mut self.uncached.clone()),
+            median(&mut self.cached.clone()),
+        )
+    }
+
+    fn extend(&mut self, other: V8Samples) {
+        self.uncached.extend(other.uncached);
+        self.cached.extend(other.cached);
+    }
+}
+
+/// ns per decision (uncached, cached), per round, for each named peer, timed inside V8 by the
+/// benchmark module at `module`.
+fn v8_decisions(pki: &Pki, module: &Path) -> anyhow::Result<BTreeMap<String, V8Samples>> {
     let p256_root = Ca::new("p256-root", KeyKind::P256);
     let p256_client = p256_root.issue(&Leaf::client(
         "c",
@@ -148,7 +170,7 @@ fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
         KeyKind::P256,
     ));
     let p256_policy = PluginConfig {
-        trusted_issuers: vec![p256_root.cert.cert_pem.clone()],
+        trusted_issuers: vec![p256_root.cert.cert_pem.clone().into()],
         ..policy(pki, Mode::Enforce)
     };
     let bench = |name: &str, config: &PluginConfig, leaf: &Issued| {
@@ -165,14 +187,14 @@ fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
         "name": "microbench",
         "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
         "filter_chains": [{ "filters": [hcm("microbench", vec![
-            named_wasm_filter("bench", &bench_wasm(), &configuration.to_string()),
+            named_wasm_filter("bench", module, &configuration.to_string()),
             router_filter(),
         ])]}]
     });
     let bootstrap = json!({ "admin": admin(), "static_resources": { "listeners": [listener] } });
     let envoy = Envoy::start_with_args(&envoy_binary(), &bootstrap, &["--concurrency", "1"])
         .map_err(|f| anyhow::anyhow!("the microbenchmark Envoy did not start:\n{}", f.log))?;
-    let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut samples: BTreeMap<String, V8Samples> = BTreeMap::new();
     for line in envoy.log().lines() {
         let Some(rest) = line.split("peergate-bench: ").nth(1) else {
             continue;
@@ -192,8 +214,8 @@ fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
             continue;
         };
         let entry = samples.entry((*name).to_owned()).or_default();
-        entry.0.push(u.parse()?);
-        entry.1.push(c.parse()?);
+        entry.uncached.push(u.parse()?);
+        entry.cached.push(c.parse()?);
     }
     if samples.len() != 2 {
         bail!(
@@ -201,10 +223,87 @@ fn v8_decisions(pki: &Pki) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
             envoy.log()
         );
     }
-    Ok(samples
-        .into_iter()
-        .map(|(k, (mut u, mut c))| (k, (median(&mut u), median(&mut c))))
-        .collect())
+    Ok(samples)
+}
+
+/// The module's build with and without the per-package opt-level 3 of the crypto crates.
+struct OptLevels {
+    /// The packages `[profile.release.package.*]` in Cargo.toml names.
+    crates: Vec<String>,
+    /// V8 samples with the crypto crates at opt-level 3 (the shipped build).
+    fast: BTreeMap<String, V8Samples>,
+    /// V8 samples with opt-level "z" everywhere.
+    small: BTreeMap<String, V8Samples>,
+    fast_size: u64,
+    small_size: u64,
+}
+
+/// The packages the workspace optimises for speed in the release profile.
+fn speed_optimised_crates() -> anyhow::Result<Vec<String>> {
+    let path = workspace_root().join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let crates: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[profile.release.package."))
+        .filter_map(|l| l.strip_suffix(']'))
+        .map(|l| l.trim_matches('"').to_owned())
+        .collect();
+    if crates.is_empty() {
+        bail!("{}: no [profile.release.package.*] sections", path.display());
+    }
+    Ok(crates)
+}
+
+/// Builds the filter and the benchmark module as they would be without the per-package
+/// opt-levels (every crate at "z"), in a target directory of their own; returns (filter,
+/// bench module).
+fn build_size_optimised(crates: &[String]) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dir = target_dir().join("opt-level-z");
+    for package in ["peergate-filter", "peergate-bench-wasm"] {
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .current_dir(workspace_root())
+            .env("CARGO_TARGET_DIR", &dir)
+            .args(["build", "--locked", "--release", "--target", "wasm32-wasip1", "-p", package]);
+        for name in crates {
+            cargo.args(["--config", &format!("profile.release.package.{name}.opt-level=\"z\"")]);
+        }
+        let status = cargo.status().context("cargo build of the opt-level z variant")?;
+        if !status.success() {
+            bail!("building {package} with opt-level z everywhere failed ({status})");
+        }
+    }
+    Ok((
+        dir.join("wasm32-wasip1/release/peergate_filter.wasm"),
+        dir.join("wasm32-wasip1/release/peergate_bench_wasm.wasm"),
+    ))
+}
+
+/// How many times each build is timed in a fresh Envoy, alternating (fast, small, fast, …):
+/// the machine drifts between Envoys more than within one, so the alternation matters more
+/// than the rounds inside each.
+const OPT_LEVEL_ALTERNATIONS: usize = 6;
+
+/// Both builds in V8, interleaved (fast, small, fast, small, …), so drift hits both alike.
+fn compare_opt_levels(pki: &Pki) -> anyhow::Result<OptLevels> {
+    let crates = speed_optimised_crates()?;
+    let (small_filter, small_bench) = build_size_optimised(&crates)?;
+    let mut fast: BTreeMap<String, V8Samples> = BTreeMap::new();
+    let mut small: BTreeMap<String, V8Samples> = BTreeMap::new();
+    for _ in 0..OPT_LEVEL_ALTERNATIONS {
+        for (module, into) in [(bench_wasm(), &mut fast), (small_bench.clone(), &mut small)] {
+            for (name, samples) in v8_decisions(pki, &module)? {
+                into.entry(name).or_default().extend(samples);
+            }
+        }
+    }
+    Ok(OptLevels {
+        crates,
+        fast,
+        small,
+        fast_size: std::fs::metadata(filter_wasm())?.len(),
+        small_size: std::fs::metadata(&small_filter)?.len(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -570,12 +669,21 @@ fn main() -> anyhow::Result<()> {
     let pki = pki();
 
     if options.v8_only {
-        for (name, (uncached, cached)) in v8_decisions(&pki)? {
-            println!(
-                "{name}: uncached {:.1} µs, cached {:.2} µs in V8",
-                uncached / 1000.0,
-                cached / 1000.0
-            );
+        let opt = compare_opt_levels(&pki)?;
+        for (label, samples, size) in [
+            ("crypto crates at opt-level 3", &opt.fast, opt.fast_size),
+            ("opt-level z everywhere", &opt.small, opt.small_size),
+        ] {
+            println!("{label} (filter module {size} bytes):");
+            for (name, s) in samples {
+                let (uncached, cached) = s.medians();
+                println!(
+                    "  {name}: uncached {:.1} µs {:.1?}, cached {:.2} µs in V8",
+                    uncached / 1000.0,
+                    s.uncached.iter().map(|v| v / 1000.0).collect::<Vec<_>>(),
+                    cached / 1000.0
+                );
+            }
         }
         return Ok(());
     }
@@ -615,8 +723,10 @@ fn main() -> anyhow::Result<()> {
         native.insert(id, criterion_median(id)?);
     }
 
-    eprintln!("peergate-bench: decisions inside V8");
-    let v8 = v8_decisions(&pki)?;
+    eprintln!("peergate-bench: decisions inside V8, with and without opt-level 3 for the crypto crates");
+    let opt = compare_opt_levels(&pki)?;
+    let v8: BTreeMap<String, (f64, f64)> =
+        opt.fast.iter().map(|(k, s)| (k.clone(), s.medians())).collect();
 
     eprintln!("peergate-bench: gateway and client Envoys");
     let variants = variants(&pki);
@@ -732,18 +842,17 @@ fn main() -> anyhow::Result<()> {
         ),
     ];
 
-    let module_size = std::fs::metadata(filter_wasm())?.len();
     let report = render(
         &options,
         started,
         &native,
         &v8,
+        &opt,
         &variants,
         &keepalive,
         &cold_variants,
         &cold,
         &latencies,
-        module_size,
         misses,
     );
     std::fs::write(&options.out, &report).with_context(|| options.out.display().to_string())?;
@@ -757,14 +866,15 @@ fn render(
     started: time::OffsetDateTime,
     native: &BTreeMap<&str, f64>,
     v8: &BTreeMap<String, (f64, f64)>,
+    opt: &OptLevels,
     variants: &[Variant],
     keepalive: &BTreeMap<&str, Vec<Sample>>,
     cold_variants: &[(&str, &str)],
     cold: &BTreeMap<&str, Vec<Sample>>,
     latencies: &[(&str, Vec<f64>)],
-    module_size: u64,
     allowed_total: u64,
 ) -> String {
+    let module_size = opt.fast_size;
     let mut out = String::new();
     let date = started
         .format(&time::format_description::well_known::Rfc3339)
@@ -933,6 +1043,50 @@ fn render(
             ours / reference
         );
     }
+    let _ = writeln!(
+        out,
+        "\n### Opt-level \"z\" everywhere, and the crypto crates at opt-level 3\n\n\
+        The release profile builds the module for size (opt-level \"z\") but the crypto crates for speed (`[profile.release.package.*]` in Cargo.toml: {}). \
+        The benchmark also builds both modules without those lines (every crate at \"z\", `--config` overrides, target directory `opt-level-z`) \
+        and times both in V8 in this run, alternating {OPT_LEVEL_ALTERNATIONS} times (shipped, z, shipped, z, …), each time in a fresh Envoy whose VMs each time 5 rounds: {} samples per build. \
+        The machine drifts more between Envoys than within one, hence the alternation; medians over all samples.\n",
+        opt.crates.join(", "),
+        opt.fast.get("rsa2048").map_or(0, |s| s.uncached.len())
+    );
+    let _ = writeln!(
+        out,
+        "| uncached decision in V8 | opt-level z everywhere | crypto crates at 3 | z / shipped | per round, z (µs) | per round, shipped (µs) |\n|---|---|---|---|---|---|"
+    );
+    for (name, label) in [("rsa2048", "RSA-2048"), ("p256", "ECDSA P-256")] {
+        if let (Some(small), Some(fast)) = (opt.small.get(name), opt.fast.get(name)) {
+            let (z, _) = small.medians();
+            let (three, _) = fast.medians();
+            let rounds = |s: &V8Samples| {
+                s.uncached
+                    .iter()
+                    .map(|v| format!("{:.0}", v / 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "| {label} | {:.1} µs | {:.1} µs | {:.2}× | {} | {} |",
+                z / 1000.0,
+                three / 1000.0,
+                z / three,
+                rounds(small),
+                rounds(fast)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nThe price: {} bytes of module with the crypto crates at 3, {} bytes with \"z\" everywhere ({:+} bytes, {:+.1} KiB).",
+        opt.fast_size,
+        opt.small_size,
+        i128::from(opt.fast_size) - i128::from(opt.small_size),
+        (opt.fast_size as f64 - opt.small_size as f64) / 1024.0
+    );
     let _ = writeln!(out, "\n## Latencies the end-to-end tests only bound\n");
     let _ = writeln!(out, "The tests wait for these events with generous limits and assert no time; here they are measured, one fresh measurement per round.\n");
     let _ = writeln!(out, "| what | median ms | per round ms |");
@@ -947,7 +1101,7 @@ fn render(
             per_round.join(", ")
         );
     }
-    let _ = writeln!(out, "\n## Module size\n\n`target/wasm32-wasip1/release/peergate_filter.wasm`: {module_size} bytes ({:.0} KiB; opt-level z, LTO, one codegen unit, panic=abort, stripped).\n", module_size as f64 / 1024.0);
+    let _ = writeln!(out, "\n## Module size\n\n`target/wasm32-wasip1/release/peergate_filter.wasm`: {module_size} bytes ({:.0} KiB; opt-level z with the crypto crates at 3, LTO, one codegen unit, panic=abort, stripped); {} bytes ({:.0} KiB) with opt-level z everywhere.\n", module_size as f64 / 1024.0, opt.small_size, opt.small_size as f64 / 1024.0);
     let _ = writeln!(out, "## Reproduce\n\n```sh\ncargo make bench   # installs wrk (Debian) if absent, builds the modules, runs criterion and this program\n# or, with everything built: cargo run --profile bench -p peergate-bench -- --rounds {} --seconds {} --connections {}\n```", options.rounds, options.seconds, options.connections);
     out
 }
