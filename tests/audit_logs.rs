@@ -78,7 +78,7 @@ impl World {
     fn policy(&self, mode: Mode) -> PluginConfig {
         PluginConfig {
             mode,
-            trusted_issuers: vec![self.root.cert.cert_pem.clone()],
+            trusted_issuers: vec![self.root.cert.cert_pem.clone().into()],
             allowed_sans: Some(vec![CLIENT_ID.to_owned()]),
             log_allowed: true,
             ..Default::default()

@@ -55,7 +55,7 @@ impl World {
 
     fn policy(&self, allowed: &[&str]) -> PluginConfig {
         PluginConfig {
-            trusted_issuers: vec![self.root.cert.cert_pem.clone()],
+            trusted_issuers: vec![self.root.cert.cert_pem.clone().into()],
             allowed_sans: Some(allowed.iter().map(|s| (*s).to_owned()).collect()),
             ..Default::default()
         }

@@ -25,11 +25,7 @@ fn generate(dir: &Path, mesh: &Mesh) -> PathBuf {
     let out = dir.join("out");
     peergate::generate(
         mesh,
-        &peergate::GenOptions {
-            out: out.clone(),
-            force: false,
-            now: SystemTime::now(),
-        },
+        &peergate::GenOptions::new(out.clone(), false, SystemTime::now()),
     )
     .unwrap();
     out

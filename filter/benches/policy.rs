@@ -30,7 +30,7 @@ fn world(kind: KeyKind) -> (PluginConfig, Issued) {
         kind,
     ));
     let config = PluginConfig {
-        trusted_issuers: vec![root.cert.cert_pem.clone()],
+        trusted_issuers: vec![root.cert.cert_pem.clone().into()],
         allowed_sans: Some(vec![CLIENT_ID.into(), "spiffe://cluster-a/ns/ops/*".into()]),
         ..Default::default()
     };
@@ -70,7 +70,8 @@ fn decisions(c: &mut Criterion) {
         });
         if kind == KeyKind::Rsa2048 {
             use x509_parser::prelude::{FromDer, X509Certificate};
-            let root_der = certificate_der_from_pem(config.trusted_issuers[0].as_bytes()).unwrap();
+            let root_der =
+                certificate_der_from_pem(config.trusted_issuers[0].pem().as_bytes()).unwrap();
             let (_, root) = X509Certificate::from_der(&root_der).unwrap();
             let key = peergate_filter::signature::IssuerKey::from_spki(root.public_key()).unwrap();
             c.bench_function("part/parse", |b| {

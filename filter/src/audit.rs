@@ -18,8 +18,8 @@ use crate::inspect::signature_algorithm_name;
 use crate::peer::{colon_hex, PeerSummary, San};
 use crate::policy::{
     authority_key_id, best_issuer_attempt, is_expired, is_not_yet_valid, unix_seconds,
-    within_window, DeniedEncoding, IssuerAttempt, KeyIdComparison, Policy, Reason, Rule,
-    TrustedIssuer,
+    within_window, DeniedEncoding, IssuerAttempt, KeyIdComparison, NameOutcome, Policy, Reason,
+    Rule, TrustedIssuer,
 };
 use crate::profile::key_description;
 use crate::signature::SignatureFailure;
@@ -36,6 +36,8 @@ pub enum CheckName {
     IssuerKeyId,
     /// The leaf's signature verifies under that issuer's key.
     IssuerSignature,
+    /// The issuer's chain to `trustAnchors` (verified when the configuration was compiled).
+    IssuerChain,
     /// The leaf is not a CA certificate (client profile).
     BasicConstraints,
     /// The leaf's key usages allow TLS client authentication (client profile).
@@ -50,8 +52,10 @@ pub enum CheckName {
     NotBefore,
     /// notAfter is not in the past.
     NotAfter,
-    /// The issuer that signed the leaf is inside its own validity window.
+    /// The issuer that signed the leaf, and every CA above it, is inside its validity window.
     IssuerValidity,
+    /// Neither the leaf nor a CA above it is on a CRL.
+    Revocation,
     /// The serial number is not on `deniedSerials`.
     DeniedSerial,
     /// The fingerprint is not on `deniedFingerprints`.
@@ -60,6 +64,10 @@ pub enum CheckName {
     HostRule,
     /// A SAN matches that allow-list.
     San,
+    /// The subject matches `allowedSubjects` (when no SAN did).
+    Subject,
+    /// The name that matched is inside the signing issuer's `scope`.
+    IssuerScope,
 }
 
 impl CheckName {
@@ -70,6 +78,7 @@ impl CheckName {
             CheckName::IssuerName => "issuer_name",
             CheckName::IssuerKeyId => "issuer_key_id",
             CheckName::IssuerSignature => "issuer_signature",
+            CheckName::IssuerChain => "issuer_chain",
             CheckName::BasicConstraints => "basic_constraints",
             CheckName::KeyUsage => "key_usage",
             CheckName::CriticalExtensions => "critical_extensions",
@@ -78,10 +87,13 @@ impl CheckName {
             CheckName::NotBefore => "not_before",
             CheckName::NotAfter => "not_after",
             CheckName::IssuerValidity => "issuer_validity",
+            CheckName::Revocation => "revocation",
             CheckName::DeniedSerial => "denied_serial",
             CheckName::DeniedFingerprint => "denied_fingerprint",
             CheckName::HostRule => "host_rule",
             CheckName::San => "san",
+            CheckName::Subject => "subject",
+            CheckName::IssuerScope => "issuer_scope",
         }
     }
 }
@@ -117,6 +129,8 @@ pub struct Check {
 pub struct PeerReport {
     /// Subject DN.
     pub subject: String,
+    /// Subject DN in RFC 4514 form (most specific first), as `allowedSubjects` takes it.
+    pub subject_rfc4514: String,
     /// Issuer DN.
     pub issuer: String,
     /// Every SAN.
@@ -135,6 +149,7 @@ impl From<&PeerSummary> for PeerReport {
     fn from(peer: &PeerSummary) -> Self {
         PeerReport {
             subject: peer.subject.clone(),
+            subject_rfc4514: peer.subject_rfc4514.clone(),
             issuer: peer.issuer.clone(),
             sans: peer.sans.clone(),
             serial: peer.serial.clone(),
@@ -239,6 +254,10 @@ pub struct PolicyInfo {
     pub mode: Mode,
     /// Number of trusted issuer certificates.
     pub trusted_issuers: usize,
+    /// Number of trust anchor certificates.
+    pub trust_anchors: usize,
+    /// Number of CRLs.
+    pub crls: usize,
     /// Status of the local reply on a denial.
     pub deny_status: u16,
     /// The TLS server names the policy is limited to (`protectedServerNames`); absent: all.
@@ -290,6 +309,8 @@ impl Policy {
                 origin: origin.to_owned(),
                 mode: self.mode(),
                 trusted_issuers: self.issuer_count(),
+                trust_anchors: self.anchor_count(),
+                crls: self.crl_count(),
                 deny_status: self.deny_status(),
                 protected_server_names: self.protected_server_names(),
             },
@@ -351,12 +372,14 @@ impl Policy {
             .filter(|attempt| attempt.outcome().is_ok())
             .map(|attempt| attempt.issuer);
         checks.extend(self.issuer_checks(cert, peer, &attempts, chosen));
+        checks.push(issuer_chain_check(signer));
         checks.extend(self.profile_report(cert));
         checks.push(name_constraints_check(cert, signer));
         checks.extend(validity_checks(peer, now));
         checks.push(issuer_validity_check(signer, now));
+        checks.push(self.revocation_check(cert, signer));
         checks.extend(self.deny_list_checks(der_of(cert), cert, peer, fingerprint, signer));
-        checks.extend(self.san_checks(peer, authority));
+        checks.extend(self.name_checks(peer, authority, signer));
         checks
     }
 
@@ -399,7 +422,12 @@ impl Policy {
         chosen: Option<IssuerAttempt<'_>>,
     ) -> [Check; 3] {
         let Some(chosen) = chosen else {
-            let trusted: Vec<&str> = self.issuers.iter().map(|i| i.subject.as_str()).collect();
+            let trusted: Vec<&str> = self
+                .trust
+                .issuers
+                .iter()
+                .map(|i| i.subject.as_str())
+                .collect();
             let why = "no trusted issuer has this name";
             return [
                 fail(
@@ -536,62 +564,251 @@ impl Policy {
         [serial, fingerprint]
     }
 
-    fn san_checks(&self, peer: &PeerSummary, authority: &str) -> [Check; 2] {
+    fn revocation_check(
+        &self,
+        cert: &X509Certificate<'_>,
+        signer: Option<&TrustedIssuer>,
+    ) -> Check {
+        let Some(issuer) = signer else {
+            return skip(
+                CheckName::Revocation,
+                "no trusted issuer's signature verified",
+            );
+        };
+        if let Some(why) = &issuer.revoked_link {
+            return fail(CheckName::Revocation, Reason::Revoked, why.clone());
+        }
+        let which = format!("trustedIssuers[{}]", issuer.index);
+        let own: Vec<&crate::trust::Crl> = issuer
+            .own_crls
+            .iter()
+            .filter_map(|&i| self.trust.crls.get(i))
+            .collect();
+        if let Some(crl) = own.iter().find(|crl| crl.lists(cert.raw_serial())) {
+            return fail(
+                CheckName::Revocation,
+                Reason::Revoked,
+                format!(
+                    "serial {} is on crls[{}], signed by {which}",
+                    crate::peer::hex(cert.raw_serial()),
+                    crl.index
+                ),
+            );
+        }
+        let consulted: Vec<String> = issuer
+            .consulted_crls
+            .iter()
+            .filter_map(|&i| self.trust.crls.get(i))
+            .map(|crl| format!("crls[{}]", crl.index))
+            .collect();
+        pass(
+            CheckName::Revocation,
+            if consulted.is_empty() {
+                format!("no CRL from {which} or the CAs above it")
+            } else {
+                format!(
+                    "on none of {} ({} from {which})",
+                    consulted.join(", "),
+                    own.len()
+                )
+            },
+        )
+    }
+
+    fn name_checks(
+        &self,
+        peer: &PeerSummary,
+        authority: &str,
+        signer: Option<&TrustedIssuer>,
+    ) -> [Check; 4] {
         let shown = if authority.is_empty() {
             "(none)"
         } else {
             authority
         };
-        let (field, list) = match self.rule_for(authority) {
-            Rule::Host(host, list) => (format!("hosts.{host}.allowedSans"), list),
-            Rule::Default(list) => ("allowedSans".to_owned(), list),
+        let (field, rule) = match self.rule_for(authority) {
+            Rule::Host(host, rule) => (format!("hosts.{host}"), rule),
+            Rule::Default(rule) => (String::new(), rule),
             Rule::Missing => {
+                let why = "no rule applies";
                 return [
                     fail(
                         CheckName::HostRule,
                         Reason::NoRuleForHost,
                         format!(
-                            "authority {shown} has no hosts entry and there is no top-level allowedSans"
+                            "authority {shown} has no hosts entry and there is no top-level allowedSans or allowedSubjects"
                         ),
                     ),
-                    skip(CheckName::San, "no allow-list applies"),
-                ]
+                    skip(CheckName::San, why),
+                    skip(CheckName::Subject, why),
+                    skip(CheckName::IssuerScope, why),
+                ];
             }
         };
-        let rule = pass(
+        let named = |list: &str| {
+            if field.is_empty() {
+                list.to_owned()
+            } else {
+                format!("{field}.{list}")
+            }
+        };
+        let host_rule = pass(
             CheckName::HostRule,
-            format!("authority {shown}: {field} applies"),
+            format!(
+                "authority {shown}: {} applies",
+                if field.is_empty() {
+                    "the top-level rule".to_owned()
+                } else {
+                    field.clone()
+                }
+            ),
         );
-        let san = match list.first_match(&peer.sans) {
-            Some((index, pattern, san)) => pass(
+        let scope = signer.and_then(|issuer| issuer.scope.as_ref());
+        let outcome = rule.judge(peer, scope);
+        let sans_field = named("allowedSans");
+        let subjects_field = named("allowedSubjects");
+        // The first admitted SAN, whatever the scope, for the san check.
+        let admitted = rule
+            .sans
+            .as_ref()
+            .and_then(|list| list.first_match(&peer.sans));
+        let subject_match = rule
+            .subjects
+            .as_ref()
+            .and_then(|list| list.first_match(&peer.subject_rdns));
+        let san = match (&rule.sans, admitted) {
+            (None, _) => skip(CheckName::San, &format!("{field} has no allowedSans")),
+            (Some(_), Some((index, pattern, san))) => pass(
                 CheckName::San,
                 format!(
-                    "{san} matches {field}[{index}] {pattern:?}",
+                    "{san} matches {sans_field}[{index}] {pattern:?}",
                     pattern = pattern.to_string()
                 ),
             ),
-            None if peer.sans.is_empty() => fail(
+            (Some(_), None) if subject_match.is_some() => skip(
                 CheckName::San,
-                Reason::SanNotAllowed,
-                format!("the certificate has no SAN; {field} requires one"),
+                "no SAN matches allowedSans; the subject decides",
             ),
-            None => {
-                let sans: Vec<String> = peer.sans.iter().map(San::to_string).collect();
+            (Some(list), None) => {
                 let patterns: Vec<String> =
                     list.patterns().iter().map(ToString::to_string).collect();
+                let subjects = rule.subjects.as_ref().map_or(String::new(), |list| {
+                    let shown: Vec<String> =
+                        list.patterns().iter().map(ToString::to_string).collect();
+                    format!(
+                        "; nor is the subject {:?} among {subjects_field} [{}]",
+                        peer.subject_rfc4514,
+                        shown.join("; ")
+                    )
+                });
+                let sans = if peer.sans.is_empty() {
+                    "the certificate has no SAN".to_owned()
+                } else {
+                    let sans: Vec<String> = peer.sans.iter().map(San::to_string).collect();
+                    format!("none of {}", sans.join(", "))
+                };
                 fail(
                     CheckName::San,
                     Reason::SanNotAllowed,
                     format!(
-                        "none of {} matches {field} [{}]",
-                        sans.join(", "),
+                        "{sans} matches {sans_field} [{}]{subjects}",
                         patterns.join(", ")
                     ),
                 )
             }
         };
-        [rule, san]
+        let subject = match (&rule.subjects, subject_match) {
+            (None, _) => skip(CheckName::Subject, "no allowedSubjects applies"),
+            (Some(_), _) if admitted.is_some() && outcome != NameOutcome::OutsideScope => {
+                skip(CheckName::Subject, "a SAN already matched")
+            }
+            (Some(_), Some((index, pattern))) => pass(
+                CheckName::Subject,
+                format!(
+                    "subject {:?} matches {subjects_field}[{index}] {:?}",
+                    peer.subject_rfc4514,
+                    pattern.to_string()
+                ),
+            ),
+            (Some(list), None) if rule.sans.is_none() => {
+                let shown: Vec<String> = list.patterns().iter().map(ToString::to_string).collect();
+                fail(
+                    CheckName::Subject,
+                    Reason::SanNotAllowed,
+                    format!(
+                        "subject {:?} matches none of {subjects_field} [{}]",
+                        peer.subject_rfc4514,
+                        shown.join("; ")
+                    ),
+                )
+            }
+            (Some(_), None) => skip(CheckName::Subject, "the subject matches no allowedSubjects"),
+        };
+        let which = signer.map_or(String::new(), |i| format!("trustedIssuers[{}]", i.index));
+        let issuer_scope = match (scope, outcome) {
+            (_, NameOutcome::NotAllowed) => skip(CheckName::IssuerScope, "no name was admitted"),
+            (None, _) => pass(CheckName::IssuerScope, format!("{which} has no scope")),
+            (Some(scope), NameOutcome::San(_)) => {
+                let inside = peer
+                    .sans
+                    .iter()
+                    .find(|san| {
+                        scope.admits(std::slice::from_ref(*san))
+                            && rule
+                                .sans
+                                .as_ref()
+                                .is_some_and(|l| l.admits(std::slice::from_ref(*san)))
+                    })
+                    .map_or(String::new(), |san| format!("{san} "));
+                pass(
+                    CheckName::IssuerScope,
+                    format!("{inside}is inside {which}'s scope"),
+                )
+            }
+            (Some(scope), _) => {
+                let shown: Vec<String> = scope.patterns().iter().map(ToString::to_string).collect();
+                fail(
+                    CheckName::IssuerScope,
+                    Reason::OutsideIssuerScope,
+                    format!(
+                        "the names admitted are outside {which}'s scope [{}]; a subject match never passes a scoped issuer",
+                        shown.join(", ")
+                    ),
+                )
+            }
+        };
+        [host_rule, san, subject, issuer_scope]
     }
+}
+
+fn issuer_chain_check(signer: Option<&TrustedIssuer>) -> Check {
+    let Some(issuer) = signer else {
+        return skip(
+            CheckName::IssuerChain,
+            "no trusted issuer's signature verified",
+        );
+    };
+    if issuer.chain.len() <= 1 {
+        return pass(
+            CheckName::IssuerChain,
+            format!(
+                "trustedIssuers[{}] is trusted directly (no trustAnchors)",
+                issuer.index
+            ),
+        );
+    }
+    let links: Vec<String> = issuer
+        .chain
+        .iter()
+        .map(|link| format!("{} {:?}", link.label, link.subject))
+        .collect();
+    pass(
+        CheckName::IssuerChain,
+        format!(
+            "{} (each link verified when the configuration was compiled)",
+            links.join(" ← ")
+        ),
+    )
 }
 
 fn validity_checks(peer: &PeerSummary, now: SystemTime) -> [Check; 2] {
@@ -646,27 +863,40 @@ fn name_constraints_check(cert: &X509Certificate<'_>, signer: Option<&TrustedIss
             "no trusted issuer's signature verified",
         );
     };
-    let which = format!("trustedIssuers[{}]", issuer.index);
-    match &issuer.name_constraints {
-        None => pass(
+    let constrained: Vec<_> = issuer
+        .chain
+        .iter()
+        .filter_map(|link| link.name_constraints.as_ref().map(|c| (link, c)))
+        .collect();
+    if constrained.is_empty() {
+        return pass(
             CheckName::NameConstraints,
-            format!("{which} has no nameConstraints"),
-        ),
-        Some(constraints) => match constraints.check(cert) {
-            Ok(()) => pass(
-                CheckName::NameConstraints,
-                format!(
-                    "every name is inside {which}'s nameConstraints ({})",
-                    constraints.describe()
-                ),
+            format!(
+                "no CA of trustedIssuers[{}]'s chain has nameConstraints",
+                issuer.index
             ),
-            Err(violation) => fail(
+        );
+    }
+    for (link, constraints) in &constrained {
+        if let Err(violation) = constraints.check(cert) {
+            return fail(
                 CheckName::NameConstraints,
                 Reason::OutsideNameConstraints,
-                violation.to_string(),
-            ),
-        },
+                format!("{} ({}): {violation}", link.label, link.subject),
+            );
+        }
     }
+    let shown: Vec<String> = constrained
+        .iter()
+        .map(|(link, c)| format!("{}: {}", link.label, c.describe()))
+        .collect();
+    pass(
+        CheckName::NameConstraints,
+        format!(
+            "every name is inside the nameConstraints of {}",
+            shown.join("; ")
+        ),
+    )
 }
 
 fn issuer_validity_check(signer: Option<&TrustedIssuer>, now: SystemTime) -> Check {
@@ -676,20 +906,36 @@ fn issuer_validity_check(signer: Option<&TrustedIssuer>, now: SystemTime) -> Che
             "no trusted issuer's signature verified",
         );
     };
-    let window = format!(
-        "trustedIssuers[{}] is valid from {} to {}",
-        issuer.index,
-        rfc3339_seconds(issuer.not_before),
-        rfc3339_seconds(issuer.not_after)
-    );
-    if within_window((issuer.not_before, issuer.not_after), now) {
-        pass(CheckName::IssuerValidity, window)
-    } else {
-        fail(
+    let windows: Vec<String> = issuer
+        .chain
+        .iter()
+        .map(|link| {
+            format!(
+                "{} is valid from {} to {}",
+                link.label,
+                rfc3339_seconds(link.not_before),
+                rfc3339_seconds(link.not_after)
+            )
+        })
+        .collect();
+    match issuer
+        .chain
+        .iter()
+        .find(|link| !within_window((link.not_before, link.not_after), now))
+    {
+        None => pass(CheckName::IssuerValidity, windows.join("; ")),
+        Some(link) => fail(
             CheckName::IssuerValidity,
             Reason::IssuerExpired,
-            format!("{window}, not at {}", rfc3339_millis(now)),
-        )
+            format!(
+                "{} ({}) is valid from {} to {}, not at {}",
+                link.label,
+                link.subject,
+                rfc3339_seconds(link.not_before),
+                rfc3339_seconds(link.not_after),
+                rfc3339_millis(now)
+            ),
+        ),
     }
 }
 
@@ -700,6 +946,7 @@ fn unparsable(detail: String) -> Vec<Check> {
         skip(CheckName::IssuerName, why),
         skip(CheckName::IssuerKeyId, why),
         skip(CheckName::IssuerSignature, why),
+        skip(CheckName::IssuerChain, why),
         skip(CheckName::BasicConstraints, why),
         skip(CheckName::KeyUsage, why),
         skip(CheckName::CriticalExtensions, why),
@@ -708,9 +955,12 @@ fn unparsable(detail: String) -> Vec<Check> {
         skip(CheckName::NotBefore, why),
         skip(CheckName::NotAfter, why),
         skip(CheckName::IssuerValidity, why),
+        skip(CheckName::Revocation, why),
         skip(CheckName::DeniedSerial, why),
         skip(CheckName::DeniedFingerprint, why),
         skip(CheckName::HostRule, why),
         skip(CheckName::San, why),
+        skip(CheckName::Subject, why),
+        skip(CheckName::IssuerScope, why),
     ]
 }

@@ -65,11 +65,20 @@ pub struct PluginConfig {
     /// `request` (default) or `connection`.
     #[serde(default, skip_serializing_if = "Layer::is_request")]
     pub layer: Layer,
-    /// PEM CA certificates; the peer's leaf must be signed directly by one of them.
-    pub trusted_issuers: Vec<String>,
+    /// The CAs that may sign the peer's leaf (directly), each a PEM string or an object with a
+    /// `scope` bounding the names it may vouch for.
+    pub trusted_issuers: Vec<TrustedIssuerConfig>,
+    /// PEM root certificates every trusted issuer that is not one of them must chain to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchors: Vec<String>,
     /// SAN patterns for every authority without its own entry in `hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_sans: Option<Vec<String>>,
+    /// Subject DNs (RFC 4514, a trailing `*` in the CN value matches a prefix) for every
+    /// authority without its own entry in `hosts`: a peer passes the name check when a SAN
+    /// matches `allowedSans` or its subject matches one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_subjects: Option<Vec<String>>,
     /// Per-authority overrides, keyed by host name (no port, case-insensitive).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, HostConfig>,
@@ -79,6 +88,10 @@ pub struct PluginConfig {
     /// SHA-256 fingerprints (hex, of the DER) that are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied_fingerprints: Vec<String>,
+    /// PEM CRLs, each signed by a trusted issuer or anchor: a leaf on its issuer's CRL, or
+    /// under a CA on its parent's, is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<String>,
     /// HTTP status of the local reply on a denial (400-599); 403 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_status: Option<u16>,
@@ -113,10 +126,13 @@ impl Default for PluginConfig {
             mode: Mode::default(),
             layer: Layer::default(),
             trusted_issuers: Vec::new(),
+            trust_anchors: Vec::new(),
             allowed_sans: None,
+            allowed_subjects: None,
             hosts: BTreeMap::new(),
             denied_serials: Vec::new(),
             denied_fingerprints: Vec::new(),
+            crls: Vec::new(),
             deny_status: None,
             log_allowed: false,
             protected_server_names: None,
@@ -125,12 +141,105 @@ impl Default for PluginConfig {
     }
 }
 
-/// The rule for one authority.
+/// The rule for one authority: at least one of its lists must be given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostConfig {
     /// SAN patterns allowed on this authority, instead of the top-level list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_sans: Vec<String>,
+    /// Subject DNs allowed on this authority, instead of the top-level list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_subjects: Vec<String>,
+}
+
+/// One `trustedIssuers` entry: a PEM string, as it always was, or
+/// `{"certificate": "<PEM>", "scope": ["<pattern>", ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedIssuerConfig {
+    /// PEM certificates (a bundle trusts each), unscoped.
+    Pem(String),
+    /// A certificate with the names it may vouch for.
+    Scoped(ScopedIssuer),
+}
+
+/// The object form of a `trustedIssuers` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScopedIssuer {
+    /// PEM certificates (a bundle trusts each, all with this scope).
+    pub certificate: String,
+    /// SAN patterns (the `allowedSans` language): a peer this issuer signed passes only on a
+    /// SAN that the allow-list admits and one of these matches. Absent: any name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<String>>,
+}
+
+impl TrustedIssuerConfig {
+    /// The PEM text.
+    pub fn pem(&self) -> &str {
+        match self {
+            TrustedIssuerConfig::Pem(pem) => pem,
+            TrustedIssuerConfig::Scoped(scoped) => &scoped.certificate,
+        }
+    }
+
+    /// The scope, when one is given.
+    pub fn scope(&self) -> Option<&[String]> {
+        match self {
+            TrustedIssuerConfig::Pem(_) => None,
+            TrustedIssuerConfig::Scoped(scoped) => scoped.scope.as_deref(),
+        }
+    }
+}
+
+impl From<String> for TrustedIssuerConfig {
+    fn from(pem: String) -> Self {
+        TrustedIssuerConfig::Pem(pem)
+    }
+}
+
+impl From<&str> for TrustedIssuerConfig {
+    fn from(pem: &str) -> Self {
+        TrustedIssuerConfig::Pem(pem.to_owned())
+    }
+}
+
+impl Serialize for TrustedIssuerConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TrustedIssuerConfig::Pem(pem) => serializer.serialize_str(pem),
+            TrustedIssuerConfig::Scoped(scoped) => scoped.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedIssuerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = TrustedIssuerConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a PEM certificate string or an object {\"certificate\": PEM, \"scope\": [patterns]}",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, pem: &str) -> Result<Self::Value, E> {
+                Ok(TrustedIssuerConfig::Pem(pem.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                ScopedIssuer::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(TrustedIssuerConfig::Scoped)
+            }
+        }
+        deserializer.deserialize_any(Entry)
+    }
 }
 
 /// The configuration could not be read as JSON of the expected shape.
@@ -223,6 +332,33 @@ mod tests {
     }
 
     #[test]
+    fn trusted_issuers_are_strings_or_objects() {
+        let config = PluginConfig::from_json(
+            br#"{"trustedIssuers":["a",{"certificate":"b"},{"certificate":"c","scope":["x"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.trusted_issuers[0],
+            TrustedIssuerConfig::Pem("a".into())
+        );
+        assert_eq!(config.trusted_issuers[1].scope(), None);
+        assert_eq!(
+            config.trusted_issuers[2].scope(),
+            Some(&["x".to_owned()][..])
+        );
+        let err = PluginConfig::from_json(br#"{"trustedIssuers":[{"certificate":"b","scop":[]}]}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("trustedIssuers[0]"), "{err}");
+        assert!(err.message.contains("unknown field `scop`"), "{err}");
+        let err = PluginConfig::from_json(br#"{"trustedIssuers":[7]}"#).unwrap_err();
+        assert!(
+            err.message
+                .contains("a PEM certificate string or an object"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn trailing_garbage_is_an_error() {
         assert!(PluginConfig::from_json(br#"{"trustedIssuers":[]} x"#).is_err());
     }
@@ -241,10 +377,19 @@ mod tests {
             "h.example".into(),
             HostConfig {
                 allowed_sans: vec!["x".into()],
+                ..Default::default()
             },
         );
+        config
+            .trusted_issuers
+            .push(TrustedIssuerConfig::Scoped(ScopedIssuer {
+                certificate: "pem2".into(),
+                scope: Some(vec!["spiffe://a/*".into()]),
+            }));
+        config.trust_anchors = vec!["root".into()];
+        config.allowed_subjects = Some(vec!["CN=a,O=b".into()]);
         let json = config.to_json();
-        assert!(json.contains("\"trustedIssuers\""), "{json}");
+        assert!(json.contains("\"trustedIssuers\":[\"pem\",{\"certificate\":\"pem2\",\"scope\":[\"spiffe://a/*\"]}]"), "{json}");
         assert!(json.contains("\"allowedSans\""), "{json}");
         assert_eq!(PluginConfig::from_json(json.as_bytes()).unwrap(), config);
     }

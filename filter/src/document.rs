@@ -152,7 +152,7 @@ spec:
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].origin, "WasmPlugin istio-system/peergate");
         let config = found[0].config.clone().unwrap();
-        assert_eq!(config.trusted_issuers, vec!["pem".to_owned()]);
+        assert_eq!(config.trusted_issuers, vec!["pem".into()]);
     }
 
     #[test]

@@ -56,6 +56,10 @@ struct Metrics {
     denied: Vec<(Reason, Option<u32>)>,
     audit_would_deny: Vec<(Reason, Option<u32>)>,
     config_rejected: Option<u32>,
+    /// Decisions that consulted a CRL past its nextUpdate (still enforced).
+    crl_stale: Option<u32>,
+    /// Whether this configuration's stale-CRL warning was logged (once per configuration).
+    crl_stale_warned: Cell<bool>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -96,6 +100,8 @@ impl Metrics {
             denied: per_reason("peergate.denied"),
             audit_would_deny: per_reason("peergate.audit_would_deny"),
             config_rejected: counter("peergate.config_rejected"),
+            crl_stale: counter("peergate.crl_stale"),
+            crl_stale_warned: Cell::new(false),
         }
     }
 
@@ -122,7 +128,30 @@ impl Metrics {
             .set(self.unprotected_pending.get() + 1);
     }
 
-    fn record(&self, decision: &Decision, mode: Mode) {
+    /// Logs, once per configuration, which CRLs are past their nextUpdate.
+    fn warn_stale_crls(&self, policy: &Policy, now: SystemTime) {
+        if self.crl_stale_warned.get() {
+            return;
+        }
+        let stale = policy.stale_crls(now);
+        if !stale.is_empty() {
+            self.crl_stale_warned.set(true);
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "peergate: stale CRL, still enforced: {} (publish a new one)",
+                    stale.join("; ")
+                ),
+            );
+        }
+    }
+
+    fn record(&self, decision: &Decision, policy: &Policy, now: SystemTime) {
+        if decision.crl_stale {
+            bump(self.crl_stale);
+            self.warn_stale_crls(policy, now);
+        }
+        let mode = policy.mode();
         if decision.is_allowed() {
             self.allowed_pending.set(self.allowed_pending.get() + 1);
             return;
@@ -210,12 +239,18 @@ impl RootContext for Root {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "peergate: configured: mode={} layer={} trusted_issuers={} {denial}{scope}",
+                        "peergate: configured: mode={} layer={} trusted_issuers={} trust_anchors={} crls={} {denial}{scope}",
                         policy.mode().as_str(),
                         policy.layer().as_str(),
                         policy.issuer_count(),
+                        policy.anchor_count(),
+                        policy.crl_count(),
                     ),
                 );
+                metrics.crl_stale_warned.set(false);
+                if let Ok(now) = hostcalls::get_current_time() {
+                    metrics.warn_stale_crls(&policy, now);
+                }
                 self.policy = Some(Rc::new(policy));
                 self.cache.borrow_mut().clear();
                 true
@@ -368,7 +403,7 @@ impl PeerCheck {
         authority: impl FnOnce() -> String,
     ) {
         if let Some(metrics) = &self.metrics {
-            metrics.record(decision, policy.mode());
+            metrics.record(decision, policy, now);
         }
         if !decision.is_allowed() || policy.log_allowed() {
             let line = decision_log_line(

@@ -25,10 +25,12 @@ pub mod policy;
 pub mod profile;
 pub mod rsa_pkcs1;
 pub mod signature;
+pub mod subject;
+pub mod trust;
 pub mod xfcc;
 
 #[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod glue;
 
-pub use config::{HostConfig, Layer, Mode, PluginConfig};
+pub use config::{HostConfig, Layer, Mode, PluginConfig, ScopedIssuer, TrustedIssuerConfig};
 pub use policy::{compile, compile_json, Assessment, CompileError, Decision, Policy, Reason};

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
+use crate::subject::{rfc4514, subject_rdns, SubjectRdns};
+
 /// A subject alternative name, in the forms the allow-list can match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum San {
@@ -140,6 +142,12 @@ pub struct PeerSummary {
     pub not_before: i64,
     /// notAfter, seconds since the Unix epoch.
     pub not_after: i64,
+    /// The subject as `allowedSubjects` patterns compare it.
+    #[serde(skip)]
+    pub subject_rdns: SubjectRdns,
+    /// The subject in RFC 4514 form, as `allowedSubjects` is written.
+    #[serde(skip)]
+    pub subject_rfc4514: String,
 }
 
 /// Why the SAN extension could not be read.
@@ -168,6 +176,8 @@ impl PeerSummary {
             fingerprint: hex(fingerprint),
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
+            subject_rdns: subject_rdns(cert.subject()),
+            subject_rfc4514: rfc4514(cert.subject()),
         })
     }
 }

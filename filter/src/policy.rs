@@ -15,7 +15,6 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use crate::config::{Layer, Mode, ParseError, PluginConfig};
-use crate::constraints::NameConstraints;
 use crate::der::{check_certificate_framing, with_signature_value};
 use crate::pattern::{PatternError, SanAllowList};
 use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
@@ -23,7 +22,10 @@ use crate::profile::{
     check_basic_constraints, check_critical_extensions, check_key_size, check_key_usage,
     ProfileViolation,
 };
-use crate::signature::{ecdsa_twin, verify_leaf_signature, IssuerKey, KeyError, SignatureFailure};
+use crate::signature::{ecdsa_twin, verify_leaf_signature, SignatureFailure};
+use crate::subject::{SubjectAllowList, SubjectPatternError};
+pub(crate) use crate::trust::TrustedIssuer;
+use crate::trust::{compile_trust, Trust, TrustError};
 
 /// The line the filter logs when it refuses a configuration; `peergate audit` prints the same.
 /// The message quotes parts of the configuration (an unknown field's name, say), so control
@@ -62,51 +64,28 @@ pub enum CompileError {
     /// `trustedIssuers` is empty.
     #[error("trustedIssuers: at least one CA certificate is required")]
     NoTrustedIssuers,
-    /// An entry of `trustedIssuers` holds no PEM certificate.
-    #[error("trustedIssuers[{index}]: not a PEM certificate: {detail}")]
-    IssuerNotPem {
-        /// Position in `trustedIssuers`.
-        index: usize,
-        /// What the PEM reader said.
-        detail: String,
-    },
-    /// A PEM block of `trustedIssuers` is not a parsable X.509 certificate.
-    #[error("trustedIssuers[{index}]: certificate does not parse: {detail}")]
-    IssuerUnparsable {
-        /// Position in `trustedIssuers`.
-        index: usize,
-        /// What the parser said.
-        detail: String,
-    },
-    /// A trusted issuer lacks basicConstraints CA:true.
-    #[error("trustedIssuers[{index}]: {subject:?} is not a CA certificate (basicConstraints CA:true is required)")]
-    IssuerNotCa {
-        /// Position in `trustedIssuers`.
-        index: usize,
-        /// The certificate's subject.
-        subject: String,
-    },
-    /// A trusted issuer's nameConstraints cannot be applied.
-    #[error("trustedIssuers[{index}]: {detail}")]
-    IssuerNameConstraints {
-        /// Position in `trustedIssuers`.
-        index: usize,
-        /// What is wrong with the extension.
-        detail: String,
-    },
-    /// A trusted issuer's key cannot be used to verify signatures.
-    #[error("trustedIssuers[{index}]: {source}")]
-    IssuerKey {
-        /// Position in `trustedIssuers`.
-        index: usize,
-        /// The key problem.
-        source: KeyError,
-    },
-    /// Neither `allowedSans` nor `hosts` says who may pass.
-    #[error("allowedSans: required unless hosts gives every authority its own allowedSans")]
+    /// `trustedIssuers`, `trustAnchors` or `crls` cannot be used.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// Neither `allowedSans`, `allowedSubjects` nor `hosts` says who may pass.
+    #[error("allowedSans: required (or allowedSubjects) unless hosts gives every authority its own rule")]
     NoAllowList,
+    /// A `hosts` entry with neither list.
+    #[error("hosts.{host}: give allowedSans or allowedSubjects (or both)")]
+    EmptyHostRule {
+        /// The key as written.
+        host: String,
+    },
+    /// A subject pattern is malformed.
+    #[error("{field}: {source}")]
+    BadSubjectPattern {
+        /// The field and index, e.g. `allowedSubjects[0]`.
+        field: String,
+        /// What is wrong with it.
+        source: SubjectPatternError,
+    },
     /// An allow-list is present but empty, which would deny everyone.
-    #[error("{field}: the list is empty; list at least one SAN pattern")]
+    #[error("{field}: the list is empty; list at least one pattern")]
     EmptyAllowList {
         /// `allowedSans` or `hosts.<host>.allowedSans`.
         field: String,
@@ -206,14 +185,18 @@ pub enum Reason {
     NotYetValid,
     /// After notAfter.
     Expired,
-    /// The issuer that signed the leaf is outside its own validity window.
+    /// The issuer that signed the leaf, or a CA above it, is outside its validity window.
     IssuerExpired,
+    /// The leaf is on its issuer's CRL, or a CA above it is on its parent's.
+    Revoked,
     /// The serial number is in `deniedSerials`.
     DeniedSerial,
     /// The fingerprint is in `deniedFingerprints`.
     DeniedFingerprint,
-    /// No SAN matches the allow-list for the authority.
+    /// No SAN matches the allow-list for the authority (nor the subject `allowedSubjects`).
     SanNotAllowed,
+    /// The names that matched are outside the `scope` of the issuer that signed the leaf.
+    OutsideIssuerScope,
     /// The authority has no `hosts` entry and there is no top-level `allowedSans`.
     NoRuleForHost,
     /// The proxy could not tell the filter what it needs (a failed host call): fail closed.
@@ -222,7 +205,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for defining counters up front.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Allowed,
         Reason::NoPeerCertificate,
         Reason::XfccMismatch,
@@ -239,9 +222,11 @@ impl Reason {
         Reason::NotYetValid,
         Reason::Expired,
         Reason::IssuerExpired,
+        Reason::Revoked,
         Reason::DeniedSerial,
         Reason::DeniedFingerprint,
         Reason::SanNotAllowed,
+        Reason::OutsideIssuerScope,
         Reason::NoRuleForHost,
         Reason::ProxyError,
     ];
@@ -265,9 +250,11 @@ impl Reason {
             Reason::NotYetValid => "not_yet_valid",
             Reason::Expired => "expired",
             Reason::IssuerExpired => "issuer_expired",
+            Reason::Revoked => "revoked",
             Reason::DeniedSerial => "denied_serial",
             Reason::DeniedFingerprint => "denied_fingerprint",
             Reason::SanNotAllowed => "san_not_allowed",
+            Reason::OutsideIssuerScope => "outside_issuer_scope",
             Reason::NoRuleForHost => "no_rule_for_host",
             Reason::ProxyError => "proxy_error",
         }
@@ -306,33 +293,23 @@ impl Reason {
             Reason::NotYetValid => "the certificate is not valid yet (notBefore is in the future)",
             Reason::Expired => "the certificate has expired (notAfter is in the past)",
             Reason::IssuerExpired => {
-                "the trusted issuer that signed the certificate is outside its own validity period"
+                "the trusted issuer that signed the certificate, or a CA above it, is outside its validity period"
+            }
+            Reason::Revoked => {
+                "the certificate, or a CA above it, is on a certificate revocation list"
             }
             Reason::DeniedSerial => "the serial number is on the deny list",
             Reason::DeniedFingerprint => "the fingerprint is on the deny list",
-            Reason::SanNotAllowed => "no SAN matches the allowed patterns for this authority",
+            Reason::SanNotAllowed => {
+                "no SAN matches the allowed patterns for this authority, nor the subject an allowed subject"
+            }
+            Reason::OutsideIssuerScope => {
+                "the name that matched is outside the scope of the issuer that signed the certificate"
+            }
             Reason::NoRuleForHost => "no rule covers this authority",
             Reason::ProxyError => "the proxy failed to provide the connection's details",
         }
     }
-}
-
-/// One trusted issuer, ready to verify signatures.
-#[derive(Debug, Clone)]
-pub(crate) struct TrustedIssuer {
-    /// Position in `trustedIssuers` (an entry may hold several certificates).
-    pub(crate) index: usize,
-    /// The subject, for people.
-    pub(crate) subject: String,
-    subject_der: Vec<u8>,
-    pub(crate) key_id: Option<Vec<u8>>,
-    pub(crate) key: IssuerKey,
-    /// The issuer's own notBefore and notAfter (Unix seconds): leaves it signs are refused
-    /// outside them.
-    pub(crate) not_before: i64,
-    pub(crate) not_after: i64,
-    /// The issuer's nameConstraints, applied to the leaves it signs.
-    pub(crate) name_constraints: Option<NameConstraints>,
 }
 
 /// The compiled, executable form of a [`PluginConfig`].
@@ -340,9 +317,9 @@ pub(crate) struct TrustedIssuer {
 pub struct Policy {
     mode: Mode,
     layer: Layer,
-    pub(crate) issuers: Vec<TrustedIssuer>,
-    default_sans: Option<SanAllowList>,
-    hosts: HashMap<String, SanAllowList>,
+    pub(crate) trust: Trust,
+    default_rule: Option<NameRule>,
+    hosts: HashMap<String, NameRule>,
     pub(crate) denied_serials: HashSet<Vec<u8>>,
     pub(crate) denied_fingerprints: HashSet<[u8; 32]>,
     deny_status: u16,
@@ -351,15 +328,68 @@ pub struct Policy {
     client_profile: bool,
 }
 
-/// The allow-list that applies to an authority, and where it comes from.
+/// Who may pass on an authority: SAN patterns, subject patterns, or both.
+#[derive(Debug, Clone)]
+pub(crate) struct NameRule {
+    pub(crate) sans: Option<SanAllowList>,
+    pub(crate) subjects: Option<SubjectAllowList>,
+}
+
+/// The rule that applies to an authority, and where it comes from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rule<'p> {
-    /// `hosts.<host>.allowedSans`.
-    Host(&'p str, &'p SanAllowList),
-    /// The top-level `allowedSans`.
-    Default(&'p SanAllowList),
+    /// `hosts.<host>`.
+    Host(&'p str, &'p NameRule),
+    /// The top-level `allowedSans` / `allowedSubjects`.
+    Default(&'p NameRule),
     /// Nothing covers the authority.
     Missing,
+}
+
+/// How a peer's names fared against a rule and its issuer's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameOutcome {
+    /// A SAN the rule admits is inside the issuer's scope (or there is no scope).
+    San(usize),
+    /// No SAN is admitted, the subject is, and the issuer has no scope.
+    Subject(usize),
+    /// Only names outside the issuer's scope are admitted (a subject never escapes a scope).
+    OutsideScope,
+    /// Nothing is admitted.
+    NotAllowed,
+}
+
+impl NameRule {
+    /// Judges the peer's SANs and subject; `scope` is the signing issuer's.
+    pub(crate) fn judge(&self, peer: &PeerSummary, scope: Option<&SanAllowList>) -> NameOutcome {
+        let mut admitted_any = false;
+        if let Some(sans) = &self.sans {
+            for (index, pattern) in sans.patterns().iter().enumerate() {
+                for san in peer.sans.iter().filter(|san| pattern.matches(san)) {
+                    admitted_any = true;
+                    if scope.is_none_or(|scope| scope.admits(std::slice::from_ref(san))) {
+                        return NameOutcome::San(index);
+                    }
+                }
+            }
+        }
+        if let Some((index, _)) = self
+            .subjects
+            .as_ref()
+            .and_then(|subjects| subjects.first_match(&peer.subject_rdns))
+        {
+            return if scope.is_some() {
+                NameOutcome::OutsideScope
+            } else {
+                NameOutcome::Subject(index)
+            };
+        }
+        if admitted_any {
+            NameOutcome::OutsideScope
+        } else {
+            NameOutcome::NotAllowed
+        }
+    }
 }
 
 /// How the leaf's authority key identifier compares with a trusted issuer's key identifier.
@@ -408,15 +438,37 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
     if config.trusted_issuers.is_empty() {
         return Err(CompileError::NoTrustedIssuers);
     }
-    let mut issuers = Vec::new();
-    for (index, pem) in config.trusted_issuers.iter().enumerate() {
-        issuers.extend(compile_issuer(index, pem)?);
-    }
+    let trust = compile_trust(
+        &config.trusted_issuers,
+        &config.trust_anchors,
+        &config.crls,
+        |field, patterns| {
+            compile_allow_list(field, patterns).map_err(|e| match e {
+                CompileError::BadPattern { field, source } => (field, source.to_string()),
+                other => (
+                    field.to_owned(),
+                    other
+                        .to_string()
+                        .split_once(": ")
+                        .map_or(String::new(), |(_, why)| why.to_owned()),
+                ),
+            })
+        },
+    )?;
 
-    let default_sans = match &config.allowed_sans {
-        Some(list) => Some(compile_allow_list("allowedSans", list)?),
-        None if config.hosts.is_empty() => return Err(CompileError::NoAllowList),
-        None => None,
+    let default_rule = match (&config.allowed_sans, &config.allowed_subjects) {
+        (None, None) if config.hosts.is_empty() => return Err(CompileError::NoAllowList),
+        (None, None) => None,
+        (sans, subjects) => Some(NameRule {
+            sans: sans
+                .as_deref()
+                .map(|list| compile_allow_list("allowedSans", list))
+                .transpose()?,
+            subjects: subjects
+                .as_deref()
+                .map(|list| compile_subject_list("allowedSubjects", list))
+                .transpose()?,
+        }),
     };
 
     if config.layer == Layer::Connection {
@@ -425,8 +477,24 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
     let mut hosts = HashMap::new();
     for (host, rule) in &config.hosts {
         let key = check_host_key(host, config.layer)?;
-        let field = format!("hosts.{host}.allowedSans");
-        let list = compile_allow_list(&field, &rule.allowed_sans)?;
+        if rule.allowed_sans.is_empty() && rule.allowed_subjects.is_empty() {
+            return Err(CompileError::EmptyHostRule { host: host.clone() });
+        }
+        let list = NameRule {
+            sans: (!rule.allowed_sans.is_empty())
+                .then(|| {
+                    compile_allow_list(&format!("hosts.{host}.allowedSans"), &rule.allowed_sans)
+                })
+                .transpose()?,
+            subjects: (!rule.allowed_subjects.is_empty())
+                .then(|| {
+                    compile_subject_list(
+                        &format!("hosts.{host}.allowedSubjects"),
+                        &rule.allowed_subjects,
+                    )
+                })
+                .transpose()?,
+        };
         if hosts.insert(key, list).is_some() {
             return Err(CompileError::BadHost {
                 host: host.clone(),
@@ -471,8 +539,8 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
     Ok(Policy {
         mode: config.mode,
         layer: config.layer,
-        issuers,
-        default_sans,
+        trust,
+        default_rule,
         hosts,
         denied_serials,
         denied_fingerprints,
@@ -492,10 +560,11 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
 /// connection passed the only rule there is). Different rules per host need `layer: request`,
 /// or a gateway (and WasmPlugin) per host.
 fn check_connection_host_rules(config: &PluginConfig) -> Result<(), CompileError> {
-    let why = match (config.hosts.len(), config.allowed_sans.is_some()) {
+    let top_level = config.allowed_sans.is_some() || config.allowed_subjects.is_some();
+    let why = match (config.hosts.len(), top_level) {
         (0, _) | (1, false) => return Ok(()),
         (1, true) => {
-            "a host rule beside the top-level allowedSans would let a connection admitted by one of them send requests for the other's host; the filter decides per connection and cannot see a request's Host (use layer request, or only one of them)"
+            "a host rule beside the top-level allowedSans (or allowedSubjects) would let a connection admitted by one of them send requests for the other's host; the filter decides per connection and cannot see a request's Host (use layer request, or only one of them)"
         }
         _ => {
             "several host rules would let a connection admitted for one server name send requests for another's host; the filter decides per connection and cannot see a request's Host (use layer request, or one rule)"
@@ -540,57 +609,19 @@ fn compile_server_names(names: &[String]) -> Result<HashSet<String>, CompileErro
     Ok(set)
 }
 
-fn compile_issuer(index: usize, pem: &str) -> Result<Vec<TrustedIssuer>, CompileError> {
-    let not_pem = |detail: String| CompileError::IssuerNotPem { index, detail };
-    let mut blocks = Vec::new();
-    for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
-        let block = block.map_err(|e| not_pem(e.to_string()))?;
-        if block.label != "CERTIFICATE" {
-            return Err(not_pem(format!("found a {:?} block", block.label)));
-        }
-        blocks.push(block.contents);
+fn compile_subject_list(
+    field: &str,
+    patterns: &[String],
+) -> Result<SubjectAllowList, CompileError> {
+    if patterns.is_empty() {
+        return Err(CompileError::EmptyAllowList {
+            field: field.to_owned(),
+        });
     }
-    if blocks.is_empty() {
-        return Err(not_pem("no -----BEGIN CERTIFICATE----- block".into()));
-    }
-    blocks
-        .iter()
-        .map(|der| {
-            let unparsable = |detail: String| CompileError::IssuerUnparsable { index, detail };
-            let (rest, cert) =
-                X509Certificate::from_der(der).map_err(|e| unparsable(e.to_string()))?;
-            if !rest.is_empty() {
-                return Err(unparsable("trailing bytes after the certificate".into()));
-            }
-            if !cert.is_ca() {
-                return Err(CompileError::IssuerNotCa {
-                    index,
-                    subject: cert.subject().to_string(),
-                });
-            }
-            let key = IssuerKey::from_spki(cert.public_key())
-                .map_err(|source| CompileError::IssuerKey { index, source })?;
-            let key_id = cert
-                .iter_extensions()
-                .find_map(|ext| match ext.parsed_extension() {
-                    ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-                    _ => None,
-                });
-            let name_constraints = NameConstraints::of_issuer(&cert)
-                .map_err(|detail| CompileError::IssuerNameConstraints { index, detail })?;
-            let validity = cert.validity();
-            Ok(TrustedIssuer {
-                index,
-                subject: cert.subject().to_string(),
-                subject_der: cert.subject().as_raw().to_vec(),
-                key_id,
-                key,
-                not_before: validity.not_before.timestamp(),
-                not_after: validity.not_after.timestamp(),
-                name_constraints,
-            })
-        })
-        .collect()
+    SubjectAllowList::parse(patterns).map_err(|(i, source)| CompileError::BadSubjectPattern {
+        field: format!("{field}[{i}]"),
+        source,
+    })
 }
 
 fn compile_allow_list(field: &str, patterns: &[String]) -> Result<SanAllowList, CompileError> {
@@ -664,8 +695,14 @@ pub struct Assessment {
     issuer_failure: Option<Reason>,
     /// The first client-profile or name-constraint failure.
     profile_failure: Option<Reason>,
-    /// The validity window of the issuer that signed the leaf.
+    /// The window in which the issuer that signed the leaf and every CA above it are valid.
     issuer_window: Option<(i64, i64)>,
+    /// The signing issuer's position in the policy's issuers.
+    signer: Option<usize>,
+    /// On its issuer's CRL, or under a revoked CA.
+    revoked: bool,
+    /// The earliest nextUpdate of the CRLs consulted for it: past it, a CRL is stale.
+    crl_next_update: Option<i64>,
     denial: Option<Reason>,
 }
 
@@ -683,6 +720,9 @@ pub struct Decision {
     pub reason: Reason,
     /// What the certificate said, when there was one.
     pub assessment: Option<Arc<Assessment>>,
+    /// A CRL consulted for it is past its nextUpdate (still enforced; counted as
+    /// `peergate.crl_stale`).
+    pub crl_stale: bool,
 }
 
 impl Decision {
@@ -691,6 +731,7 @@ impl Decision {
         Self {
             reason,
             assessment: None,
+            crl_stale: false,
         }
     }
 
@@ -765,7 +806,38 @@ impl Policy {
 
     /// Number of trusted issuer certificates.
     pub fn issuer_count(&self) -> usize {
-        self.issuers.len()
+        self.trust.issuers.len()
+    }
+
+    /// Number of trust anchor certificates.
+    pub fn anchor_count(&self) -> usize {
+        self.trust.anchor_count
+    }
+
+    /// Number of CRLs.
+    pub fn crl_count(&self) -> usize {
+        self.trust.crls.len()
+    }
+
+    /// The CRLs past their nextUpdate at `now`, for the warning the filter logs once per
+    /// configuration: `crls[i]` (signer) and its nextUpdate.
+    pub fn stale_crls(&self, now: SystemTime) -> Vec<String> {
+        self.trust
+            .crls
+            .iter()
+            .filter(|crl| {
+                crl.next_update
+                    .is_some_and(|t| unix_nanos(now) > i128::from(t) * NANOS_PER_SEC)
+            })
+            .map(|crl| {
+                format!(
+                    "crls[{}] of {} (nextUpdate {})",
+                    crl.index,
+                    crl.signer,
+                    crate::clock::rfc3339_seconds(crl.next_update.unwrap_or_default())
+                )
+            })
+            .collect()
     }
 
     /// Whether the request must be refused: a denial in enforce mode.
@@ -795,6 +867,9 @@ impl Policy {
             issuer_failure: Some(Reason::UnparsableCertificate),
             profile_failure: None,
             issuer_window: None,
+            signer: None,
+            revoked: false,
+            crl_next_update: None,
             denial: None,
         };
         let cert = match X509Certificate::from_der(der) {
@@ -823,12 +898,24 @@ impl Policy {
             .find_map(Result::err)
             .map(|violation| violation.reason())
             .or_else(|| {
-                let constraints = issuer.name_constraints.as_ref()?;
-                constraints
-                    .check(&cert)
-                    .err()
-                    .map(|_| Reason::OutsideNameConstraints)
+                issuer
+                    .chain
+                    .iter()
+                    .filter_map(|link| link.name_constraints.as_ref())
+                    .any(|constraints| constraints.check(&cert).is_err())
+                    .then_some(Reason::OutsideNameConstraints)
             });
+        let revoked = issuer.revoked_link.is_some()
+            || issuer
+                .own_crls
+                .iter()
+                .filter_map(|&i| self.trust.crls.get(i))
+                .any(|crl| crl.lists(cert.raw_serial()));
+        let crl_next_update = issuer
+            .consulted_crls
+            .iter()
+            .filter_map(|&i| self.trust.crls.get(i).and_then(|crl| crl.next_update))
+            .min();
         let denial = if self.serial_is_denied(cert.raw_serial()) {
             Some(Reason::DeniedSerial)
         } else if self
@@ -843,7 +930,14 @@ impl Policy {
             fingerprint,
             issuer_failure: None,
             profile_failure,
-            issuer_window: Some((issuer.not_before, issuer.not_after)),
+            issuer_window: Some(issuer.window()),
+            signer: self
+                .trust
+                .issuers
+                .iter()
+                .position(|i| std::ptr::eq(i, issuer)),
+            revoked,
+            crl_next_update,
             denial,
             peer: Some(peer),
         }
@@ -925,7 +1019,8 @@ impl Policy {
     ) -> impl Iterator<Item = IssuerAttempt<'p>> + 'c {
         let issuer_name = cert.issuer().as_raw();
         let leaf_aki = authority_key_id(cert);
-        self.issuers
+        self.trust
+            .issuers
             .iter()
             .filter(move |i| i.subject_der == issuer_name)
             .map(move |issuer| {
@@ -951,9 +1046,9 @@ impl Policy {
         } else {
             self.hosts.get_key_value(&normalize_authority(authority))
         };
-        match (host, &self.default_sans) {
-            (Some((host, list)), _) => Rule::Host(host, list),
-            (None, Some(list)) => Rule::Default(list),
+        match (host, &self.default_rule) {
+            (Some((host, rule)), _) => Rule::Host(host, rule),
+            (None, Some(rule)) => Rule::Default(rule),
             (None, None) => Rule::Missing,
         }
     }
@@ -965,9 +1060,13 @@ impl Policy {
         authority: &str,
         now: SystemTime,
     ) -> Decision {
+        let crl_stale = assessment
+            .crl_next_update
+            .is_some_and(|t| unix_nanos(now) > i128::from(t) * NANOS_PER_SEC);
         let decision = |reason| Decision {
             reason,
             assessment: Some(Arc::clone(assessment)),
+            crl_stale,
         };
         if let Some(reason) = assessment.issuer_failure {
             return decision(reason);
@@ -989,15 +1088,23 @@ impl Policy {
             Some(_) => {}
             None => return decision(Reason::UntrustedIssuer),
         }
+        if assessment.revoked {
+            return decision(Reason::Revoked);
+        }
         if let Some(reason) = assessment.denial {
             return decision(reason);
         }
+        let scope = assessment
+            .signer
+            .and_then(|i| self.trust.issuers.get(i))
+            .and_then(|issuer| issuer.scope.as_ref());
         match self.rule_for(authority) {
             Rule::Missing => decision(Reason::NoRuleForHost),
-            Rule::Host(_, list) | Rule::Default(list) if list.admits(&peer.sans) => {
-                decision(Reason::Allowed)
-            }
-            Rule::Host(..) | Rule::Default(_) => decision(Reason::SanNotAllowed),
+            Rule::Host(_, rule) | Rule::Default(rule) => match rule.judge(peer, scope) {
+                NameOutcome::San(_) | NameOutcome::Subject(_) => decision(Reason::Allowed),
+                NameOutcome::OutsideScope => decision(Reason::OutsideIssuerScope),
+                NameOutcome::NotAllowed => decision(Reason::SanNotAllowed),
+            },
         }
     }
 }

@@ -28,7 +28,7 @@ const CLIENT_SAN: &str = "URI:spiffe://cluster-a/ns/client/sa/sleep";
 
 fn config(root: &Ca, allowed: &[&str]) -> PluginConfig {
     PluginConfig {
-        trusted_issuers: vec![root.cert.cert_pem.clone()],
+        trusted_issuers: vec![root.cert.cert_pem.clone().into()],
         allowed_sans: Some(allowed.iter().map(|s| (*s).to_owned()).collect()),
         ..Default::default()
     }
@@ -96,10 +96,11 @@ fn connection_layer_host_rules_a_host_header_could_sidestep_are_refused() {
     let root = Ca::new("a-b-root-ca", KeyKind::P256);
     let rule = |sans: &[&str]| HostConfig {
         allowed_sans: sans.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
     };
     let mut two_hosts = PluginConfig {
         layer: Layer::Connection,
-        trusted_issuers: vec![root.cert.cert_pem.clone()],
+        trusted_issuers: vec![root.cert.cert_pem.clone().into()],
         ..Default::default()
     };
     two_hosts
@@ -221,7 +222,7 @@ fn rsa_keys_under_2048_bits_are_refused_in_leaves_and_issuers() {
     );
     let weak_root = peergate_e2e::pki::weak_rsa_ca("weak-root");
     let error = compile(&PluginConfig {
-        trusted_issuers: vec![weak_root.cert_pem],
+        trusted_issuers: vec![weak_root.cert_pem.into()],
         allowed_sans: Some(vec![CLIENT_ID.into()]),
         ..Default::default()
     })

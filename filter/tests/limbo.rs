@@ -165,6 +165,12 @@ const STRICTER: &[(&str, &str)] = &[
         "rfc5280::nc::nc-forbids-othername#leaf-vs-intermediate",
         "DENY (outside_name_constraints)",
     ),
+    // A trusted issuer whose keyUsage leaves out keyCertSign may not sign certificates
+    // (RFC 5280 §4.2.1.3): the configuration is refused (issue 18, with the chain checks).
+    (
+        "rfc5280::root-inconsistent-ca-extensions",
+        "config-rejected",
+    ),
     // The trusted issuer itself has expired at the validation time.
     (
         "rfc5280::validity::expired-intermediate#leaf-vs-intermediate",
@@ -215,6 +221,12 @@ fn lacks_client_auth(der: &[u8]) -> bool {
 }
 
 fn run(file: &str, client_profile: bool) -> Vec<Outcome> {
+    run_with(file, client_profile, false)
+}
+
+/// `anchored`: the trusted certificate is also the configuration's only trust anchor, so every
+/// case goes through the chain code (a chain of one link).
+fn run_with(file: &str, client_profile: bool, anchored: bool) -> Vec<Outcome> {
     let path = format!("{}/tests/fixtures/limbo/{file}", env!("CARGO_MANIFEST_DIR"));
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut outcomes = Vec::new();
@@ -224,8 +236,14 @@ fn run(file: &str, client_profile: bool) -> Vec<Outcome> {
             .as_str()
             .or(case["effective_time"].as_str())
             .unwrap();
+        let trusted = case["trusted_cert"].as_str().unwrap();
         let config = PluginConfig {
-            trusted_issuers: vec![case["trusted_cert"].as_str().unwrap().to_owned()],
+            trusted_issuers: vec![trusted.into()],
+            trust_anchors: if anchored {
+                vec![trusted.to_owned()]
+            } else {
+                Vec::new()
+            },
             allowed_sans: Some(vec!["never.matches.invalid".into()]),
             client_profile,
             ..Default::default()
@@ -410,7 +428,27 @@ fn check(file: &str, expected_cases: usize, expected_server_only: usize) {
 
 #[test]
 fn direct_issuer_cases() {
-    check("direct-issuer.json", 87, 67);
+    check("direct-issuer.json", 87, 66);
+}
+
+/// The cases' trusted certificates are limbo's intermediates, cut from their chains: limbo's
+/// roots are not in these fixtures (and x509-limbo itself is on no registry this build can
+/// reach), so full root → intermediate → leaf chains are tested with certificates made at test
+/// time (`filter/tests/trust.rs`). Here each intermediate anchors itself, and the outcome must
+/// be exactly the unanchored one: the chain code adds no allow and no denial of its own.
+#[test]
+fn anchoring_the_trusted_certificate_changes_no_outcome() {
+    for (file, count) in [
+        ("leaf-vs-intermediate.json", 56),
+        ("direct-issuer.json", 87),
+    ] {
+        let plain = run_with(file, true, false);
+        let anchored = run_with(file, true, true);
+        assert_eq!(anchored.len(), count, "{file}");
+        for (a, p) in anchored.iter().zip(&plain) {
+            assert_eq!((&a.id, &a.got), (&p.id, &p.got), "{file}: anchored vs not");
+        }
+    }
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn pki() -> &'static Pki {
 
 fn config(root: &Ca, allowed: &[&str]) -> PluginConfig {
     PluginConfig {
-        trusted_issuers: vec![root.cert.cert_pem.clone()],
+        trusted_issuers: vec![root.cert.cert_pem.clone().into()],
         allowed_sans: Some(allowed.iter().map(|s| (*s).to_owned()).collect()),
         ..Default::default()
     }
@@ -165,7 +165,8 @@ fn same_name_other_key_id_is_a_key_id_mismatch() {
     );
     // Trusting both same-named CAs admits each one's leaves.
     let mut both = config(&pki.root, &[CLIENT_ID]);
-    both.trusted_issuers.push(other.cert.cert_pem.clone());
+    both.trusted_issuers
+        .push(other.cert.cert_pem.clone().into());
     assert_eq!(reason(&both, &leaf, "h"), Reason::Allowed);
     assert_eq!(reason(&both, &pki.client, "h"), Reason::Allowed);
 }
@@ -174,7 +175,8 @@ fn same_name_other_key_id_is_a_key_id_mismatch() {
 fn a_pem_bundle_in_one_entry_trusts_every_certificate() {
     let pki = pki();
     let mut cfg = config(&pki.other_root, &[CLIENT_ID]);
-    cfg.trusted_issuers[0].push_str(&pki.root.cert.cert_pem);
+    cfg.trusted_issuers[0] =
+        format!("{}{}", cfg.trusted_issuers[0].pem(), pki.root.cert.cert_pem).into();
     let policy = compile(&cfg).unwrap();
     assert_eq!(policy.issuer_count(), 2);
     assert_eq!(reason(&cfg, &pki.client, "h"), Reason::Allowed);
@@ -711,6 +713,7 @@ fn connection_layer_configuration() {
             ip.into(),
             peergate_filter::HostConfig {
                 allowed_sans: vec![CLIENT_ID.into()],
+                ..Default::default()
             },
         );
         let error = compile(&ip_rule).err().unwrap().to_string();

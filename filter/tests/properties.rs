@@ -44,7 +44,10 @@ fn world() -> &'static World {
             root.issue(&Leaf::client("client-ed", &[CLIENT_SAN], KeyKind::Ed25519)),
         ];
         let policy = compile(&PluginConfig {
-            trusted_issuers: vec![root.cert.cert_pem.clone(), rsa_root.cert.cert_pem.clone()],
+            trusted_issuers: vec![
+                root.cert.cert_pem.clone().into(),
+                rsa_root.cert.cert_pem.clone().into(),
+            ],
             allowed_sans: Some(vec!["spiffe://cluster-a/ns/client/sa/sleep".into()]),
             ..Default::default()
         })
@@ -241,6 +244,9 @@ proptest! {
         log_allowed in any::<bool>(),
         protected in proptest::option::of(proptest::collection::vec("[a-zA-Z0-9.*:\\-]{0,20}", 0..3)),
         client_profile in any::<bool>(),
+        subjects in proptest::option::of(proptest::collection::vec("(CN|cn|O|XX)=[a-z0-9* ,\\\\]{0,8}(,O=peergate tests)?", 0..3)),
+        scoped in any::<bool>(),
+        anchors in proptest::collection::vec(0..4usize, 0..2),
     ) {
         let w = world();
         let pems = [
@@ -252,11 +258,25 @@ proptest! {
         let config = PluginConfig {
             mode: if audit { Mode::Audit } else { Mode::Enforce },
             layer: if connection { Layer::Connection } else { Layer::Request },
-            trusted_issuers: issuers.iter().map(|&i| pems[i].clone()).collect(),
+            trusted_issuers: issuers
+                .iter()
+                .map(|&i| {
+                    if scoped {
+                        peergate_filter::TrustedIssuerConfig::Scoped(peergate_filter::ScopedIssuer {
+                            certificate: pems[i].clone(),
+                            scope: Some(vec!["spiffe://cluster-a/*".into()]),
+                        })
+                    } else {
+                        pems[i].clone().into()
+                    }
+                })
+                .collect(),
+            trust_anchors: anchors.iter().map(|&i| pems[i].clone()).collect(),
+            allowed_subjects: subjects,
             allowed_sans: sans,
             hosts: hosts
                 .into_iter()
-                .map(|(host, allowed_sans)| (host, HostConfig { allowed_sans }))
+                .map(|(host, allowed_sans)| (host, HostConfig { allowed_sans, ..Default::default() }))
                 .collect::<BTreeMap<_, _>>(),
             denied_serials: serials,
             denied_fingerprints: fingerprints,
@@ -264,6 +284,7 @@ proptest! {
             log_allowed,
             protected_server_names: protected,
             client_profile,
+            crls: Vec::new(),
         };
         let again = PluginConfig::from_json(config.to_json().as_bytes());
         prop_assert_eq!(again.as_ref(), Ok(&config));
@@ -278,7 +299,7 @@ proptest! {
                         if trusted(issuer) {
                             // Issuer and validity pass; what is left is the policy's lists.
                             prop_assert!(
-                                matches!(reason, Reason::Allowed | Reason::SanNotAllowed | Reason::NoRuleForHost | Reason::DeniedSerial | Reason::DeniedFingerprint),
+                                matches!(reason, Reason::Allowed | Reason::SanNotAllowed | Reason::NoRuleForHost | Reason::DeniedSerial | Reason::DeniedFingerprint | Reason::OutsideIssuerScope),
                                 "{:?} for a client of a trusted root", reason
                             );
                         } else {

@@ -45,7 +45,7 @@ pub fn policy(mode: Mode) -> Policy {
     let config = PluginConfig {
         mode,
         layer: peergate_filter::Layer::Request,
-        trusted_issuers: ROOTS.iter().map(|r| (*r).to_owned()).collect(),
+        trusted_issuers: ROOTS.iter().map(|r| (*r).into()).collect(),
         allowed_sans: Some(vec![
             CLIENT_SAN.to_owned(),
             "spiffe://cluster-a/ns/*".to_owned(),
@@ -55,6 +55,7 @@ pub fn policy(mode: Mode) -> Policy {
             DOMAIN.to_owned(),
             HostConfig {
                 allowed_sans: vec![CLIENT_SAN.to_owned()],
+                ..Default::default()
             },
         )]
         .into(),

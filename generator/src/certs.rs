@@ -155,9 +155,23 @@ fn name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-/// Issues the self-signed root.
+/// Issues the self-signed root, with a new key.
 pub fn issue_root(mesh: &Mesh, now: SystemTime) -> Result<CertAndKey, CertError> {
     let key = generate_key(mesh.key_type)?;
+    root_with_key(mesh, key, now)
+}
+
+/// Issues the self-signed root for an existing key (PEM), one kept outside the output.
+pub fn issue_root_for_key(
+    mesh: &Mesh,
+    key_pem: &str,
+    now: SystemTime,
+) -> Result<CertAndKey, CertError> {
+    let key = KeyPair::from_pem(key_pem).map_err(crypto("root key"))?;
+    root_with_key(mesh, key, now)
+}
+
+fn root_with_key(mesh: &Mesh, key: KeyPair, now: SystemTime) -> Result<CertAndKey, CertError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(&mesh.root.name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -207,17 +221,46 @@ fn leaf_name(mesh: &Mesh, role: Role) -> &str {
     }
 }
 
-/// Issues a leaf under the root.
-pub fn issue_leaf(
+/// Issues the issuing CA `name` under the root: basicConstraints CA:true with pathLen 0 (it
+/// signs leaves only), keyCertSign and cRLSign, an authority key identifier.
+pub fn issue_intermediate(
     mesh: &Mesh,
-    role: Role,
+    name: &str,
+    validity: Duration,
     root: &CertAndKey,
     now: SystemTime,
 ) -> Result<CertAndKey, CertError> {
-    let what = format!("{} certificate", leaf_name(mesh, role));
     let root_key = KeyPair::from_pem(&root.key).map_err(crypto("root key"))?;
     let issuer =
         Issuer::from_ca_cert_pem(&root.cert, root_key).map_err(crypto("root certificate"))?;
+    let key = generate_key(mesh.key_type)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = self::name(name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.use_authority_key_identifier_extension = true;
+    (params.not_before, params.not_after) = window(now, validity);
+    params.serial_number = Some(random_serial()?);
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(crypto("issuing CA certificate"))?;
+    Ok(CertAndKey {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// Issues a leaf under `signer` (the root, or the issuing CA).
+pub fn issue_leaf(
+    mesh: &Mesh,
+    role: Role,
+    signer: &CertAndKey,
+    now: SystemTime,
+) -> Result<CertAndKey, CertError> {
+    let what = format!("{} certificate", leaf_name(mesh, role));
+    let signer_key = KeyPair::from_pem(&signer.key).map_err(crypto("issuing key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&signer.cert, signer_key)
+        .map_err(crypto("issuing certificate"))?;
     let key = generate_key(mesh.key_type)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = name(leaf_name(mesh, role));
@@ -283,7 +326,7 @@ fn parse_pem(pem: &str) -> Result<Vec<u8>, String> {
 
 fn common_checks(
     cert: &X509Certificate<'_>,
-    pair: &CertAndKey,
+    key: Option<&str>,
     expected_cn: &str,
     mesh: &Mesh,
     now: SystemTime,
@@ -307,17 +350,19 @@ fn common_checks(
             mesh.key_type
         )));
     }
-    let key = KeyPair::from_pem(&pair.key)
-        .map_err(|e| Misfit::key(format!("the key does not load: {e}")))?;
-    if is_ed25519_pkcs8_v2(key.serialized_der()) {
-        return Err(Misfit::key(
-            "the key is a PKCS#8 v2 document, which Envoy (BoringSSL) cannot load",
-        ));
-    }
-    if key.subject_public_key_info() != cert.public_key().raw {
-        return Err(Misfit::key(
-            "the private key does not belong to the certificate",
-        ));
+    if let Some(key) = key {
+        let key = KeyPair::from_pem(key)
+            .map_err(|e| Misfit::key(format!("the key does not load: {e}")))?;
+        if is_ed25519_pkcs8_v2(key.serialized_der()) {
+            return Err(Misfit::key(
+                "the key is a PKCS#8 v2 document, which Envoy (BoringSSL) cannot load",
+            ));
+        }
+        if key.subject_public_key_info() != cert.public_key().raw {
+            return Err(Misfit::key(
+                "the private key does not belong to the certificate",
+            ));
+        }
     }
     let not_after = cert.validity().not_after.timestamp();
     let deadline = peergate_filter::policy::unix_seconds(now + MIN_REMAINING);
@@ -332,6 +377,8 @@ fn common_checks(
 pub struct Misfit {
     /// The key file is the problem (it does not load, or is another key's).
     pub in_key: bool,
+    /// It is revoked: replacing it loses nothing (`peergate revoke` cut it off).
+    pub revoked: bool,
     /// What is wrong.
     pub reason: String,
 }
@@ -340,6 +387,7 @@ impl Misfit {
     fn cert(reason: impl Into<String>) -> Self {
         Self {
             in_key: false,
+            revoked: false,
             reason: reason.into(),
         }
     }
@@ -347,6 +395,7 @@ impl Misfit {
     fn key(reason: impl Into<String>) -> Self {
         Self {
             in_key: true,
+            revoked: false,
             reason: reason.into(),
         }
     }
@@ -362,24 +411,61 @@ impl Misfit {
     }
 }
 
-/// Whether an existing root still fits: `Err` says why not.
-pub fn check_root(pair: &CertAndKey, mesh: &Mesh, now: SystemTime) -> Result<(), Misfit> {
-    let der = parse_pem(&pair.cert).map_err(Misfit::cert)?;
+/// Whether an existing root still fits: `Err` says why not. `key` is `None` when the root's
+/// key is kept elsewhere and was not given: then only the certificate is checked.
+pub fn check_root(
+    cert_pem: &str,
+    key: Option<&str>,
+    mesh: &Mesh,
+    now: SystemTime,
+) -> Result<(), Misfit> {
+    let der = parse_pem(cert_pem).map_err(Misfit::cert)?;
     let (_, cert) = X509Certificate::from_der(&der).map_err(|e| Misfit::cert(e.to_string()))?;
     if !cert.is_ca() {
         return Err(Misfit::cert("it is not a CA certificate"));
     }
-    common_checks(&cert, pair, &mesh.root.name, mesh, now)
+    common_checks(&cert, key, &mesh.root.name, mesh, now)
 }
 
-/// When a newly issued `leaf` would outlive `root`: both notAfter times, RFC 3339.
-pub fn outlives_root(leaf: &CertAndKey, root: &CertAndKey) -> Option<(String, String)> {
+/// Whether an existing issuing CA still fits and was issued by `root`: `Err` says why not.
+pub fn check_intermediate(
+    pair: &CertAndKey,
+    name: &str,
+    root_cert: &str,
+    mesh: &Mesh,
+    now: SystemTime,
+) -> Result<(), Misfit> {
+    let der = parse_pem(&pair.cert).map_err(Misfit::cert)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| Misfit::cert(e.to_string()))?;
+    common_checks(&cert, Some(&pair.key), name, mesh, now)?;
+    match cert.basic_constraints() {
+        Ok(Some(bc)) if bc.value.ca && bc.value.path_len_constraint == Some(0) => {}
+        _ => {
+            return Err(Misfit::cert(
+                "it is not an issuing CA with pathLenConstraint 0",
+            ))
+        }
+    }
+    // The filter's own chain check: the configuration the WasmPlugin gets must compile.
+    peergate_filter::compile(&peergate_filter::PluginConfig {
+        trusted_issuers: vec![pair.cert.clone().into()],
+        trust_anchors: vec![root_cert.to_owned()],
+        allowed_sans: Some(vec!["spiffe://unused/*".into()]),
+        ..Default::default()
+    })
+    .map_err(|e| Misfit::cert(format!("the current root does not vouch for it: {e}")))?;
+    Ok(())
+}
+
+/// When a newly issued leaf (certificate PEM) would outlive the CA that signed it (PEM): both
+/// notAfter times, RFC 3339.
+pub fn outlives_root(leaf: &str, root: &str) -> Option<(String, String)> {
     let not_after = |pem: &str| -> Option<x509_parser::time::ASN1Time> {
         let der = parse_pem(pem).ok()?;
         let (_, cert) = X509Certificate::from_der(&der).ok()?;
         Some(cert.validity().not_after)
     };
-    let (root_end, leaf_end) = (not_after(&root.cert)?, not_after(&leaf.cert)?);
+    let (root_end, leaf_end) = (not_after(root)?, not_after(leaf)?);
     (leaf_end > root_end).then(|| {
         let show = |t: x509_parser::time::ASN1Time| {
             t.to_datetime()
@@ -390,23 +476,38 @@ pub fn outlives_root(leaf: &CertAndKey, root: &CertAndKey) -> Option<(String, St
     })
 }
 
-/// Whether an existing leaf still fits and was issued by `root`: `Err` says why not.
+/// What a leaf is checked against: the CA that signs leaves, the root above it when that is an
+/// issuing CA, and the CRLs.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafTrust<'a> {
+    /// The certificate of the CA that signs leaves (the root, or the issuing CA).
+    pub signer: &'a str,
+    /// The root, when `signer` is an issuing CA under it.
+    pub anchor: Option<&'a str>,
+    /// The CRLs in force (PEM).
+    pub crls: &'a [String],
+}
+
+/// Whether an existing leaf still fits and was issued by the signer: `Err` says why not.
 pub fn check_leaf(
     pair: &CertAndKey,
     role: Role,
-    root: &CertAndKey,
+    trust: LeafTrust<'_>,
     mesh: &Mesh,
     now: SystemTime,
 ) -> Result<(), Misfit> {
     let der = parse_pem(&pair.cert).map_err(Misfit::cert)?;
     let (_, cert) = X509Certificate::from_der(&der).map_err(|e| Misfit::cert(e.to_string()))?;
-    common_checks(&cert, pair, leaf_name(mesh, role), mesh, now)?;
-    // The filter's own check decides whether the root issued it and whether its SANs are the
-    // configured ones, so "reusable" and "admitted by the gateway" cannot disagree.
+    common_checks(&cert, Some(&pair.key), leaf_name(mesh, role), mesh, now)?;
+    // The filter's own check decides whether the signer issued it, whether it is revoked and
+    // whether its SANs are the configured ones, so "reusable" and "admitted by the gateway"
+    // cannot disagree.
     let sans = leaf_sans(mesh, role);
     let policy = peergate_filter::compile(&peergate_filter::PluginConfig {
-        trusted_issuers: vec![root.cert.clone()],
+        trusted_issuers: vec![trust.signer.to_owned().into()],
+        trust_anchors: trust.anchor.map(str::to_owned).into_iter().collect(),
         allowed_sans: Some(sans.clone()),
+        crls: trust.crls.to_vec(),
         // The gateway's certificate is a server's: the client profile is for the peer.
         client_profile: role == Role::Client,
         ..Default::default()
@@ -417,6 +518,12 @@ pub fn check_leaf(
         peergate_filter::Reason::Allowed => {}
         peergate_filter::Reason::SanNotAllowed => {
             return Err(Misfit::cert("its SANs differ from the configuration"))
+        }
+        peergate_filter::Reason::Revoked => {
+            return Err(Misfit {
+                revoked: true,
+                ..Misfit::cert("it is revoked (on a CRL in certs/)")
+            })
         }
         other => {
             return Err(Misfit::cert(format!(
@@ -470,7 +577,7 @@ mod tests {
             ..Mesh::default()
         };
         let root = issue_root(&mesh, SystemTime::now()).unwrap();
-        assert!(check_root(&root, &mesh, SystemTime::now()).is_ok());
+        assert!(check_root(&root.cert, Some(&root.key), &mesh, SystemTime::now()).is_ok());
         assert!(ed25519_seed(b"\x30\x05\x02\x01\x00").is_none());
     }
 }

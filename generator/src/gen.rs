@@ -11,6 +11,7 @@ use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
 use crate::mesh::{Gateway, KeyType, Mesh};
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
+use crate::revocation::{self, Reason, Revocation};
 
 /// Mode of private keys and of files holding them.
 pub const KEY_MODE: u32 = 0o600;
@@ -59,6 +60,14 @@ pub enum GenError {
         path: PathBuf,
         /// The OS error.
         error: std::io::Error,
+    },
+    /// Something must be signed by the root, whose key is not at hand.
+    #[error("{path}: the root's key is needed to sign {what} and is not there; nothing was written (pass --root-key PATH where it is kept)")]
+    RootKeyNeeded {
+        /// What needs signing.
+        what: String,
+        /// Where the key was looked for.
+        path: PathBuf,
     },
     /// A new leaf would outlive the reused root.
     #[error("{path}: the root expires on {root_not_after}, before a new {leaf} certificate would ({leaf_not_after}); nothing was written (renew the root: rerun with --force)")]
@@ -168,6 +177,63 @@ pub struct GenOptions {
     pub force: bool,
     /// The time certificates are issued and checked at.
     pub now: SystemTime,
+    /// Where the root's key is kept, when not in `certs/` (`--root-key`): read to sign, a new
+    /// one written there, never copied into the output.
+    pub root_key: Option<PathBuf>,
+    /// A revocation to add (`peergate revoke`).
+    pub revoke: Option<RevokeRequest>,
+    /// Reissue what is revoked instead of refusing to replace it (`peergate revoke --force` of
+    /// a certificate of the current output).
+    pub replace_revoked: bool,
+}
+
+impl GenOptions {
+    /// A plain `gen` run into `out` at `now`.
+    pub fn new(out: PathBuf, force: bool, now: SystemTime) -> Self {
+        Self {
+            out,
+            force,
+            now,
+            root_key: None,
+            revoke: None,
+            replace_revoked: false,
+        }
+    }
+}
+
+/// Which generated CA a revocation goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeCa {
+    /// The root's CRL (a leaf it signed, or the issuing CA).
+    Root,
+    /// The issuing CA's CRL.
+    Intermediate,
+}
+
+/// A certificate to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeRequest {
+    /// Whose CRL.
+    pub ca: RevokeCa,
+    /// The serial (big-endian).
+    pub serial: Vec<u8>,
+    /// Why.
+    pub reason: Option<Reason>,
+}
+
+/// A CA whose CRL a run writes: its name in `certs/`, its certificate, the revocations to list
+/// (`None`: none yet), and its certificate and key when it can sign.
+struct CaCrl<'a> {
+    name: &'a str,
+    cert: &'a str,
+    revocations: Option<Vec<Revocation>>,
+    signer: Option<CertAndKey>,
+}
+
+/// The root: its certificate, and its key when available.
+struct Root {
+    cert: String,
+    key: Option<String>,
 }
 
 /// Paths of one certificate and its key under `DIR/certs/`.
@@ -207,6 +273,72 @@ fn existing_pair(out: &Path, name: &str) -> Result<Option<CertAndKey>, GenError>
     }
 }
 
+/// Path of a CA's CRL under `DIR/certs/`.
+pub fn crl_path(out: &Path, name: &str) -> PathBuf {
+    out.join("certs").join(format!("{name}-crl.pem"))
+}
+
+/// The revocations in a CA's existing CRL. A CRL its CA did not sign is an error when the CA
+/// is reused (the file was damaged or swapped), and dropped with a warning when the CA is new
+/// (its predecessor's revocations mean nothing under it).
+fn read_revocations(
+    out: &Path,
+    name: &str,
+    ca_cert: &str,
+    ca_status: CertStatus,
+    report: &mut Report,
+) -> Result<Option<Vec<Revocation>>, GenError> {
+    let path = crl_path(out, name);
+    let Some(pem) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    match (revocation::read_crl(&pem, ca_cert), ca_status) {
+        (Ok(list), _) => Ok(Some(list)),
+        (Err(_), CertStatus::Issued) => {
+            report.warnings.push(format!(
+                "{}: the CRL of the {name} certificate this run replaces is dropped, and its revocations with it",
+                path.display()
+            ));
+            Ok(None)
+        }
+        (Err(e), CertStatus::Reused) => Err(GenError::WouldOverwrite {
+            path,
+            reason: format!("{e}: its revocations cannot be kept"),
+        }),
+    }
+}
+
+/// Adds the requested revocation (once).
+fn add_revocation(
+    list: &mut Option<Vec<Revocation>>,
+    request: &RevokeRequest,
+    now: SystemTime,
+    report: &mut Report,
+) {
+    let list = list.get_or_insert_with(Vec::new);
+    let serial = peergate_filter::peer::normalize_serial(&request.serial);
+    if list.iter().any(|r| r.serial == serial) {
+        report.warnings.push(format!(
+            "serial {} is already revoked",
+            peergate_filter::peer::hex(&serial)
+        ));
+        return;
+    }
+    list.push(Revocation {
+        serial,
+        revoked_at: peergate_filter::policy::unix_seconds(now),
+        reason: request.reason,
+    });
+}
+
+/// The serial (without leading zero bytes) of a PEM certificate.
+pub fn serial_of(pem: &str) -> Option<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    let der = peergate_filter::xfcc::certificate_der_from_pem(pem.as_bytes())?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
+    Some(peergate_filter::peer::normalize_serial(cert.raw_serial()))
+}
+
 /// Runs the whole generation.
 pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     mesh.validate("the mesh description")?;
@@ -223,54 +355,267 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     let client_name = mesh.cluster_a.client_name.as_str();
     let server_name = mesh.cluster_b.server_name.as_str();
 
-    let existing_root = existing_pair(out, "root")?;
     let existing_client = existing_pair(out, client_name)?;
     let existing_server = existing_pair(out, server_name)?;
 
-    let (root, root_status) = match existing_root {
-        Some(pair) if !options.force => match certs::check_root(&pair, mesh, now) {
-            Ok(()) => (pair, CertStatus::Reused),
-            Err(misfit) => {
-                return Err(GenError::WouldOverwrite {
-                    path: misfit.path(out, "root"),
-                    reason: format!("the root no longer fits: {}", misfit.reason),
-                })
-            }
-        },
-        _ => (certs::issue_root(mesh, now)?, CertStatus::Issued),
-    };
-    report.certs.push(("root".into(), root_status));
-
-    // A leaf is reused only under the reused root, and only while it still fits.
-    let leaf = |existing: Option<CertAndKey>, role: Role, name: &str| match existing {
-        Some(_) if !options.force && root_status == CertStatus::Issued => {
-            Err(GenError::WouldOverwrite {
-                path: cert_paths(out, name).0,
-                reason: "exists, but the root is missing and a new one would not have issued it"
-                    .into(),
-            })
-        }
-        Some(pair) if !options.force => match certs::check_leaf(&pair, role, &root, mesh, now) {
-            Ok(()) => Ok((pair, CertStatus::Reused)),
-            Err(misfit) => Err(GenError::WouldOverwrite {
-                path: misfit.path(out, name),
-                reason: format!("no longer fits: {}", misfit.reason),
-            }),
-        },
-        _ => {
-            let leaf = certs::issue_leaf(mesh, role, &root, now)?;
-            if root_status == CertStatus::Reused {
-                if let Some((root_end, leaf_end)) = certs::outlives_root(&leaf, &root) {
-                    return Err(GenError::RootExpiresFirst {
-                        path: cert_paths(out, "root").0,
-                        root_not_after: root_end,
-                        leaf: name.to_owned(),
-                        leaf_not_after: leaf_end,
-                    });
+    // The root: its certificate in certs/, its key there or at --root-key (never copied).
+    let (root_cert_path, root_key_in_out) = cert_paths(out, "root");
+    let root_key_path = options
+        .root_key
+        .clone()
+        .unwrap_or_else(|| root_key_in_out.clone());
+    if options.root_key.is_some() && root_key_in_out.exists() {
+        return Err(GenError::WouldOverwrite {
+            path: root_key_in_out,
+            reason: "holds the root key, and --root-key says it is kept elsewhere: move it there, or leave --root-key out".into(),
+        });
+    }
+    let existing_root_cert = read_optional(&root_cert_path)?;
+    let existing_root_key = read_optional(&root_key_path)?;
+    let mut root_key_written = false;
+    let (root, root_status) = match (existing_root_cert, existing_root_key) {
+        (Some(cert), key) if !options.force => {
+            match certs::check_root(&cert, key.as_deref(), mesh, now) {
+                Ok(()) => (Root { cert, key }, CertStatus::Reused),
+                Err(misfit) => {
+                    return Err(GenError::WouldOverwrite {
+                        path: if misfit.in_key {
+                            root_key_path.clone()
+                        } else {
+                            root_cert_path.clone()
+                        },
+                        reason: format!("the root no longer fits: {}", misfit.reason),
+                    })
                 }
             }
-            Ok((leaf, CertStatus::Issued))
         }
+        (None, Some(_)) if options.root_key.is_none() && !options.force => {
+            return Err(GenError::WouldOverwrite {
+                path: root_key_path.clone(),
+                reason: format!(
+                    "exists without its certificate {}",
+                    root_cert_path.display()
+                ),
+            })
+        }
+        // A key kept elsewhere is the root's, whatever happens here: a new certificate for it.
+        (_, Some(key)) if options.root_key.is_some() => (
+            Root {
+                cert: certs::issue_root_for_key(mesh, &key, now)?.cert,
+                key: Some(key),
+            },
+            CertStatus::Issued,
+        ),
+        _ => {
+            let pair = certs::issue_root(mesh, now)?;
+            root_key_written = true;
+            (
+                Root {
+                    cert: pair.cert,
+                    key: Some(pair.key),
+                },
+                CertStatus::Issued,
+            )
+        }
+    };
+    report.certs.push(("root".into(), root_status));
+    let root_signer = |what: &str| -> Result<CertAndKey, GenError> {
+        match &root.key {
+            Some(key) => Ok(CertAndKey {
+                cert: root.cert.clone(),
+                key: key.clone(),
+            }),
+            None => Err(GenError::RootKeyNeeded {
+                what: what.to_owned(),
+                path: root_key_path.clone(),
+            }),
+        }
+    };
+
+    // CRLs already issued: their revocations are kept. One that its CA did not sign (the CA
+    // was replaced) is dropped, with a warning.
+    let mut root_revocations = read_revocations(out, "root", &root.cert, root_status, &mut report)?;
+    if let Some(request) = options.revoke.as_ref().filter(|r| r.ca == RevokeCa::Root) {
+        add_revocation(&mut root_revocations, request, now, &mut report);
+    }
+
+    // The issuing CA, when there is one.
+    let intermediate = match &mesh.intermediate {
+        None => None,
+        Some(section) => {
+            let name = section.name.as_str();
+            let revoked_by_root = |pair: &CertAndKey| {
+                serial_of(&pair.cert).is_some_and(|serial| {
+                    root_revocations
+                        .as_ref()
+                        .is_some_and(|list| list.iter().any(|r| r.serial == serial))
+                })
+            };
+            let (pair, status) = match existing_pair(out, name)? {
+                Some(_) if !options.force && root_status == CertStatus::Issued => {
+                    return Err(GenError::WouldOverwrite {
+                        path: cert_paths(out, name).0,
+                        reason: "exists, but the root is new and did not issue it".into(),
+                    })
+                }
+                Some(pair) if !options.force && revoked_by_root(&pair) && !options.replace_revoked => {
+                    return Err(GenError::WouldOverwrite {
+                        path: cert_paths(out, name).0,
+                        reason: "is revoked on the root's CRL: a new issuing CA (and new leaves) would replace it".into(),
+                    })
+                }
+                Some(pair) if !options.force && !revoked_by_root(&pair) => {
+                    match certs::check_intermediate(&pair, name, &root.cert, mesh, now) {
+                        Ok(()) => (pair, CertStatus::Reused),
+                        Err(misfit) => {
+                            return Err(GenError::WouldOverwrite {
+                                path: misfit.path(out, name),
+                                reason: format!("no longer fits: {}", misfit.reason),
+                            })
+                        }
+                    }
+                }
+                _ => (
+                    certs::issue_intermediate(
+                        mesh,
+                        name,
+                        section.validity.0,
+                        &root_signer("the issuing CA")?,
+                        now,
+                    )?,
+                    CertStatus::Issued,
+                ),
+            };
+            report.certs.push((name.to_owned(), status));
+            Some((name, pair, status))
+        }
+    };
+    let mut intermediate_revocations = match &intermediate {
+        Some((name, pair, status)) => {
+            read_revocations(out, name, &pair.cert, *status, &mut report)?
+        }
+        None => None,
+    };
+    if let Some(request) = options
+        .revoke
+        .as_ref()
+        .filter(|r| r.ca == RevokeCa::Intermediate)
+    {
+        add_revocation(&mut intermediate_revocations, request, now, &mut report);
+    }
+    // What signs the leaves: the issuing CA, or the root (whose key may be elsewhere).
+    let (signer_cert, signer_status) = match &intermediate {
+        Some((_, pair, status)) => (pair.cert.clone(), *status),
+        None => (root.cert.clone(), root_status),
+    };
+    let signer: Option<CertAndKey> = match &intermediate {
+        Some((_, pair, _)) => Some(pair.clone()),
+        None => root.key.as_ref().map(|key| CertAndKey {
+            cert: root.cert.clone(),
+            key: key.clone(),
+        }),
+    };
+
+    // Every CA's CRL once any CA has one (Envoy checks the whole chain: a CA without one fails
+    // every handshake); under an issuing CA, always.
+    let crls_needed =
+        intermediate.is_some() || root_revocations.is_some() || intermediate_revocations.is_some();
+    let mut crl_files: Vec<(String, String)> = Vec::new();
+    if crls_needed {
+        let mut cas = vec![CaCrl {
+            name: "root",
+            cert: root.cert.as_str(),
+            revocations: root_revocations.clone(),
+            signer: root.key.as_ref().map(|key| CertAndKey {
+                cert: root.cert.clone(),
+                key: key.clone(),
+            }),
+        }];
+        if let Some((name, pair, _)) = &intermediate {
+            cas.push(CaCrl {
+                name,
+                cert: pair.cert.as_str(),
+                revocations: intermediate_revocations.clone(),
+                signer: Some(pair.clone()),
+            });
+        }
+        for CaCrl {
+            name,
+            cert: ca_cert,
+            revocations,
+            signer: ca,
+        } in cas
+        {
+            let path = crl_path(out, name);
+            let wanted = revocations.unwrap_or_default();
+            // Kept byte for byte unless its revocations change (or it is missing).
+            let existing = read_optional(&path)?.filter(|pem| {
+                revocation::read_crl(pem, ca_cert).is_ok_and(|listed| listed == wanted)
+            });
+            let pem = match (existing, &ca) {
+                (Some(pem), _) => pem,
+                (None, Some(ca)) => revocation::sign_crl(ca, &wanted, now)?,
+                (None, None) => {
+                    return Err(GenError::RootKeyNeeded {
+                        what: "the root's CRL".into(),
+                        path: root_key_path.clone(),
+                    })
+                }
+            };
+            crl_files.push((name.to_owned(), pem));
+        }
+    }
+    let crls: Vec<String> = crl_files.iter().map(|(_, pem)| pem.clone()).collect();
+
+    let issue = |role: Role, name: &str| -> Result<CertAndKey, GenError> {
+        let signer = signer.as_ref().ok_or_else(|| GenError::RootKeyNeeded {
+            what: format!("the {name} certificate"),
+            path: root_key_path.clone(),
+        })?;
+        let leaf = certs::issue_leaf(mesh, role, signer, now)?;
+        if signer_status == CertStatus::Reused {
+            if let Some((ca_end, leaf_end)) = certs::outlives_root(&leaf.cert, &signer.cert) {
+                let ca_name = intermediate.as_ref().map_or("root", |(name, _, _)| *name);
+                return Err(GenError::RootExpiresFirst {
+                    path: cert_paths(out, ca_name).0,
+                    root_not_after: ca_end,
+                    leaf: name.to_owned(),
+                    leaf_not_after: leaf_end,
+                });
+            }
+        }
+        Ok(leaf)
+    };
+    // A leaf is reused only under the reused signer, and only while it still fits.
+    let leaf = |existing: Option<CertAndKey>, role: Role, name: &str| match existing {
+        Some(_) if !options.force && signer_status == CertStatus::Issued => {
+            Err(GenError::WouldOverwrite {
+                path: cert_paths(out, name).0,
+                reason: if intermediate.is_some() {
+                    "exists, but its issuing CA is new and did not issue it".into()
+                } else {
+                    "exists, but the root is missing and a new one would not have issued it".into()
+                },
+            })
+        }
+        Some(pair) if !options.force => {
+            let trust = certs::LeafTrust {
+                signer: &signer_cert,
+                anchor: intermediate.as_ref().map(|_| root.cert.as_str()),
+                crls: &crls,
+            };
+            match certs::check_leaf(&pair, role, trust, mesh, now) {
+                Ok(()) => Ok((pair, CertStatus::Reused)),
+                Err(misfit) if misfit.revoked && options.replace_revoked => {
+                    issue(role, name).map(|leaf| (leaf, CertStatus::Issued))
+                }
+                Err(misfit) => Err(GenError::WouldOverwrite {
+                    path: misfit.path(out, name),
+                    reason: format!("no longer fits: {}", misfit.reason),
+                }),
+            }
+        }
+        _ => issue(role, name).map(|leaf| (leaf, CertStatus::Issued)),
     };
     let (client, client_status) = leaf(existing_client, Role::Client, client_name)?;
     let (server, server_status) = leaf(existing_server, Role::Server, server_name)?;
@@ -278,9 +623,11 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     report.certs.push((server_name.to_owned(), server_status));
 
     let pki = Pki {
-        root: &root,
+        root: &root.cert,
+        intermediate: intermediate.as_ref().map(|(_, pair, _)| pair.cert.as_str()),
         client: &client,
         server: &server,
+        crls: &crls,
     };
     let files = manifests::manifests(mesh, &gateway, &pki)?;
     if mesh.key_type == KeyType::Ed25519 {
@@ -314,14 +661,23 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
 
     // Everything is ready: stage every file, then put them all in place.
     let mut staging = Staging::new();
-    for (name, pair) in [
-        ("root", &root),
-        (client_name, &client),
-        (server_name, &server),
-    ] {
+    staging.stage(&root_cert_path, root.cert.as_bytes(), PUBLIC_MODE)?;
+    if let (Some(key), true) = (&root.key, root_key_written || options.root_key.is_none()) {
+        // The root key stays where it was found (in certs/, or at --root-key); a new one goes
+        // to --root-key when given.
+        staging.stage(&root_key_path, key.as_bytes(), KEY_MODE)?;
+    }
+    let mut pairs = vec![(client_name, &client), (server_name, &server)];
+    if let Some((name, pair, _)) = &intermediate {
+        pairs.insert(0, (name, pair));
+    }
+    for (name, pair) in pairs {
         let (cert_path, key_path) = cert_paths(out, name);
         staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
         staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
+    }
+    for (name, pem) in &crl_files {
+        staging.stage(&crl_path(out, name), pem.as_bytes(), PUBLIC_MODE)?;
     }
     for Manifest {
         cluster,

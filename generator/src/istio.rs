@@ -212,7 +212,7 @@ pub struct ServerTls {
     /// `MUTUAL`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
-    /// Secret in the gateway's namespace with `key`, `cert`, `cacert`.
+    /// Secret in the gateway's namespace with `tls.crt`, `tls.key`, `ca.crt` (and `ca.crl`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_name: Option<String>,
     /// Client SANs Istio itself requires (exact match).

@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod mesh;
 pub mod output;
 pub mod render;
+pub mod revocation;
 
 pub use gen::{generate, GenError, GenOptions, Report};
 pub use mesh::{Mesh, MeshError};

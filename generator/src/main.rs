@@ -40,6 +40,26 @@ enum Command {
     /// Write the filter module as an OCI image layout Istio can pull (no Docker needed) and
     /// print its manifest digest, the WasmPlugin's sha256 for an oci:// url.
     Image(ImageArgs),
+    /// Revoke a certificate: add it to the CRL of the CA that issued it (certs/<ca>-crl.pem)
+    /// and write the CRLs into the WasmPlugin's crls and the gateway credential's ca.crl.
+    Revoke(RevokeArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["cert", "serial"])))]
+struct RevokeArgs {
+    /// The certificate to revoke (PEM); its issuer says whose CRL it goes on.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The serial number to revoke (hex, colons allowed), on the CRL of the CA that signs
+    /// leaves (the issuing CA, else the root).
+    #[arg(long, value_name = "HEX")]
+    serial: Option<String>,
+    /// Why (RFC 5280 reason code).
+    #[arg(long, value_enum)]
+    reason: Option<peergate::revocation::Reason>,
+    #[command(flatten)]
+    gen: GenArgs,
 }
 
 #[derive(clap::Args)]
@@ -121,9 +141,17 @@ struct GenArgs {
     /// Output folder.
     #[arg(long, value_name = "DIR", default_value = "manifests")]
     out: PathBuf,
-    /// Replace existing certificates and keys (all are issued anew).
+    /// Replace existing certificates and keys (all are issued anew). With `revoke`: allow
+    /// revoking a certificate of the current output (it is reissued).
     #[arg(long)]
     force: bool,
+    /// The root's private key, kept outside the output (read to sign; a new one is written
+    /// there; never copied into certs/).
+    #[arg(long, value_name = "PATH")]
+    root_key: Option<PathBuf>,
+    /// An issuing CA under the root signs the leaves ([intermediate] name).
+    #[arg(long, value_name = "NAME")]
+    intermediate: Option<String>,
     /// The server's domain (clusterB.domain).
     #[arg(long)]
     domain: Option<String>,
@@ -215,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit(args),
         Command::Inspect(args) => inspect(args),
         Command::Image(args) => image(args).map(|()| ExitCode::SUCCESS),
+        Command::Revoke(args) => revoke(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -406,6 +435,12 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     if let Some(policy) = args.image_pull_policy {
         mesh.plugin.image_pull_policy = Some(policy);
     }
+    if let Some(name) = &args.intermediate {
+        mesh.intermediate
+            .get_or_insert_with(Default::default)
+            .name
+            .clone_from(name);
+    }
     let overridden = mesh != from_file;
     let source = if overridden {
         format!("{source} with command-line flags")
@@ -426,8 +461,127 @@ fn built_module() -> PathBuf {
 }
 
 fn gen(args: GenArgs) -> anyhow::Result<()> {
+    let options = GenOptions {
+        root_key: args.root_key.clone(),
+        ..GenOptions::new(args.out.clone(), args.force, SystemTime::now())
+    };
+    run_gen(&args, options, "gen")
+}
+
+fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    use peergate::gen::{cert_paths, serial_of, RevokeCa, RevokeRequest};
+    let (mesh, _) = load_mesh(&args.gen)?;
+    let out = &args.gen.out;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+    };
+    let root = read(&cert_paths(out, "root").0)?;
+    let intermediate = match &mesh.intermediate {
+        Some(section) => Some(read(&cert_paths(out, &section.name).0)?),
+        None => None,
+    };
+    let (ca, serial) = match (&args.cert, &args.serial) {
+        (Some(path), _) => {
+            let pem = read(path)?;
+            let serial = serial_of(&pem)
+                .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+            let issued_by = |ca: &str| {
+                peergate_filter::compile(&peergate_filter::PluginConfig {
+                    trusted_issuers: vec![ca.to_owned().into()],
+                    allowed_sans: Some(vec!["spiffe://unused/*".into()]),
+                    client_profile: false,
+                    ..Default::default()
+                })
+                .ok()
+                .zip(peergate_filter::xfcc::certificate_der_from_pem(
+                    pem.as_bytes(),
+                ))
+                .is_some_and(|(policy, der)| {
+                    !matches!(
+                        policy.decide(Some(&der), "", SystemTime::now()).reason,
+                        peergate_filter::Reason::UntrustedIssuer
+                            | peergate_filter::Reason::IssuerKeyIdMismatch
+                            | peergate_filter::Reason::BadSignature
+                            | peergate_filter::Reason::UnsupportedSignatureAlgorithm
+                            | peergate_filter::Reason::UnparsableCertificate
+                    )
+                })
+            };
+            let ca = if intermediate.as_deref().is_some_and(issued_by) {
+                RevokeCa::Intermediate
+            } else if issued_by(&root) {
+                RevokeCa::Root
+            } else {
+                anyhow::bail!(
+                    "{}: not issued by the root or the issuing CA in {}",
+                    path.display(),
+                    out.join("certs").display()
+                );
+            };
+            (ca, serial)
+        }
+        (None, Some(hex)) => {
+            let serial = peergate_filter::peer::parse_hex(hex.trim())
+                .map(|s| peergate_filter::peer::normalize_serial(&s))
+                .filter(|s| !s.is_empty())
+                .with_context(|| format!("--serial: {hex:?} is not a hex serial number"))?;
+            let ca = if intermediate.is_some() {
+                RevokeCa::Intermediate
+            } else {
+                RevokeCa::Root
+            };
+            (ca, serial)
+        }
+        (None, None) => anyhow::bail!("give --cert FILE or --serial HEX"),
+    };
+    // Revoking the output's own certificates cuts the mesh off until it is reissued.
+    let mut own = vec![
+        ("cluster A's client", mesh.cluster_a.client_name.clone()),
+        ("the gateway's", mesh.cluster_b.server_name.clone()),
+    ];
+    if let Some(section) = &mesh.intermediate {
+        own.push(("the issuing CA's", section.name.clone()));
+    }
+    for (what, name) in &own {
+        let path = cert_paths(out, name).0;
+        let Ok(pem) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if serial_of(&pem).as_deref() == Some(serial.as_slice()) && !args.gen.force {
+            anyhow::bail!(
+                "{}: serial {} is {what} certificate in this output: revoking it cuts the two meshes off until it is reissued and applied; rerun with --force to revoke it and issue a new one",
+                path.display(),
+                peergate_filter::peer::hex(&serial)
+            );
+        }
+    }
+    let options = GenOptions {
+        root_key: args.gen.root_key.clone(),
+        revoke: Some(RevokeRequest {
+            ca,
+            serial: serial.clone(),
+            reason: args.reason,
+        }),
+        replace_revoked: args.gen.force,
+        ..GenOptions::new(out.clone(), false, SystemTime::now())
+    };
+    println!(
+        "revoking serial {} on the {} CRL",
+        peergate_filter::peer::hex(&serial),
+        match ca {
+            RevokeCa::Root => "root's".to_owned(),
+            RevokeCa::Intermediate => format!(
+                "issuing CA's ({})",
+                mesh.intermediate.as_ref().map_or("", |i| i.name.as_str())
+            ),
+        }
+    );
+    run_gen(&args.gen, options, "revoke")
+}
+
+fn run_gen(args: &GenArgs, options: GenOptions, command: &str) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (mut mesh, source) = load_mesh(&args)?;
+    let (mut mesh, source) = load_mesh(args)?;
     let module = args.wasm.clone().unwrap_or_else(built_module);
     for warning in peergate::gen::resolve_module_source(&mut mesh, &module)? {
         eprintln!("warning: {warning}");
@@ -437,15 +591,10 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
             "warning: failStrategy FAIL_OPEN: if the filter traps, the gateway skips it and the peer policy is not applied"
         );
     }
-    let options = GenOptions {
-        out: args.out.clone(),
-        force: args.force,
-        now: SystemTime::now(),
-    };
     let report = generate(&mesh, &options)
         .with_context(|| format!("generating into {}", args.out.display()))?;
     println!(
-        "peergate gen ({source}, {} keys, Istio {}) -> {}",
+        "peergate {command} ({source}, {} keys, Istio {}) -> {}",
         mesh.key_type,
         mesh.istio_version,
         args.out.display()

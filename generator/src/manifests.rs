@@ -83,12 +83,32 @@ pub struct Manifest {
 
 /// The certificates the objects embed.
 pub struct Pki<'a> {
-    /// The root.
-    pub root: &'a CertAndKey,
+    /// The root's certificate (its key may be kept elsewhere).
+    pub root: &'a str,
+    /// The issuing CA's certificate, when leaves come from one.
+    pub intermediate: Option<&'a str>,
     /// Cluster A's client.
     pub client: &'a CertAndKey,
     /// Cluster B's server.
     pub server: &'a CertAndKey,
+    /// The CRLs in force (PEM), every CA's once there are any: Envoy checks the whole chain
+    /// against them, and a CA without its CRL fails every handshake.
+    pub crls: &'a [String],
+}
+
+impl Pki<'_> {
+    /// A leaf with the CA that issued it, as a TLS peer sends it (the root stays out).
+    pub fn chain(&self, leaf: &CertAndKey) -> String {
+        match self.intermediate {
+            Some(intermediate) => format!("{}{intermediate}", leaf.cert),
+            None => leaf.cert.clone(),
+        }
+    }
+
+    /// The CRLs as one PEM bundle (`ca.crl`).
+    pub fn crl_bundle(&self) -> String {
+        self.crls.concat()
+    }
 }
 
 /// Failure to serialize an object.
@@ -244,7 +264,23 @@ pub fn plugin_config(
     peergate_filter::PluginConfig {
         mode: mesh.plugin.mode,
         layer: mesh.plugin.layer,
-        trusted_issuers: vec![pki.root.cert.clone()],
+        // Under an issuing CA: it is the trusted issuer, scoped to the client's names, and the
+        // agreed root is the anchor it must chain to.
+        trusted_issuers: vec![match pki.intermediate {
+            Some(intermediate) => {
+                peergate_filter::TrustedIssuerConfig::Scoped(peergate_filter::ScopedIssuer {
+                    certificate: intermediate.to_owned(),
+                    scope: Some(mesh.cluster_a.sans.clone()),
+                })
+            }
+            None => pki.root.to_owned().into(),
+        }],
+        trust_anchors: pki
+            .intermediate
+            .map(|_| pki.root.to_owned())
+            .into_iter()
+            .collect(),
+        crls: pki.crls.to_vec(),
         allowed_sans: Some(mesh.allowed_sans()),
         protected_server_names: matches!(gateway, Gateway::Existing { .. })
             .then(|| vec![mesh.cluster_b.domain.clone()]),
@@ -290,9 +326,9 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         ns,
         "kubernetes.io/tls",
         &[
-            ("tls.crt", &pki.client.cert),
+            ("tls.crt", &pki.chain(pki.client)),
             ("tls.key", &pki.client.key),
-            ("ca.crt", &pki.root.cert),
+            ("ca.crt", pki.root),
         ],
     );
     e.emit(
@@ -460,16 +496,20 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     // Istio's SDS serves a gateway only the credentials of its own namespace.
     let gateway_ns = gateway.namespace();
 
-    let credential = secret(
-        &secret_name,
-        gateway_ns,
-        "Opaque",
-        &[
-            ("key", &pki.server.key),
-            ("cert", &pki.server.cert),
-            ("cacert", &pki.root.cert),
-        ],
-    );
+    // The kubernetes.io/tls layout: Istio reads a CRL as `ca.crl` only beside `tls.crt` and
+    // `tls.key` (an Opaque `cert`/`key` secret's would be `crl`), and `ca.crt` is the client CA
+    // (pilot/pkg/credentials/kube/secrets.go, ExtractCertInfo and ExtractRoot).
+    let server_chain = pki.chain(pki.server);
+    let crl_bundle = pki.crl_bundle();
+    let mut data = vec![
+        ("tls.crt", server_chain.as_str()),
+        ("tls.key", pki.server.key.as_str()),
+        ("ca.crt", pki.root),
+    ];
+    if !crl_bundle.is_empty() {
+        data.push(("ca.crl", crl_bundle.as_str()));
+    }
+    let credential = secret(&secret_name, gateway_ns, "kubernetes.io/tls", &data);
     e.emit(
         Cluster::B,
         &format!("secret-{secret_name}.yaml"),

@@ -396,6 +396,26 @@ pub struct RootSection {
     pub validity: Validity,
 }
 
+/// An issuing CA between the root and the leaves (`[intermediate]`): the root's key then
+/// signs only it (and CRLs), and can stay offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct IntermediateSection {
+    /// Common name of the issuing CA (also its file name in `certs/`).
+    pub name: String,
+    /// How long the issuing CA is valid.
+    pub validity: Validity,
+}
+
+impl Default for IntermediateSection {
+    fn default() -> Self {
+        Self {
+            name: "a-b-issuing-ca".into(),
+            validity: Validity(Duration::from_secs(43_800 * 3600)),
+        }
+    }
+}
+
 /// Cluster A: the client side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -500,6 +520,9 @@ pub struct Mesh {
     pub key_type: KeyType,
     /// The agreed root CA.
     pub root: RootSection,
+    /// An issuing CA under the root that signs the leaves; absent: the root signs them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intermediate: Option<IntermediateSection>,
     /// The client cluster.
     pub cluster_a: ClusterASection,
     /// The server cluster.
@@ -574,6 +597,7 @@ impl Default for Mesh {
             istio_revision: None,
             key_type: KeyType::Rsa2048,
             root: RootSection::default(),
+            intermediate: None,
             cluster_a: ClusterASection::default(),
             cluster_b: ClusterBSection::default(),
             plugin: PluginSection::default(),
@@ -679,6 +703,34 @@ impl Mesh {
             field: field.to_owned(),
             message,
         };
+        if let Some(intermediate) = &self.intermediate {
+            if !is_dns_label(&intermediate.name) {
+                return Err(invalid(
+                    "intermediate.name",
+                    format!("{:?} is not a Kubernetes name (lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit): it names files in certs/", intermediate.name),
+                ));
+            }
+            for (other, name) in [
+                ("root.name", &self.root.name),
+                ("clusterA.clientName", &self.cluster_a.client_name),
+                ("clusterB.serverName", &self.cluster_b.server_name),
+            ] {
+                if intermediate.name == *name {
+                    return Err(invalid(
+                        "intermediate.name",
+                        format!(
+                            "{name:?} is also {other}: their files in certs/ would be the same"
+                        ),
+                    ));
+                }
+            }
+            if intermediate.validity.0 > self.root.validity.0 {
+                return Err(invalid(
+                    "intermediate.validity",
+                    "is longer than root.validity: the issuing CA would outlive the root".into(),
+                ));
+            }
+        }
         for (field, value) in [
             ("root.name", &self.root.name),
             ("clusterA.clientName", &self.cluster_a.client_name),

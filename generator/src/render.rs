@@ -114,11 +114,21 @@ pub fn audit_text(run: &AuditRun, style: Style) -> String {
             vec![
                 "policy".into(),
                 format!(
-                    "{}: {} ({}, {}, deny status {}{})",
+                    "{}: {} ({}, {}{}{}, deny status {}{})",
                     p.file,
                     p.origin,
                     p.mode.as_str(),
                     plural(p.trusted_issuers, "trusted issuer"),
+                    if p.trust_anchors > 0 {
+                        format!(", {}", plural(p.trust_anchors, "trust anchor"))
+                    } else {
+                        String::new()
+                    },
+                    if p.crls > 0 {
+                        format!(", {}", plural(p.crls, "CRL"))
+                    } else {
+                        String::new()
+                    },
                     p.deny_status,
                     p.protected_server_names
                         .as_ref()
@@ -164,7 +174,7 @@ fn certificate_audit_text(audited: &AuditedCertificate, deny_status: u16, style:
     if let Some(peer) = &report.peer {
         out.push_str(&table(
             &[
-                vec!["subject".into(), peer.subject.clone()],
+                vec!["subject".into(), peer.subject_rfc4514.clone()],
                 vec!["issuer".into(), peer.issuer.clone()],
                 vec!["SANs".into(), sans_text(&peer.sans)],
                 vec!["serial".into(), peer.serial.clone()],

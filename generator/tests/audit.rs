@@ -69,7 +69,7 @@ fn world() -> &'static World {
 
 fn config(allowed: &[&str]) -> PluginConfig {
     PluginConfig {
-        trusted_issuers: vec![world().root.cert.cert_pem.clone()],
+        trusted_issuers: vec![world().root.cert.cert_pem.clone().into()],
         allowed_sans: Some(allowed.iter().map(|s| (*s).to_owned()).collect()),
         ..Default::default()
     }
@@ -177,6 +177,7 @@ fn an_allowed_peer_passes_every_check_and_exits_0() {
             "issuer_name",
             "issuer_key_id",
             "issuer_signature",
+            "issuer_chain",
             "basic_constraints",
             "key_usage",
             "critical_extensions",
@@ -185,14 +186,23 @@ fn an_allowed_peer_passes_every_check_and_exits_0() {
             "not_before",
             "not_after",
             "issuer_validity",
+            "revocation",
             "denied_serial",
             "denied_fingerprint",
             "host_rule",
-            "san"
+            "san",
+            "subject",
+            "issuer_scope"
         ]
     );
     for c in report["checks"].as_array().unwrap() {
-        assert_eq!(c["outcome"], "pass", "{c:#}");
+        // The subject is looked at only under allowedSubjects, which this policy has not.
+        let expected = if c["check"] == "subject" {
+            "skip"
+        } else {
+            "pass"
+        };
+        assert_eq!(c["outcome"], expected, "{c:#}");
     }
     assert!(check(report, "san")["detail"]
         .as_str()
@@ -236,6 +246,7 @@ fn each_deny_reason_names_its_check_and_exits_1() {
             DOMAIN.to_owned(),
             HostConfig {
                 allowed_sans: vec![CLIENT_ID.to_owned()],
+                ..Default::default()
             },
         )]
         .into(),
@@ -384,7 +395,7 @@ fn a_stranger_shows_its_sans_and_the_patterns_it_missed() {
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("san                  FAIL    none of URI:spiffe://cluster-x/ns/x/sa/x, DNS:x.example matches allowedSans [spiffe://cluster-a/ns/client/sa/sleep, *.cluster-a.example]"), "{stdout}");
-    assert!(stdout.contains("verdict  DENY  san_not_allowed: no SAN matches the allowed patterns for this authority; the gateway answers 403"), "{stdout}");
+    assert!(stdout.contains("verdict  DENY  san_not_allowed: no SAN matches the allowed patterns for this authority, nor the subject an allowed subject; the gateway answers 403"), "{stdout}");
     assert!(
         !stdout.contains('\x1b'),
         "no colour when not a terminal:\n{stdout}"
@@ -485,7 +496,7 @@ fn unparsable_and_unsupported_certificates_are_verdicts_not_errors() {
         "leaf.pem",
     ]);
     let pss_config = PluginConfig {
-        trusted_issuers: vec![std::fs::read_to_string(d.join("ca.pem")).unwrap()],
+        trusted_issuers: vec![std::fs::read_to_string(d.join("ca.pem")).unwrap().into()],
         ..config(&[CLIENT_ID])
     };
     let leaf = std::fs::read_to_string(d.join("leaf.pem")).unwrap();

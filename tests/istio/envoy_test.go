@@ -5,6 +5,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,6 +156,74 @@ func TestTwoMeshesOnRealEnvoy(t *testing.T) {
 		}
 		waitLog(t, m.Gateway, `"decision":"deny"`, "spiffe://cluster-a/ns/other/sa/x")
 		m.Gateway.WaitCounter("wasmcustom.peergate.unprotected", 1)
+	})
+
+	// Root → issuing CA → leaves, as `gen --intermediate` makes them: each side sends its
+	// leaf with the issuing CA and trusts the root; the WasmPlugin trusts the issuing CA,
+	// scoped to the client's name, with the root as its anchor. A revocation reaches both
+	// the filter and Envoy's handshake (the credential's ca.crl, through Istio's SDS).
+	t.Run("an issuing CA, its scope, and a revoked client", func(t *testing.T) {
+		flags := []string{"--intermediate", "partner-issuing", "--allowed-san", "spiffe://cluster-a/ns/client/*"}
+		out := genServed(t, pin, url, flags...)
+		m := StartTwoMeshes(t, pin, out)
+		if status, body := m.Hello(t); status != http.StatusOK {
+			t.Fatalf("the generated client (leaf + issuing CA) got %d %q\n%s", status, body, m.Gateway.Log())
+		}
+		issuing := LoadKeypair(t, out.Dir+"/certs/partner-issuing-cert.pem", out.Dir+"/certs/partner-issuing-key.pem")
+		under := func(ca Keypair, uri string) Keypair {
+			leaf := Issue(t, &ca, CertificateTemplate{URIs: []string{uri}, Usage: clientAuth})
+			leaf.Cert += ca.Cert
+			return leaf
+		}
+		const sleep = "spiffe://cluster-a/ns/client/sa/sleep"
+		// The allow-list is a pattern, so the Gateway lists no subjectAltNames: Istio's
+		// handshake admits the issuing CA's leaves, and the scope is the filter's to enforce.
+		outside := under(issuing, "spiffe://cluster-a/ns/client/sa/other")
+		if result := m.GatewayTLS(t, &outside); result.Err != nil || result.Status != http.StatusForbidden || strings.TrimSpace(result.Body) != "outside_issuer_scope" {
+			t.Fatalf("a name the allow-list admits but the issuing CA's scope does not: got %s, want 403 outside_issuer_scope\n%s", result, m.Gateway.Log())
+		}
+		m.Gateway.WaitCounter("wasmcustom.peergate.denied.outside_issuer_scope", 1)
+		// Another issuing CA of the root, not listed: with the CRLs in the credential, Envoy
+		// checks every CA of the chain against one and this one has none, so the handshake
+		// refuses it before the filter would (its own untrusted_issuer is shown in
+		// tests/real_pki.rs).
+		root := m.Root(t)
+		unlisted := Issue(t, &root, CertificateTemplate{CommonName: "another-issuing-ca", CA: true})
+		stranger := under(unlisted, sleep)
+		refusedBefore := m.Gateway.Counter(".ssl.fail_verify_error")
+		if result := m.GatewayTLS(t, &stranger); result.Err == nil {
+			t.Fatalf("a leaf of an issuing CA that is not listed got %s, want its handshake refused", result)
+		}
+		m.Gateway.WaitCounter(".ssl.fail_verify_error", refusedBefore+1)
+		// A second client with the generated client's identity, from the issuing CA: admitted
+		// until `peergate revoke` puts it on the issuing CA's CRL.
+		stolen := under(issuing, sleep)
+		if result := m.GatewayTLS(t, &stolen); result.Status != http.StatusOK {
+			t.Fatalf("a second client of the issuing CA before revocation: %s", result)
+		}
+		stolenFile := filepath.Join(t.TempDir(), "stolen.pem")
+		if err := os.WriteFile(stolenFile, []byte(stolen.Cert), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		revoke := exec.Command(PeergateBin(t), append([]string{"revoke", "--config", filepath.Join(filepath.Dir(out.Dir), "mesh.toml"), "--out", out.Dir, "--istio-version", pin.Name, "--wasm-url", url, "--wasm", FilterWasm(t), "--cert", stolenFile, "--reason", "keyCompromise"}, flags...)...)
+		if output, err := revoke.CombinedOutput(); err != nil {
+			t.Fatalf("peergate revoke: %v\n%s", err, output)
+		}
+		if !strings.Contains(out.File(t, "cluster-b/secret-cluster-b-server-cert.yaml"), "ca.crl") {
+			t.Fatal("the credential has no ca.crl after revoke")
+		}
+		m = StartTwoMeshes(t, pin, out)
+		before := m.Gateway.Counter(".ssl.fail_verify_error")
+		if result := m.GatewayTLS(t, &stolen); result.Err == nil {
+			t.Fatalf("the revoked client got %s, want its handshake refused through ca.crl", result)
+		}
+		m.Gateway.WaitCounter(".ssl.fail_verify_error", before+1)
+		if got := m.Gateway.Counter("wasmcustom.peergate.denied"); got != 0 {
+			t.Errorf("the filter saw a handshake Envoy refused: denied = %d", got)
+		}
+		if status, body := m.Hello(t); status != http.StatusOK {
+			t.Fatalf("the generated client after the revocation got %d %q\n%s", status, body, m.Gateway.Log())
+		}
 	})
 
 	// Istio waits for the plugin's ECDS before the listener serves; when the very first

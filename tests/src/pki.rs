@@ -2,13 +2,14 @@
 //! servers, in every key type the policy supports.
 
 use base64::Engine;
-use rcgen::{
-    BasicConstraints, CertificateParams, CidrSubnet, CustomExtension, DistinguishedName, DnType,
-    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyPair, NameConstraints, SanType, SerialNumber,
-    SubjectPublicKeyInfo, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
-    PKCS_RSA_SHA256,
+pub use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
 };
-pub use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
+use rcgen::{
+    CidrSubnet, CustomExtension, DistinguishedName, DnType, GeneralSubtree, Issuer, KeyIdMethod,
+    KeyPair, NameConstraints, SanType, SerialNumber, SubjectPublicKeyInfo, PKCS_ECDSA_P256_SHA256,
+    PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
+};
 use rsa::pkcs8::EncodePrivateKey;
 use time::{Duration, OffsetDateTime};
 
@@ -150,6 +151,13 @@ pub fn ecdsa_twin(issued: &Issued, kind: KeyKind) -> Issued {
     }
 }
 
+/// The serial number (DER content bytes) of a certificate.
+pub fn serial_of(der: &[u8]) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).expect("certificate");
+    cert.raw_serial().to_vec()
+}
+
 /// A certificate and its key, both PEM.
 pub struct Issued {
     /// The certificate, PEM.
@@ -218,6 +226,17 @@ impl Ca {
         Self::from_params(params, kind)
     }
 
+    /// A self-signed root CA, its parameters changed by `change` first.
+    pub fn with_params(
+        common_name: &str,
+        kind: KeyKind,
+        change: impl FnOnce(&mut CertificateParams),
+    ) -> Self {
+        let mut params = ca_params(common_name);
+        change(&mut params);
+        Self::from_params(params, kind)
+    }
+
     /// A self-signed root CA valid from `not_before` to `not_after`.
     pub fn with_validity(
         common_name: &str,
@@ -265,6 +284,71 @@ impl Ca {
             excluded_subtrees: subtrees(excluded),
         });
         Self::from_params(params, kind)
+    }
+
+    /// An issuing (intermediate) CA signed by this one, with `path_len` as its
+    /// pathLenConstraint (`None`: unconstrained).
+    pub fn intermediate(&self, common_name: &str, kind: KeyKind, path_len: Option<u8>) -> Ca {
+        self.intermediate_with(common_name, kind, |params| {
+            if let Some(n) = path_len {
+                params.is_ca = IsCa::Ca(BasicConstraints::Constrained(n));
+            }
+        })
+    }
+
+    /// An intermediate CA signed by this one, its parameters changed by `change` first.
+    pub fn intermediate_with(
+        &self,
+        common_name: &str,
+        kind: KeyKind,
+        change: impl FnOnce(&mut CertificateParams),
+    ) -> Ca {
+        let mut params = ca_params(common_name);
+        change(&mut params);
+        let key = key(kind);
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&self.params, &self.key))
+            .expect("intermediate CA");
+        Ca {
+            cert: Issued {
+                cert_pem: cert.pem(),
+                cert_der: cert.der().to_vec(),
+                key_pem: key.serialize_pem(),
+            },
+            params,
+            key,
+        }
+    }
+
+    /// A CRL (PEM) signed by this CA, listing `revoked`, valid until `next_update`.
+    pub fn crl(&self, revoked: &[&Issued], next_update: OffsetDateTime) -> String {
+        let now = OffsetDateTime::now_utc();
+        let this_update = if next_update > now {
+            now - Duration::minutes(1)
+        } else {
+            next_update - Duration::days(1)
+        };
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|issued| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&serial_of(&issued.cert_der)),
+                    revocation_time: this_update,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: self.params.key_identifier_method.clone(),
+        };
+        params
+            .signed_by(&Issuer::from_params(&self.params, &self.key))
+            .expect("CRL")
+            .pem()
+            .expect("CRL PEM")
     }
 
     fn from_params(params: CertificateParams, kind: KeyKind) -> Self {

@@ -809,7 +809,9 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
         Some(gateway_namespace.as_str()),
         "the credential lives with the gateway (Istio's SDS reads the gateway Pod's namespace)"
     );
-    assert_eq!(secret.type_, "Opaque");
+    // The kubernetes.io/tls layout, where Istio reads ca.crl (the translator does not model
+    // CRLs: the oracle, tests/istio, runs those through Istio's own SDS).
+    assert_eq!(secret.type_, "kubernetes.io/tls");
     let service: Service = objects.one_in("Service", "v1", &namespace);
     let dep: Deployment = objects.one_in("Deployment", "apps/v1", &namespace);
     let [port] = &service.spec.ports[..] else {
@@ -968,7 +970,7 @@ pub fn gateway_side(dir: &Path) -> GatewaySide {
                         Some(secret.metadata.name.as_str())
                     );
                     Some((
-                        secret_tls(&secret, ["cert", "key", "cacert"]),
+                        secret_tls(&secret, ["tls.crt", "tls.key", "ca.crt"]),
                         tls.subject_alt_names.clone().unwrap_or_default(),
                     ))
                 }
