@@ -249,7 +249,10 @@ fn speed_optimised_crates() -> anyhow::Result<Vec<String>> {
         .map(|l| l.trim_matches('"').to_owned())
         .collect();
     if crates.is_empty() {
-        bail!("{}: no [profile.release.package.*] sections", path.display());
+        bail!(
+            "{}: no [profile.release.package.*] sections",
+            path.display()
+        );
     }
     Ok(crates)
 }
@@ -264,11 +267,24 @@ fn build_size_optimised(crates: &[String]) -> anyhow::Result<(PathBuf, PathBuf)>
         cargo
             .current_dir(workspace_root())
             .env("CARGO_TARGET_DIR", &dir)
-            .args(["build", "--locked", "--release", "--target", "wasm32-wasip1", "-p", package]);
+            .args([
+                "build",
+                "--locked",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+                "-p",
+                package,
+            ]);
         for name in crates {
-            cargo.args(["--config", &format!("profile.release.package.{name}.opt-level=\"z\"")]);
+            cargo.args([
+                "--config",
+                &format!("profile.release.package.{name}.opt-level=\"z\""),
+            ]);
         }
-        let status = cargo.status().context("cargo build of the opt-level z variant")?;
+        let status = cargo
+            .status()
+            .context("cargo build of the opt-level z variant")?;
         if !status.success() {
             bail!("building {package} with opt-level z everywhere failed ({status})");
         }
@@ -723,10 +739,15 @@ fn main() -> anyhow::Result<()> {
         native.insert(id, criterion_median(id)?);
     }
 
-    eprintln!("peergate-bench: decisions inside V8, with and without opt-level 3 for the crypto crates");
+    eprintln!(
+        "peergate-bench: decisions inside V8, with and without opt-level 3 for the crypto crates"
+    );
     let opt = compare_opt_levels(&pki)?;
-    let v8: BTreeMap<String, (f64, f64)> =
-        opt.fast.iter().map(|(k, s)| (k.clone(), s.medians())).collect();
+    let v8: BTreeMap<String, (f64, f64)> = opt
+        .fast
+        .iter()
+        .map(|(k, s)| (k.clone(), s.medians()))
+        .collect();
 
     eprintln!("peergate-bench: gateway and client Envoys");
     let variants = variants(&pki);
