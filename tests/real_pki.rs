@@ -273,3 +273,70 @@ fn a_stale_crl_is_enforced_counted_and_logged_once() {
         "{warnings} warnings for {vms} configured VMs"
     );
 }
+
+/// Why the generator's CRLs live as long as their CA: once Envoy's validation context has
+/// CRLs, a stale one fails every handshake, and a CA of the chain without one does too (Istio
+/// sets neither `only_verify_leaf_cert_crl` nor anything that would relax it).
+#[test]
+fn envoy_refuses_handshakes_under_a_stale_crl_or_a_ca_without_one() {
+    let world = World::new();
+    let client = world.client(
+        &world.issuing,
+        &Leaf::client("a", &[&format!("URI:{PARTNER_A}")], KeyKind::P256),
+        true,
+    );
+    let fresh = time::OffsetDateTime::now_utc() + time::Duration::days(7);
+    let stale = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let backend = Backend::start();
+    let listener = |name: &str| MtlsListener {
+        name: name.into(),
+        plugin_config: world.policy(json!({})),
+        xfcc: Xfcc::SanitizeSet,
+    };
+    let listeners = [listener("fresh"), listener("stale"), listener("partial")];
+    let tls = GatewayTls {
+        cert: &world.server.cert_pem,
+        key: &world.server.key_pem,
+        client_ca_bundle: &world.root.cert.cert_pem,
+    };
+    let mut config = bootstrap(&listeners, &tls, &filter_wasm(), backend.addr);
+    let crls = [
+        format!(
+            "{}{}",
+            world.root.crl(&[], fresh),
+            world.issuing.crl(&[], fresh)
+        ),
+        format!(
+            "{}{}",
+            world.root.crl(&[], fresh),
+            world.issuing.crl(&[], stale)
+        ),
+        world.root.crl(&[], fresh),
+    ];
+    let configured = config["static_resources"]["listeners"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(&crls);
+    for (listener, crl) in configured {
+        for chain in listener["filter_chains"].as_array_mut().unwrap() {
+            chain["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+                ["crl"] = json!({ "inline_string": crl });
+        }
+    }
+    let envoy = Envoy::start(&config).unwrap_or_else(|f| panic!("Envoy did not start:\n{}", f.log));
+    assert_eq!(
+        get(&envoy, "fresh", &client.1),
+        (200, "backend ok".to_owned())
+    );
+    for listener in ["stale", "partial"] {
+        let refused = client
+            .1
+            .get(envoy.listener(listener), DOMAIN, DOMAIN, "/hello", &[])
+            .map(|r| r.status);
+        assert!(
+            refused.is_err(),
+            "{listener}: the handshake passed: {refused:?}"
+        );
+    }
+}
