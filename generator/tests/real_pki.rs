@@ -195,13 +195,21 @@ fn an_issuing_ca_signs_the_leaves_and_each_side_gets_the_right_chain() {
     let audit = peergate(
         dir.path(),
         &[
-            "audit", "--policy", "out/cluster-b", "--cert", "out/certs/cluster-a-client-cert.pem",
-            "--host", DOMAIN,
+            "audit",
+            "--policy",
+            "out/cluster-b",
+            "--cert",
+            "out/certs/cluster-a-client-cert.pem",
+            "--host",
+            DOMAIN,
         ],
     );
     let text = String::from_utf8_lossy(&audit.stdout);
     assert_eq!(audit.status.code(), Some(0), "{text}");
-    assert!(text.contains("1 trusted issuer, 1 trust anchor, 2 CRLs"), "{text}");
+    assert!(
+        text.contains("1 trusted issuer, 1 trust anchor, 2 CRLs"),
+        "{text}"
+    );
     for line in [
         "issuer_chain         pass    trustedIssuers[0] \"CN=partner-issuing\" ← trustAnchors[0] \"CN=a-b-root-ca\"",
         "revocation           pass    on none of crls[0], crls[1]",
