@@ -304,3 +304,131 @@ fn reads_istio_json_logs_and_envoy_default_logs_with_rejected_configurations() {
         "time from Envoy's [..] prefix"
     );
 }
+
+/// Issue 19: a peer inside `expiryWarningDays` is allowed, its line (with `daysLeft`) written
+/// once per certificate even with `logAllowed` off, `peergate.expiring` counts each such
+/// decision, a trusted issuer inside the window is warned about when the configuration
+/// loads, and `audit --logs` lists the expiring peer first.
+#[test]
+fn an_expiring_peer_is_logged_once_counted_and_listed_first() {
+    use time::Duration as Days;
+    let kind = KeyKind::P256;
+    let now = OffsetDateTime::now_utc();
+    // The root itself leaves the 30-day window in 20 days (and an hour, so "20" holds).
+    let root = Ca::with_validity(
+        "a-b-root-ca",
+        kind,
+        now - Days::days(1),
+        now + Days::days(20) + Days::hours(1),
+    );
+    let san = format!("URI:{CLIENT_ID}");
+    let valid_for = |days: i64| Leaf {
+        not_after: now + Days::days(days) + Days::hours(1),
+        ..Leaf::client("cluster-a-client", &[&san], kind)
+    };
+    let expiring = root.issue(&valid_for(10));
+    let lasting = root.issue(&valid_for(19));
+    let stranger = root.issue(&Leaf::client(
+        "stranger",
+        &["URI:spiffe://cluster-x/ns/x/sa/x"],
+        kind,
+    ));
+    let server = root.issue(&Leaf::server(DOMAIN, kind));
+    let backend = Backend::start();
+    let tls = GatewayTls {
+        cert: &server.cert_pem,
+        key: &server.key_pem,
+        client_ca_bundle: &root.cert.cert_pem,
+    };
+    // A window of 15 days: the 10-day client is inside it, the 19-day one outside, the root
+    // (20 days) too, so the configure-time warning is checked with a window of its own below.
+    let policy = |days: u32| PluginConfig {
+        trusted_issuers: vec![root.cert.cert_pem.clone().into()],
+        allowed_sans: Some(vec![CLIENT_ID.to_owned()]),
+        log_allowed: false,
+        expiry_warning_days: days,
+        ..Default::default()
+    };
+    let listeners = [
+        MtlsListener {
+            name: "fifteen".into(),
+            plugin_config: policy(15).to_json(),
+            xfcc: Xfcc::SanitizeSet,
+        },
+        MtlsListener {
+            name: "thirty".into(),
+            plugin_config: policy(30).to_json(),
+            xfcc: Xfcc::SanitizeSet,
+        },
+    ];
+    let config = bootstrap(&listeners, &tls, &filter_wasm(), backend.addr);
+    // One worker, so one VM: "once per certificate" is per VM.
+    let envoy = Envoy::start_with_args(
+        &envoy_binary(),
+        &config,
+        &["--log-format", ISTIO_TEXT_FORMAT, "--concurrency", "1"],
+    )
+    .unwrap_or_else(|f| panic!("Envoy did not start:\n{}", f.log));
+    let client =
+        |leaf: &Issued| TlsClient::new(&root.cert.cert_pem, Some((&leaf.cert_pem, &leaf.key_pem)));
+
+    // The root is inside the 30-day window only: one warning, from that configuration.
+    let warning = envoy
+        .wait_for_log_line(
+            &[
+                "CN=a-b-root-ca\" expires in 20 days",
+                "within expiryWarningDays (30)",
+            ],
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| panic!("no configure-time warning:\n{}", envoy.log()));
+    assert!(warning.contains("\twarning\t"), "{warning}");
+    assert!(
+        !envoy.log().contains("within expiryWarningDays (15)"),
+        "{}",
+        envoy.log()
+    );
+
+    send(&envoy, "fifteen", &client(&expiring), 3, 200);
+    send(&envoy, "fifteen", &client(&lasting), 2, 200);
+    send(&envoy, "fifteen", &client(&stranger), 4, 403);
+    assert_eq!(backend.count(), 5);
+    // Four denial lines and one expiry line; the other allowed decisions are not logged.
+    let log = flushed_log(&envoy, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = if envoy.log().len() > log.len() {
+        envoy.log()
+    } else {
+        log
+    };
+    let expiry_lines: Vec<&str> = log.lines().filter(|l| l.contains("daysLeft")).collect();
+    assert_eq!(expiry_lines.len(), 1, "{log}");
+    assert!(
+        expiry_lines[0].contains("\"daysLeft\":10"),
+        "{}",
+        expiry_lines[0]
+    );
+    assert!(expiry_lines[0].contains(&hex(&fingerprint(&expiring.cert_der))));
+    assert_eq!(log.matches("\"decision\":\"allow\"").count(), 1, "{log}");
+    envoy.settle("peergate.expiring", &3, |e| {
+        e.counter("wasmcustom.peergate.expiring")
+    });
+
+    // audit --logs: the expiring peer first, though the stranger was denied more.
+    let summary = summary_json(&["audit", "--logs", "-", "--json"], Some(log.as_bytes()));
+    let first = &summary["peers"][0];
+    assert_eq!(
+        first["fingerprint"],
+        hex(&fingerprint(&expiring.cert_der)).as_str(),
+        "{summary:#}"
+    );
+    assert_eq!(first["days_left"], 10);
+    assert_eq!(peer(&summary, &stranger)["denied"], 4);
+    assert!(peer(&summary, &stranger).get("days_left").is_none());
+    let out = peergate(&["audit", "--logs", "-"], Some(log.as_bytes()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("expires in 10 days: renew its certificate"),
+        "{text}"
+    );
+}

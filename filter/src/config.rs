@@ -109,6 +109,25 @@ pub struct PluginConfig {
     /// read. Off only to audit a legacy PKI; RSA keys under 2048 bits are refused either way.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub client_profile: bool,
+    /// Days before a peer's notAfter in which its (allowed) decisions carry `daysLeft`, are
+    /// logged once per certificate and counted as `peergate.expiring`; trusted issuers and
+    /// anchors inside it are warned about at configure time. 0 turns this off.
+    #[serde(
+        default = "default_expiry_warning_days",
+        skip_serializing_if = "is_default_expiry_warning_days"
+    )]
+    pub expiry_warning_days: u32,
+}
+
+/// `expiryWarningDays` when absent.
+pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 30;
+
+fn default_expiry_warning_days() -> u32 {
+    DEFAULT_EXPIRY_WARNING_DAYS
+}
+
+fn is_default_expiry_warning_days(days: &u32) -> bool {
+    *days == DEFAULT_EXPIRY_WARNING_DAYS
 }
 
 fn default_true() -> bool {
@@ -137,6 +156,7 @@ impl Default for PluginConfig {
             log_allowed: false,
             protected_server_names: None,
             client_profile: true,
+            expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct DecisionRecord<'a> {
     /// SHA-256 of the certificate's DER, lower-case hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Cow<'a, str>>,
+    /// Whole days to the peer's notAfter, on an allowed peer inside `expiryWarningDays`.
+    #[serde(rename = "daysLeft", default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
 }
 
 impl<'a> DecisionRecord<'a> {
@@ -120,6 +123,7 @@ impl<'a> DecisionRecord<'a> {
             sans: peer.map(|p| Cow::Borrowed(p.sans.as_slice())),
             serial: peer.map(|p| Cow::Borrowed(p.serial.as_str())),
             fingerprint: peer.map(|p| Cow::Borrowed(p.fingerprint.as_str())),
+            days_left: decision.days_left,
         }
     }
 

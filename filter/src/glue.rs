@@ -3,6 +3,7 @@
 //! because they `unwrap()` and a host error there aborts the VM.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,7 +61,15 @@ struct Metrics {
     crl_stale: Option<u32>,
     /// Whether this configuration's stale-CRL warning was logged (once per configuration).
     crl_stale_warned: Cell<bool>,
+    /// Allowed decisions on peers inside `expiryWarningDays`.
+    expiring: Option<u32>,
+    /// The certificates whose expiry line this VM has logged (per configuration, bounded):
+    /// the line is written once per certificate even with `logAllowed` off.
+    expiry_logged: RefCell<HashSet<[u8; 32]>>,
 }
+
+/// How many certificates' expiry lines a VM remembers before it starts over.
+const EXPIRY_LOGGED_CAPACITY: usize = 4096;
 
 fn counter(name: &str) -> Option<u32> {
     match hostcalls::define_metric(MetricType::Counter, name) {
@@ -102,6 +111,8 @@ impl Metrics {
             config_rejected: counter("peergate.config_rejected"),
             crl_stale: counter("peergate.crl_stale"),
             crl_stale_warned: Cell::new(false),
+            expiring: counter("peergate.expiring"),
+            expiry_logged: RefCell::new(HashSet::new()),
         }
     }
 
@@ -146,7 +157,23 @@ impl Metrics {
         }
     }
 
+    /// Whether this is the first allowed decision on an expiring certificate since the
+    /// configuration: then its line is logged whatever `logAllowed` says.
+    fn first_expiry_line(&self, decision: &Decision) -> bool {
+        let (Some(_), Some(assessment)) = (decision.days_left, &decision.assessment) else {
+            return false;
+        };
+        let mut logged = self.expiry_logged.borrow_mut();
+        if logged.len() >= EXPIRY_LOGGED_CAPACITY {
+            logged.clear();
+        }
+        logged.insert(assessment.fingerprint)
+    }
+
     fn record(&self, decision: &Decision, policy: &Policy, now: SystemTime) {
+        if decision.days_left.is_some() {
+            bump(self.expiring);
+        }
         if decision.crl_stale {
             bump(self.crl_stale);
             self.warn_stale_crls(policy, now);
@@ -248,8 +275,15 @@ impl RootContext for Root {
                     ),
                 );
                 metrics.crl_stale_warned.set(false);
+                metrics.expiry_logged.borrow_mut().clear();
                 if let Ok(now) = hostcalls::get_current_time() {
                     metrics.warn_stale_crls(&policy, now);
+                    for expiring in policy.expiring_cas(now) {
+                        log(
+                            LogLevel::Warn,
+                            &format!("peergate: {expiring}: within expiryWarningDays ({}); renew or rotate it", policy.expiry_warning_days()),
+                        );
+                    }
                 }
                 self.policy = Some(Rc::new(policy));
                 self.cache.borrow_mut().clear();
@@ -402,10 +436,12 @@ impl PeerCheck {
         now: SystemTime,
         authority: impl FnOnce() -> String,
     ) {
+        let mut first_expiry_line = false;
         if let Some(metrics) = &self.metrics {
             metrics.record(decision, policy, now);
+            first_expiry_line = metrics.first_expiry_line(decision);
         }
-        if !decision.is_allowed() || policy.log_allowed() {
+        if !decision.is_allowed() || policy.log_allowed() || first_expiry_line {
             let line = decision_log_line(
                 decision,
                 policy.mode(),

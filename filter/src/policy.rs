@@ -122,6 +122,9 @@ pub enum CompileError {
         /// The entry as written.
         value: String,
     },
+    /// `expiryWarningDays` is beyond ten years.
+    #[error("expiryWarningDays: {0} days is more than ten years (0 turns the warning off)")]
+    BadExpiryWarningDays(u32),
     /// `denyStatus` is not an HTTP error status.
     #[error("denyStatus: {0} is not an HTTP error status (400-599)")]
     BadDenyStatus(u16),
@@ -326,6 +329,8 @@ pub struct Policy {
     log_allowed: bool,
     protected_server_names: Option<HashSet<String>>,
     client_profile: bool,
+    /// `expiryWarningDays` in seconds (0: off).
+    expiry_window: i64,
 }
 
 /// Who may pass on an authority: SAN patterns, subject patterns, or both.
@@ -548,6 +553,13 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         log_allowed: config.log_allowed,
         protected_server_names,
         client_profile: config.client_profile,
+        expiry_window: if config.expiry_warning_days > 3650 {
+            return Err(CompileError::BadExpiryWarningDays(
+                config.expiry_warning_days,
+            ));
+        } else {
+            i64::from(config.expiry_warning_days) * 86_400
+        },
     })
 }
 
@@ -723,6 +735,9 @@ pub struct Decision {
     /// A CRL consulted for it is past its nextUpdate (still enforced; counted as
     /// `peergate.crl_stale`).
     pub crl_stale: bool,
+    /// Whole days to the peer's notAfter, when it is allowed and that is inside
+    /// `expiryWarningDays`.
+    pub days_left: Option<i64>,
 }
 
 impl Decision {
@@ -732,6 +747,7 @@ impl Decision {
             reason,
             assessment: None,
             crl_stale: false,
+            days_left: None,
         }
     }
 
@@ -802,6 +818,38 @@ impl Policy {
     /// Whether decisions depend on the request's authority (`hosts` rules exist).
     pub fn has_host_rules(&self) -> bool {
         !self.hosts.is_empty()
+    }
+
+    /// Whole days from `now` to `not_after` when that is inside `expiryWarningDays`.
+    pub fn days_left(&self, not_after: i64, now: SystemTime) -> Option<i64> {
+        let left = not_after - unix_seconds(now);
+        (self.expiry_window > 0 && left <= self.expiry_window).then(|| left.max(0) / 86_400)
+    }
+
+    /// The trusted issuers and anchors that expire inside `expiryWarningDays` (or have), for
+    /// the warnings the filter logs at configure time.
+    pub fn expiring_cas(&self, now: SystemTime) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for link in self.trust.issuers.iter().flat_map(|issuer| &issuer.chain) {
+            if !seen.insert((link.label.clone(), link.subject.clone())) {
+                continue;
+            }
+            if let Some(days) = self.days_left(link.not_after, now) {
+                out.push(format!(
+                    "{} {:?} expires in {days} days ({})",
+                    link.label,
+                    link.subject,
+                    crate::clock::rfc3339_seconds(link.not_after)
+                ));
+            }
+        }
+        out
+    }
+
+    /// `expiryWarningDays`.
+    pub fn expiry_warning_days(&self) -> i64 {
+        self.expiry_window / 86_400
     }
 
     /// Number of trusted issuer certificates.
@@ -1067,6 +1115,7 @@ impl Policy {
             reason,
             assessment: Some(Arc::clone(assessment)),
             crl_stale,
+            days_left: None,
         };
         if let Some(reason) = assessment.issuer_failure {
             return decision(reason);
@@ -1101,7 +1150,10 @@ impl Policy {
         match self.rule_for(authority) {
             Rule::Missing => decision(Reason::NoRuleForHost),
             Rule::Host(_, rule) | Rule::Default(rule) => match rule.judge(peer, scope) {
-                NameOutcome::San(_) | NameOutcome::Subject(_) => decision(Reason::Allowed),
+                NameOutcome::San(_) | NameOutcome::Subject(_) => Decision {
+                    days_left: self.days_left(peer.not_after, now),
+                    ..decision(Reason::Allowed)
+                },
                 NameOutcome::OutsideScope => decision(Reason::OutsideIssuerScope),
                 NameOutcome::NotAllowed => decision(Reason::SanNotAllowed),
             },

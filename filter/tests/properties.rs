@@ -247,6 +247,7 @@ proptest! {
         subjects in proptest::option::of(proptest::collection::vec("(CN|cn|O|XX)=[a-z0-9* ,\\\\]{0,8}(,O=peergate tests)?", 0..3)),
         scoped in any::<bool>(),
         anchors in proptest::collection::vec(0..4usize, 0..2),
+        expiry_warning_days in prop_oneof![Just(30u32), 0..4000u32],
     ) {
         let w = world();
         let pems = [
@@ -285,6 +286,7 @@ proptest! {
             protected_server_names: protected,
             client_profile,
             crls: Vec::new(),
+            expiry_warning_days,
         };
         let again = PluginConfig::from_json(config.to_json().as_bytes());
         prop_assert_eq!(again.as_ref(), Ok(&config));

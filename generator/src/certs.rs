@@ -15,8 +15,9 @@ use x509_parser::public_key::PublicKey;
 
 use crate::mesh::{KeyType, Mesh};
 
-/// A certificate shorter-lived than this is reissued.
-pub const MIN_REMAINING: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A certificate with less left than this is not reused: it would expire before the
+/// clusters have it (`gen` warns well before, from `plugin.expiryWarningDays`).
+pub const MIN_REMAINING: Duration = Duration::from_secs(24 * 3600);
 
 /// Backdating of notBefore, for clocks slightly behind.
 const BACKDATE: Duration = Duration::from_secs(5 * 60);
@@ -367,7 +368,9 @@ fn common_checks(
     let not_after = cert.validity().not_after.timestamp();
     let deadline = peergate_filter::policy::unix_seconds(now + MIN_REMAINING);
     if not_after < deadline {
-        return Err(Misfit::cert("it expires within 30 days"));
+        return Err(Misfit::cert(format!(
+            "it expires within a day (renew it: peergate gen --renew {expected_cn}, or for the root peergate rotate --stage trust)"
+        )));
     }
     Ok(())
 }
@@ -474,6 +477,19 @@ pub fn outlives_root(leaf: &str, root: &str) -> Option<(String, String)> {
         };
         (show(root_end), show(leaf_end))
     })
+}
+
+/// Whole days from `now` to a certificate's notAfter (negative once expired), and that
+/// notAfter in RFC 3339.
+pub fn days_left(pem: &str, now: SystemTime) -> Option<(i64, String)> {
+    let der = parse_pem(pem).ok()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    let not_after = cert.validity().not_after;
+    let left = not_after.timestamp() - peergate_filter::policy::unix_seconds(now);
+    Some((
+        left.div_euclid(86_400),
+        peergate_filter::clock::rfc3339_seconds(not_after.timestamp()),
+    ))
 }
 
 /// What a leaf is checked against: the CA that signs leaves, the root above it when that is an

@@ -32,6 +32,10 @@ pub enum CertStatus {
 pub struct Report {
     /// Certificates by name (`root`, the client's, the server's).
     pub certs: Vec<(String, CertStatus)>,
+    /// Every certificate of the output with its whole days left and notAfter (RFC 3339).
+    pub expiry: Vec<(String, i64, String)>,
+    /// Where a root rotation stands after the run.
+    pub stage: Option<Stage>,
     /// Every file written, left alone or removed.
     pub files: Vec<(PathBuf, FileStatus)>,
     /// Things the user should know (e.g. the client is not admitted by the gateway).
@@ -60,6 +64,22 @@ pub enum GenError {
         path: PathBuf,
         /// The OS error.
         error: std::io::Error,
+    },
+    /// A rotation stage out of order.
+    #[error("rotate --stage {}: out of order; the next stage is {} (peergate rotate --stage {}); nothing was written", .requested.word(), .next.word(), .next.word())]
+    RotationOrder {
+        /// The stage asked for.
+        requested: Stage,
+        /// The one that comes next.
+        next: Stage,
+    },
+    /// `--renew` names something it cannot renew.
+    #[error("--renew {name}: {why}")]
+    Renew {
+        /// The name given.
+        name: String,
+        /// Why not, and what would.
+        why: String,
     },
     /// Something must be signed by the root, whose key is not at hand.
     #[error("{path}: the root's key is needed to sign {what} and is not there; nothing was written (pass --root-key PATH where it is kept)")]
@@ -185,6 +205,11 @@ pub struct GenOptions {
     /// Reissue what is revoked instead of refusing to replace it (`peergate revoke --force` of
     /// a certificate of the current output).
     pub replace_revoked: bool,
+    /// Certificates to issue anew under their current CA (`--renew NAME`): the leaves, or the
+    /// issuing CA (and so the leaves it signs).
+    pub renew: Vec<String>,
+    /// A root rotation stage to take the output to (`peergate rotate --stage`).
+    pub rotate: Option<Stage>,
 }
 
 impl GenOptions {
@@ -197,37 +222,352 @@ impl GenOptions {
             root_key: None,
             revoke: None,
             replace_revoked: false,
+            renew: Vec::new(),
+            rotate: None,
         }
     }
-}
-
-/// Which generated CA a revocation goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevokeCa {
-    /// The root's CRL (a leaf it signed, or the issuing CA).
-    Root,
-    /// The issuing CA's CRL.
-    Intermediate,
 }
 
 /// A certificate to revoke.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokeRequest {
-    /// Whose CRL.
-    pub ca: RevokeCa,
+    /// Whose CRL: the CA's name in `certs/` (`root`, the issuing CA's, or during a rotation
+    /// `root-next` and the issuing CA's with `-next`).
+    pub ca: String,
     /// The serial (big-endian).
     pub serial: Vec<u8>,
     /// Why.
     pub reason: Option<Reason>,
 }
 
-/// A CA whose CRL a run writes: its name in `certs/`, its certificate, the revocations to list
-/// (`None`: none yet), and its certificate and key when it can sign.
-struct CaCrl<'a> {
-    name: &'a str,
-    cert: &'a str,
+/// The stages of a root rotation (`peergate rotate --stage`), in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// A new root (and issuing CA) beside the old, trusted everywhere; leaves unchanged.
+    Trust,
+    /// The leaves reissued under the new root; both roots still trusted.
+    Reissue,
+    /// The old root gone everywhere; the new one is `root-*`.
+    Retire,
+}
+
+impl Stage {
+    /// The stage as `certs/rotation` and the command line write it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Stage::Trust => "trust",
+            Stage::Reissue => "reissue",
+            Stage::Retire => "retire",
+        }
+    }
+
+    /// What a user reads: the mesh's state after this stage, and what comes next.
+    pub fn describe(stage: Option<Stage>) -> &'static str {
+        match stage {
+            None | Some(Stage::Retire) => "no root rotation under way (the next one starts with: peergate rotate --stage trust)",
+            Some(Stage::Trust) => "rotation at stage trust: both roots trusted everywhere, leaves still from the old one (apply both clusters, wait for the gateways and sidecars to load them, then: peergate rotate --stage reissue)",
+            Some(Stage::Reissue) => "rotation at stage reissue: leaves from the new root, both roots trusted (apply both clusters, let every connection made with an old certificate close, then: peergate rotate --stage retire)",
+        }
+    }
+}
+
+/// Path of the rotation state.
+pub fn rotation_path(out: &Path) -> PathBuf {
+    out.join("certs").join("rotation")
+}
+
+fn read_stage(out: &Path) -> Result<Option<Stage>, GenError> {
+    let path = rotation_path(out);
+    match read_optional(&path)?.as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("trust") => Ok(Some(Stage::Trust)),
+        Some("reissue") => Ok(Some(Stage::Reissue)),
+        Some("retire") => Ok(Some(Stage::Retire)),
+        Some(other) => Err(GenError::WouldOverwrite {
+            path,
+            reason: format!("says {other:?}, not a rotation stage (trust, reissue, retire)"),
+        }),
+    }
+}
+
+/// One CA of a generation, as the CRL and report code use it.
+struct CaRef<'g> {
+    /// Its name in `certs/` (`root`, `root-next`, the issuing CA's, with `-next`).
+    name: String,
+    cert: String,
+    cert_ref: &'g str,
     revocations: Option<Vec<Revocation>>,
     signer: Option<CertAndKey>,
+}
+
+/// A root and, when configured, its issuing CA: the current ones, or during a rotation the
+/// next ones (files `root-next-*`, `NAME-next-*`).
+struct Generation {
+    next: bool,
+    root: Root,
+    root_status: CertStatus,
+    root_key_path: PathBuf,
+    root_key_written: bool,
+    /// Name in `certs/`, certificate and key, status.
+    intermediate: Option<(String, CertAndKey, CertStatus)>,
+    root_revocations: Option<Vec<Revocation>>,
+    intermediate_revocations: Option<Vec<Revocation>>,
+}
+
+impl Generation {
+    fn root_name(&self) -> &'static str {
+        if self.next {
+            "root-next"
+        } else {
+            "root"
+        }
+    }
+
+    /// The name a CA of this generation is written under: the next ones become the current
+    /// ones on retire.
+    fn file_name(&self, name: &str, retiring: bool) -> String {
+        match (self.next && retiring, name.strip_suffix("-next")) {
+            (true, Some(current)) => current.to_owned(),
+            _ => name.to_owned(),
+        }
+    }
+
+    fn cas(&self) -> Vec<CaRef<'_>> {
+        let mut cas = vec![CaRef {
+            name: self.root_name().to_owned(),
+            cert: self.root.cert.clone(),
+            cert_ref: &self.root.cert,
+            revocations: self.root_revocations.clone(),
+            signer: self.root.key.as_ref().map(|key| CertAndKey {
+                cert: self.root.cert.clone(),
+                key: key.clone(),
+            }),
+        }];
+        if let Some((name, pair, _)) = &self.intermediate {
+            cas.push(CaRef {
+                name: name.clone(),
+                cert: pair.cert.clone(),
+                cert_ref: &pair.cert,
+                revocations: self.intermediate_revocations.clone(),
+                signer: Some(pair.clone()),
+            });
+        }
+        cas
+    }
+
+    fn has_revocations(&self) -> bool {
+        self.root_revocations.is_some() || self.intermediate_revocations.is_some()
+    }
+
+    fn statuses(&self, retiring: bool) -> Vec<(String, CertStatus)> {
+        let mut out = vec![(self.file_name(self.root_name(), retiring), self.root_status)];
+        if let Some((name, _, status)) = &self.intermediate {
+            out.push((self.file_name(name, retiring), *status));
+        }
+        out
+    }
+
+    /// The CA that signs leaves: the issuing CA, else the root.
+    fn leaf_signer_cert(&self) -> &str {
+        match &self.intermediate {
+            Some((_, pair, _)) => &pair.cert,
+            None => &self.root.cert,
+        }
+    }
+
+    fn leaf_signer_name(&self) -> String {
+        match &self.intermediate {
+            Some((name, _, _)) => name.clone(),
+            None => self.root_name().to_owned(),
+        }
+    }
+
+    fn leaf_signer_status(&self) -> CertStatus {
+        match &self.intermediate {
+            Some((_, _, status)) => *status,
+            None => self.root_status,
+        }
+    }
+
+    /// The leaf signer with its key (`None`: the root's key is not at hand).
+    fn leaf_signer(&self) -> Option<CertAndKey> {
+        match &self.intermediate {
+            Some((_, pair, _)) => Some(pair.clone()),
+            None => self.root.key.as_ref().map(|key| CertAndKey {
+                cert: self.root.cert.clone(),
+                key: key.clone(),
+            }),
+        }
+    }
+}
+
+/// What a leaf of `generation` is checked against.
+fn leaf_trust<'a>(generation: &'a Generation, crls: &'a [String]) -> certs::LeafTrust<'a> {
+    certs::LeafTrust {
+        signer: generation.leaf_signer_cert(),
+        anchor: generation
+            .intermediate
+            .as_ref()
+            .map(|_| generation.root.cert.as_str()),
+        crls,
+    }
+}
+
+/// Loads (or issues) a generation's root and issuing CA, with their revocations.
+fn load_generation(
+    out: &Path,
+    mesh: &Mesh,
+    options: &GenOptions,
+    next: bool,
+    root_key_path: &Path,
+    now: SystemTime,
+    report: &mut Report,
+) -> Result<Generation, GenError> {
+    let root_name = if next { "root-next" } else { "root" };
+    let root_cert_path = cert_paths(out, root_name).0;
+    let key_elsewhere = options.root_key.is_some();
+    let existing_root_cert = read_optional(&root_cert_path)?;
+    let existing_root_key = read_optional(root_key_path)?;
+    let mut root_key_written = false;
+    let (root, root_status) = match (existing_root_cert, existing_root_key) {
+        (Some(cert), key) if !options.force => {
+            match certs::check_root(&cert, key.as_deref(), mesh, now) {
+                Ok(()) => (Root { cert, key }, CertStatus::Reused),
+                Err(misfit) => {
+                    return Err(GenError::WouldOverwrite {
+                        path: if misfit.in_key {
+                            root_key_path.to_owned()
+                        } else {
+                            root_cert_path.clone()
+                        },
+                        reason: format!("the root no longer fits: {}", misfit.reason),
+                    })
+                }
+            }
+        }
+        (None, Some(_)) if !key_elsewhere && !options.force => {
+            return Err(GenError::WouldOverwrite {
+                path: root_key_path.to_owned(),
+                reason: format!(
+                    "exists without its certificate {}",
+                    root_cert_path.display()
+                ),
+            })
+        }
+        // A key kept elsewhere is the root's, whatever happens here: a new certificate for it.
+        (_, Some(key)) if key_elsewhere => (
+            Root {
+                cert: certs::issue_root_for_key(mesh, &key, now)?.cert,
+                key: Some(key),
+            },
+            CertStatus::Issued,
+        ),
+        _ => {
+            let pair = certs::issue_root(mesh, now)?;
+            root_key_written = true;
+            (
+                Root {
+                    cert: pair.cert,
+                    key: Some(pair.key),
+                },
+                CertStatus::Issued,
+            )
+        }
+    };
+    let mut root_revocations = read_revocations(out, root_name, &root.cert, root_status, report)?;
+    if let Some(request) = options.revoke.as_ref().filter(|r| r.ca == root_name) {
+        add_revocation(&mut root_revocations, request, now, report);
+    }
+
+    let intermediate = match &mesh.intermediate {
+        None => None,
+        Some(section) => {
+            let name = if next {
+                format!("{}-next", section.name)
+            } else {
+                section.name.clone()
+            };
+            let revoked_by_root = |pair: &CertAndKey| {
+                serial_of(&pair.cert).is_some_and(|serial| {
+                    root_revocations
+                        .as_ref()
+                        .is_some_and(|list| list.iter().any(|r| r.serial == serial))
+                })
+            };
+            let existing = if options.renew.contains(&name) {
+                None
+            } else {
+                existing_pair(out, &name)?
+            };
+            let root_signer = || match &root.key {
+                Some(key) => Ok(CertAndKey {
+                    cert: root.cert.clone(),
+                    key: key.clone(),
+                }),
+                None => Err(GenError::RootKeyNeeded {
+                    what: format!("the issuing CA {name}"),
+                    path: root_key_path.to_owned(),
+                }),
+            };
+            let (pair, status) = match existing {
+                Some(_) if !options.force && root_status == CertStatus::Issued => {
+                    return Err(GenError::WouldOverwrite {
+                        path: cert_paths(out, &name).0,
+                        reason: "exists, but the root is new and did not issue it".into(),
+                    })
+                }
+                Some(pair)
+                    if !options.force && revoked_by_root(&pair) && !options.replace_revoked =>
+                {
+                    return Err(GenError::WouldOverwrite {
+                        path: cert_paths(out, &name).0,
+                        reason: "is revoked on the root's CRL: a new issuing CA (and new leaves) would replace it".into(),
+                    })
+                }
+                Some(pair) if !options.force && !revoked_by_root(&pair) => {
+                    match certs::check_intermediate(&pair, &section.name, &root.cert, mesh, now) {
+                        Ok(()) => (pair, CertStatus::Reused),
+                        Err(misfit) => {
+                            return Err(GenError::WouldOverwrite {
+                                path: misfit.path(out, &name),
+                                reason: format!("no longer fits: {}", misfit.reason),
+                            })
+                        }
+                    }
+                }
+                _ => (
+                    certs::issue_intermediate(
+                        mesh,
+                        &section.name,
+                        section.validity.0,
+                        &root_signer()?,
+                        now,
+                    )?,
+                    CertStatus::Issued,
+                ),
+            };
+            Some((name, pair, status))
+        }
+    };
+    let mut intermediate_revocations = match &intermediate {
+        Some((name, pair, status)) => read_revocations(out, name, &pair.cert, *status, report)?,
+        None => None,
+    };
+    if let Some((name, _, _)) = &intermediate {
+        if let Some(request) = options.revoke.as_ref().filter(|r| r.ca == *name) {
+            add_revocation(&mut intermediate_revocations, request, now, report);
+        }
+    }
+    Ok(Generation {
+        next,
+        root,
+        root_status,
+        root_key_path: root_key_path.to_owned(),
+        root_key_written,
+        intermediate,
+        root_revocations,
+        intermediate_revocations,
+    })
 }
 
 /// The root: its certificate, and its key when available.
@@ -355,229 +695,179 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     let client_name = mesh.cluster_a.client_name.as_str();
     let server_name = mesh.cluster_b.server_name.as_str();
 
-    let existing_client = existing_pair(out, client_name)?;
-    let existing_server = existing_pair(out, server_name)?;
-
-    // The root: its certificate in certs/, its key there or at --root-key (never copied).
-    let (root_cert_path, root_key_in_out) = cert_paths(out, "root");
-    let root_key_path = options
-        .root_key
-        .clone()
-        .unwrap_or_else(|| root_key_in_out.clone());
-    if options.root_key.is_some() && root_key_in_out.exists() {
-        return Err(GenError::WouldOverwrite {
-            path: root_key_in_out,
-            reason: "holds the root key, and --root-key says it is kept elsewhere: move it there, or leave --root-key out".into(),
-        });
-    }
-    let existing_root_cert = read_optional(&root_cert_path)?;
-    let existing_root_key = read_optional(&root_key_path)?;
-    let mut root_key_written = false;
-    let (root, root_status) = match (existing_root_cert, existing_root_key) {
-        (Some(cert), key) if !options.force => {
-            match certs::check_root(&cert, key.as_deref(), mesh, now) {
-                Ok(()) => (Root { cert, key }, CertStatus::Reused),
-                Err(misfit) => {
-                    return Err(GenError::WouldOverwrite {
-                        path: if misfit.in_key {
-                            root_key_path.clone()
-                        } else {
-                            root_cert_path.clone()
-                        },
-                        reason: format!("the root no longer fits: {}", misfit.reason),
-                    })
-                }
-            }
+    let intermediate_name = mesh.intermediate.as_ref().map(|i| i.name.as_str());
+    for name in &options.renew {
+        if name == "root" || name == &mesh.root.name {
+            return Err(GenError::Renew {
+                name: name.clone(),
+                why: "the root is renewed by a staged rotation, so neither mesh loses the other: peergate rotate --stage trust".into(),
+            });
         }
-        (None, Some(_)) if options.root_key.is_none() && !options.force => {
-            return Err(GenError::WouldOverwrite {
-                path: root_key_path.clone(),
-                reason: format!(
-                    "exists without its certificate {}",
-                    root_cert_path.display()
+        if ![client_name, server_name].contains(&name.as_str())
+            && intermediate_name != Some(name.as_str())
+        {
+            return Err(GenError::Renew {
+                name: name.clone(),
+                why: format!(
+                    "not a certificate of this output (it has {client_name}, {server_name}{})",
+                    intermediate_name
+                        .map(|n| format!(", {n}"))
+                        .unwrap_or_default()
                 ),
+            });
+        }
+    }
+    let renewing = |name: &str| options.renew.iter().any(|n| n == name);
+    // A renewed issuing CA renews the leaves it signs.
+    let renew_leaves = intermediate_name.is_some_and(renewing);
+    let existing_client = if renewing(client_name) || renew_leaves {
+        None
+    } else {
+        existing_pair(out, client_name)?
+    };
+    let existing_server = if renewing(server_name) || renew_leaves {
+        None
+    } else {
+        existing_pair(out, server_name)?
+    };
+
+    // Where a rotation of the root stands (`certs/rotation`), and where this run takes it.
+    let current_stage = read_stage(out)?;
+    let stage = match (current_stage, options.rotate) {
+        (stage, None) => stage,
+        (None | Some(Stage::Retire), Some(Stage::Trust))
+        | (Some(Stage::Trust), Some(Stage::Trust)) => Some(Stage::Trust),
+        (Some(Stage::Trust | Stage::Reissue), Some(Stage::Reissue)) => Some(Stage::Reissue),
+        (Some(Stage::Reissue | Stage::Retire), Some(Stage::Retire)) => Some(Stage::Retire),
+        (current, Some(requested)) => {
+            return Err(GenError::RotationOrder {
+                requested,
+                next: match current {
+                    None | Some(Stage::Retire) => Stage::Trust,
+                    Some(Stage::Trust) => Stage::Reissue,
+                    Some(Stage::Reissue) => Stage::Retire,
+                },
             })
         }
-        // A key kept elsewhere is the root's, whatever happens here: a new certificate for it.
-        (_, Some(key)) if options.root_key.is_some() => (
-            Root {
-                cert: certs::issue_root_for_key(mesh, &key, now)?.cert,
-                key: Some(key),
-            },
-            CertStatus::Issued,
-        ),
-        _ => {
-            let pair = certs::issue_root(mesh, now)?;
-            root_key_written = true;
-            (
-                Root {
-                    cert: pair.cert,
-                    key: Some(pair.key),
-                },
-                CertStatus::Issued,
-            )
-        }
     };
-    report.certs.push(("root".into(), root_status));
-    let root_signer = |what: &str| -> Result<CertAndKey, GenError> {
-        match &root.key {
-            Some(key) => Ok(CertAndKey {
-                cert: root.cert.clone(),
-                key: key.clone(),
-            }),
-            None => Err(GenError::RootKeyNeeded {
-                what: what.to_owned(),
-                path: root_key_path.clone(),
-            }),
-        }
-    };
+    let retiring = current_stage == Some(Stage::Reissue) && stage == Some(Stage::Retire);
+    let rotating = matches!(stage, Some(Stage::Trust | Stage::Reissue));
 
-    // CRLs already issued: their revocations are kept. One that its CA did not sign (the CA
-    // was replaced) is dropped, with a warning.
-    let mut root_revocations = read_revocations(out, "root", &root.cert, root_status, &mut report)?;
-    if let Some(request) = options.revoke.as_ref().filter(|r| r.ca == RevokeCa::Root) {
-        add_revocation(&mut root_revocations, request, now, &mut report);
+    // The CAs: the current root (and issuing CA); during a rotation the next ones too. On
+    // retire, the next become the current and the old are archived.
+    let key_path = |next: bool| -> PathBuf {
+        match (&options.root_key, next) {
+            (Some(path), false) => path.clone(),
+            (Some(path), true) => PathBuf::from(format!("{}.next", path.display())),
+            (None, false) => cert_paths(out, "root").1,
+            (None, true) => cert_paths(out, "root-next").1,
+        }
+    };
+    for next in [false, true] {
+        let in_out = cert_paths(out, if next { "root-next" } else { "root" }).1;
+        if options.root_key.is_some() && in_out.exists() {
+            return Err(GenError::WouldOverwrite {
+                path: in_out,
+                reason: "holds a root key, and --root-key says the root keys are kept elsewhere: move it there, or leave --root-key out".into(),
+            });
+        }
     }
-
-    // The issuing CA, when there is one.
-    let intermediate = match &mesh.intermediate {
-        None => None,
-        Some(section) => {
-            let name = section.name.as_str();
-            let revoked_by_root = |pair: &CertAndKey| {
-                serial_of(&pair.cert).is_some_and(|serial| {
-                    root_revocations
-                        .as_ref()
-                        .is_some_and(|list| list.iter().any(|r| r.serial == serial))
-                })
-            };
-            let (pair, status) = match existing_pair(out, name)? {
-                Some(_) if !options.force && root_status == CertStatus::Issued => {
-                    return Err(GenError::WouldOverwrite {
-                        path: cert_paths(out, name).0,
-                        reason: "exists, but the root is new and did not issue it".into(),
-                    })
-                }
-                Some(pair) if !options.force && revoked_by_root(&pair) && !options.replace_revoked => {
-                    return Err(GenError::WouldOverwrite {
-                        path: cert_paths(out, name).0,
-                        reason: "is revoked on the root's CRL: a new issuing CA (and new leaves) would replace it".into(),
-                    })
-                }
-                Some(pair) if !options.force && !revoked_by_root(&pair) => {
-                    match certs::check_intermediate(&pair, name, &root.cert, mesh, now) {
-                        Ok(()) => (pair, CertStatus::Reused),
-                        Err(misfit) => {
-                            return Err(GenError::WouldOverwrite {
-                                path: misfit.path(out, name),
-                                reason: format!("no longer fits: {}", misfit.reason),
-                            })
-                        }
-                    }
-                }
-                _ => (
-                    certs::issue_intermediate(
-                        mesh,
-                        name,
-                        section.validity.0,
-                        &root_signer("the issuing CA")?,
-                        now,
-                    )?,
-                    CertStatus::Issued,
+    let current = load_generation(
+        out,
+        mesh,
+        options,
+        false,
+        &key_path(false),
+        now,
+        &mut report,
+    )?;
+    let next = if rotating || retiring {
+        let issue_allowed = current_stage.is_none()
+            || current_stage == Some(Stage::Retire)
+            || options.rotate == Some(Stage::Trust) && current_stage != Some(Stage::Trust);
+        let generation =
+            load_generation(out, mesh, options, true, &key_path(true), now, &mut report)?;
+        if generation.root_status == CertStatus::Issued && !issue_allowed && !options.force {
+            return Err(GenError::WouldOverwrite {
+                path: cert_paths(out, "root-next").0,
+                reason: format!(
+                    "is missing, and the rotation is at stage {}: the next root comes from `peergate rotate --stage trust` only",
+                    current_stage.map_or("none", Stage::word)
                 ),
-            };
-            report.certs.push((name.to_owned(), status));
-            Some((name, pair, status))
+            });
         }
+        Some(generation)
+    } else {
+        None
     };
-    let mut intermediate_revocations = match &intermediate {
-        Some((name, pair, status)) => {
-            read_revocations(out, name, &pair.cert, *status, &mut report)?
-        }
-        None => None,
+    // After retire the next generation is the only one; the old one is archived.
+    let (generations, archived): (Vec<&Generation>, Option<&Generation>) = match (&next, retiring) {
+        (Some(next), true) => (vec![next], Some(&current)),
+        (Some(next), false) => (vec![&current, next], None),
+        (None, _) => (vec![&current], None),
     };
-    if let Some(request) = options
-        .revoke
-        .as_ref()
-        .filter(|r| r.ca == RevokeCa::Intermediate)
-    {
-        add_revocation(&mut intermediate_revocations, request, now, &mut report);
-    }
-    // What signs the leaves: the issuing CA, or the root (whose key may be elsewhere).
-    let (signer_cert, signer_status) = match &intermediate {
-        Some((_, pair, status)) => (pair.cert.clone(), *status),
-        None => (root.cert.clone(), root_status),
+    // What signs the leaves: the next generation from `reissue` on, else the current.
+    let signing: &Generation = match (&next, stage) {
+        (Some(next), Some(Stage::Reissue | Stage::Retire)) => next,
+        _ => &current,
     };
-    let signer: Option<CertAndKey> = match &intermediate {
-        Some((_, pair, _)) => Some(pair.clone()),
-        None => root.key.as_ref().map(|key| CertAndKey {
-            cert: root.cert.clone(),
-            key: key.clone(),
-        }),
+    let other: Option<&Generation> = match (&next, stage) {
+        (Some(_), Some(Stage::Reissue)) => Some(&current),
+        _ => None,
     };
 
     // Every CA's CRL once any CA has one (Envoy checks the whole chain: a CA without one fails
     // every handshake); under an issuing CA, always.
     let crls_needed =
-        intermediate.is_some() || root_revocations.is_some() || intermediate_revocations.is_some();
-    let mut crl_files: Vec<(String, String)> = Vec::new();
+        mesh.intermediate.is_some() || generations.iter().any(|g| g.has_revocations());
+    // Each CRL with the root of the generation whose CA signed it.
+    let mut crl_files: Vec<(PathBuf, String, &str)> = Vec::new();
     if crls_needed {
-        let mut cas = vec![CaCrl {
-            name: "root",
-            cert: root.cert.as_str(),
-            revocations: root_revocations.clone(),
-            signer: root.key.as_ref().map(|key| CertAndKey {
-                cert: root.cert.clone(),
-                key: key.clone(),
-            }),
-        }];
-        if let Some((name, pair, _)) = &intermediate {
-            cas.push(CaCrl {
-                name,
-                cert: pair.cert.as_str(),
-                revocations: intermediate_revocations.clone(),
-                signer: Some(pair.clone()),
-            });
-        }
-        for CaCrl {
-            name,
-            cert: ca_cert,
-            revocations,
-            signer: ca,
-        } in cas
-        {
-            let path = crl_path(out, name);
-            let wanted = revocations.unwrap_or_default();
-            // Kept byte for byte unless its revocations change (or it is missing).
-            let existing = read_optional(&path)?.filter(|pem| {
-                revocation::read_crl(pem, ca_cert).is_ok_and(|listed| listed == wanted)
-            });
-            let pem = match (existing, &ca) {
-                (Some(pem), _) => pem,
-                (None, Some(ca)) => revocation::sign_crl(ca, &wanted, now)?,
-                (None, None) => {
-                    return Err(GenError::RootKeyNeeded {
-                        what: "the root's CRL".into(),
-                        path: root_key_path.clone(),
-                    })
-                }
-            };
-            crl_files.push((name.to_owned(), pem));
+        for generation in &generations {
+            for ca in generation.cas() {
+                let path = crl_path(out, &generation.file_name(&ca.name, retiring));
+                let wanted = ca.revocations.clone().unwrap_or_default();
+                // Kept byte for byte unless its revocations change (or it is missing).
+                let existing = read_optional(&crl_path(out, &ca.name))?.filter(|pem| {
+                    revocation::read_crl(pem, &ca.cert).is_ok_and(|listed| listed == wanted)
+                });
+                let pem = match (existing, &ca.signer) {
+                    (Some(pem), _) => pem,
+                    (None, Some(signer)) => revocation::sign_crl(signer, &wanted, now)?,
+                    (None, None) => {
+                        return Err(GenError::RootKeyNeeded {
+                            what: format!("the CRL of {}", ca.name),
+                            path: generation.root_key_path.clone(),
+                        })
+                    }
+                };
+                crl_files.push((path, pem, generation.root.cert.as_str()));
+            }
         }
     }
-    let crls: Vec<String> = crl_files.iter().map(|(_, pem)| pem.clone()).collect();
+    let crls: Vec<String> = crl_files.iter().map(|(_, pem, _)| pem.clone()).collect();
+    // A leaf is checked against its own generation's CRLs: the other root has the same name,
+    // and its CRLs are signed by a key that generation does not trust.
+    let crls_of = |generation: &Generation| -> Vec<String> {
+        crl_files
+            .iter()
+            .filter(|(_, _, root)| *root == generation.root.cert)
+            .map(|(_, pem, _)| pem.clone())
+            .collect()
+    };
 
+    let signer_status = signing.leaf_signer_status();
+    let signer = signing.leaf_signer();
     let issue = |role: Role, name: &str| -> Result<CertAndKey, GenError> {
         let signer = signer.as_ref().ok_or_else(|| GenError::RootKeyNeeded {
             what: format!("the {name} certificate"),
-            path: root_key_path.clone(),
+            path: signing.root_key_path.clone(),
         })?;
         let leaf = certs::issue_leaf(mesh, role, signer, now)?;
         if signer_status == CertStatus::Reused {
             if let Some((ca_end, leaf_end)) = certs::outlives_root(&leaf.cert, &signer.cert) {
-                let ca_name = intermediate.as_ref().map_or("root", |(name, _, _)| *name);
                 return Err(GenError::RootExpiresFirst {
-                    path: cert_paths(out, ca_name).0,
+                    path: cert_paths(out, &signing.leaf_signer_name()).0,
                     root_not_after: ca_end,
                     leaf: name.to_owned(),
                     leaf_not_after: leaf_end,
@@ -586,12 +876,35 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         }
         Ok(leaf)
     };
-    // A leaf is reused only under the reused signer, and only while it still fits.
+    let generation_crls: Vec<(&Generation, Vec<String>)> = [Some(&current), next.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|generation| (generation, crls_of(generation)))
+        .collect();
+    fn own_trust<'a>(
+        generation_crls: &'a [(&Generation, Vec<String>)],
+        generation: &'a Generation,
+    ) -> certs::LeafTrust<'a> {
+        let own = generation_crls
+            .iter()
+            .find(|(g, _)| std::ptr::eq(*g, generation))
+            .map_or(&[][..], |(_, crls)| crls.as_slice());
+        leaf_trust(generation, own)
+    }
+    // A leaf is reused only under the reused signer, and only while it still fits; at stage
+    // reissue, a leaf of the current generation is what the stage replaces.
     let leaf = |existing: Option<CertAndKey>, role: Role, name: &str| match existing {
+        Some(pair)
+            if other.is_some_and(|old| {
+                certs::check_leaf(&pair, role, own_trust(&generation_crls, old), mesh, now).is_ok()
+            }) =>
+        {
+            issue(role, name).map(|leaf| (leaf, CertStatus::Issued))
+        }
         Some(_) if !options.force && signer_status == CertStatus::Issued => {
             Err(GenError::WouldOverwrite {
                 path: cert_paths(out, name).0,
-                reason: if intermediate.is_some() {
+                reason: if mesh.intermediate.is_some() {
                     "exists, but its issuing CA is new and did not issue it".into()
                 } else {
                     "exists, but the root is missing and a new one would not have issued it".into()
@@ -599,12 +912,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
             })
         }
         Some(pair) if !options.force => {
-            let trust = certs::LeafTrust {
-                signer: &signer_cert,
-                anchor: intermediate.as_ref().map(|_| root.cert.as_str()),
-                crls: &crls,
-            };
-            match certs::check_leaf(&pair, role, trust, mesh, now) {
+            match certs::check_leaf(&pair, role, own_trust(&generation_crls, signing), mesh, now) {
                 Ok(()) => Ok((pair, CertStatus::Reused)),
                 Err(misfit) if misfit.revoked && options.replace_revoked => {
                     issue(role, name).map(|leaf| (leaf, CertStatus::Issued))
@@ -619,12 +927,51 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     };
     let (client, client_status) = leaf(existing_client, Role::Client, client_name)?;
     let (server, server_status) = leaf(existing_server, Role::Server, server_name)?;
+    for generation in &generations {
+        for (name, status) in generation.statuses(retiring) {
+            report.certs.push((name, status));
+        }
+    }
     report.certs.push((client_name.to_owned(), client_status));
     report.certs.push((server_name.to_owned(), server_status));
 
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for generation in &generations {
+        for ca in generation.cas() {
+            named.push((generation.file_name(&ca.name, retiring), ca.cert_ref));
+        }
+    }
+    named.push((client_name.to_owned(), client.cert.as_str()));
+    named.push((server_name.to_owned(), server.cert.as_str()));
+    for (name, pem) in &named {
+        if let Some((days, not_after)) = certs::days_left(pem, now) {
+            if days <= i64::from(mesh.plugin.expiry_warning_days) {
+                let renew = if name.starts_with("root") {
+                    "peergate rotate --stage trust (then reissue, then retire: see README)"
+                        .to_owned()
+                } else {
+                    format!("peergate gen --renew {name}")
+                };
+                report.warnings.push(format!(
+                    "certificate {name} expires in {days} days ({not_after}), inside plugin.expiryWarningDays ({}): renew it with {renew}",
+                    mesh.plugin.expiry_warning_days
+                ));
+            }
+            report.expiry.push((name.clone(), days, not_after));
+        }
+    }
+    report.stage = stage;
+
+    let roots: Vec<&str> = generations.iter().map(|g| g.root.cert.as_str()).collect();
+    let issuers: Vec<&str> = generations.iter().map(|g| g.leaf_signer_cert()).collect();
     let pki = Pki {
-        root: &root.cert,
-        intermediate: intermediate.as_ref().map(|(_, pair, _)| pair.cert.as_str()),
+        roots: &roots,
+        issuers: &issuers,
+        anchored: mesh.intermediate.is_some(),
+        intermediate: signing
+            .intermediate
+            .as_ref()
+            .map(|(_, pair, _)| pair.cert.as_str()),
         client: &client,
         server: &server,
         crls: &crls,
@@ -661,23 +1008,97 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
 
     // Everything is ready: stage every file, then put them all in place.
     let mut staging = Staging::new();
-    staging.stage(&root_cert_path, root.cert.as_bytes(), PUBLIC_MODE)?;
-    if let (Some(key), true) = (&root.key, root_key_written || options.root_key.is_none()) {
-        // The root key stays where it was found (in certs/, or at --root-key); a new one goes
-        // to --root-key when given.
-        staging.stage(&root_key_path, key.as_bytes(), KEY_MODE)?;
+    let mut stale_after: Vec<PathBuf> = Vec::new();
+    for generation in &generations {
+        let root_file = generation.file_name(generation.root_name(), retiring);
+        staging.stage(
+            &cert_paths(out, &root_file).0,
+            generation.root.cert.as_bytes(),
+            PUBLIC_MODE,
+        )?;
+        if let Some(key) = &generation.root.key {
+            let target = if generation.next && retiring {
+                key_path(false)
+            } else {
+                generation.root_key_path.clone()
+            };
+            // A root key stays where it was found (certs/, or --root-key); a new one goes
+            // there too, and on retire the next one takes the current one's place.
+            if generation.root_key_written
+                || options.root_key.is_none()
+                || target != generation.root_key_path
+            {
+                staging.stage(&target, key.as_bytes(), KEY_MODE)?;
+            }
+        }
+        if let Some((name, pair, _)) = &generation.intermediate {
+            let (cert_path, key_path) = cert_paths(out, &generation.file_name(name, retiring));
+            staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
+            staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
+        }
+    }
+    if let Some(old) = archived {
+        // The retired root (and issuing CA) are kept in certs/retired/, named by serial.
+        let retired = out.join("certs").join("retired");
+        let serial = |pem: &str| {
+            serial_of(pem)
+                .map(|s| peergate_filter::peer::hex(&s))
+                .unwrap_or_default()
+        };
+        let root_serial = serial(&old.root.cert);
+        staging.stage(
+            &retired.join(format!("root-{root_serial}-cert.pem")),
+            old.root.cert.as_bytes(),
+            PUBLIC_MODE,
+        )?;
+        if let Some(key) = &old.root.key {
+            let target = match &options.root_key {
+                Some(path) => PathBuf::from(format!("{}.retired-{root_serial}", path.display())),
+                None => retired.join(format!("root-{root_serial}-key.pem")),
+            };
+            staging.stage(&target, key.as_bytes(), KEY_MODE)?;
+        }
+        if let Some((name, pair, _)) = &old.intermediate {
+            let serial = serial(&pair.cert);
+            staging.stage(
+                &retired.join(format!("{name}-{serial}-cert.pem")),
+                pair.cert.as_bytes(),
+                PUBLIC_MODE,
+            )?;
+            staging.stage(
+                &retired.join(format!("{name}-{serial}-key.pem")),
+                pair.key.as_bytes(),
+                KEY_MODE,
+            )?;
+        }
+        // The next generation's own files go once their content is in place.
+        let mut next_names = vec!["root-next".to_owned()];
+        if let Some(section) = &mesh.intermediate {
+            next_names.push(format!("{}-next", section.name));
+        }
+        for name in next_names {
+            let (cert_path, key_path) = cert_paths(out, &name);
+            stale_after.extend([cert_path, key_path, crl_path(out, &name)]);
+        }
+        if options.root_key.is_some() {
+            stale_after.push(key_path(true));
+        }
+    }
+    for (path, pem, _) in &crl_files {
+        staging.stage(path, pem.as_bytes(), PUBLIC_MODE)?;
+    }
+    if let Some(stage) = stage {
+        staging.stage(
+            &rotation_path(out),
+            format!("{}\n", stage.word()).as_bytes(),
+            PUBLIC_MODE,
+        )?;
     }
     let mut pairs = vec![(client_name, &client), (server_name, &server)];
-    if let Some((name, pair, _)) = &intermediate {
-        pairs.insert(0, (name, pair));
-    }
-    for (name, pair) in pairs {
+    for (name, pair) in pairs.drain(..) {
         let (cert_path, key_path) = cert_paths(out, name);
         staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
         staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
-    }
-    for (name, pem) in &crl_files {
-        staging.stage(&crl_path(out, name), pem.as_bytes(), PUBLIC_MODE)?;
     }
     for Manifest {
         cluster,
@@ -690,6 +1111,11 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         staging.stage(&out.join(cluster.dir()).join(file), yaml.as_bytes(), mode)?;
     }
     report.files = staging.commit()?;
+    for path in stale_after {
+        if let Some(status) = remove_stale(&path)? {
+            report.files.push((path, status));
+        }
+    }
     // A file of another mode (the other plugin API, the RBAC of credentialName, a gateway of
     // its own) would be applied with the rest: it goes.
     for (cluster, file) in manifests::OPTIONAL_FILES

@@ -41,6 +41,10 @@ pub struct PeerActivity {
     pub first_seen: Option<String>,
     /// The last decision's time.
     pub last_seen: Option<String>,
+    /// Days to its notAfter, from its latest line inside `expiryWarningDays` (the filter
+    /// logs such a peer once per certificate even with `logAllowed` off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
 }
 
 /// A configuration the filter refused, as logged.
@@ -68,7 +72,7 @@ pub struct LogSummary {
     pub unreadable: u64,
     /// Configurations the filter refused.
     pub rejected_configurations: Vec<Rejection>,
-    /// Peers, most denied first.
+    /// Peers: expiring ones first (fewest days left first), then the most denied.
     pub peers: Vec<PeerActivity>,
 }
 
@@ -144,7 +148,12 @@ pub fn summarize(input: impl BufRead) -> std::io::Result<LogSummary> {
             authorities: Vec::new(),
             first_seen: None,
             last_seen: None,
+            days_left: None,
         });
+        if let Some(days) = record.days_left {
+            // The latest line says the least time left.
+            activity.days_left = Some(activity.days_left.map_or(days, |d| d.min(days)));
+        }
         match record.decision {
             Verdict::Allow => {
                 summary.allowed += 1;
@@ -179,8 +188,11 @@ pub fn summarize(input: impl BufRead) -> std::io::Result<LogSummary> {
         })
         .collect();
     peers.sort_by(|a, b| {
-        b.denied
-            .cmp(&a.denied)
+        // Expiring first, soonest first; `None` (not expiring) sorts after every `Some`.
+        let expiry = |p: &PeerActivity| p.days_left.map_or((1, 0), |d| (0, d));
+        expiry(a)
+            .cmp(&expiry(b))
+            .then(b.denied.cmp(&a.denied))
             .then(b.allowed.cmp(&a.allowed))
             .then_with(|| a.fingerprint.cmp(&b.fingerprint))
     });

@@ -43,6 +43,19 @@ enum Command {
     /// Revoke a certificate: add it to the CRL of the CA that issued it (certs/<ca>-crl.pem)
     /// and write the CRLs into the WasmPlugin's crls and the gateway credential's ca.crl.
     Revoke(RevokeArgs),
+    /// Rotate the root without downtime, one stage at a time (trust, reissue, retire), each a
+    /// gen-style run that rewrites the output; a stage out of order is refused (exit 2).
+    Rotate(RotateArgs),
+}
+
+#[derive(clap::Args)]
+struct RotateArgs {
+    /// trust: a new root beside the old, trusted everywhere; reissue: the leaves under the new
+    /// root; retire: the old root removed everywhere.
+    #[arg(long, value_enum)]
+    stage: peergate::gen::Stage,
+    #[command(flatten)]
+    gen: GenArgs,
 }
 
 #[derive(clap::Args)]
@@ -152,6 +165,10 @@ struct GenArgs {
     /// An issuing CA under the root signs the leaves ([intermediate] name).
     #[arg(long, value_name = "NAME")]
     intermediate: Option<String>,
+    /// Issue this certificate anew under its current CA (a leaf, or the issuing CA with the
+    /// leaves it signs); repeatable. The root is renewed by `peergate rotate`.
+    #[arg(long, value_name = "NAME")]
+    renew: Vec<String>,
     /// The server's domain (clusterB.domain).
     #[arg(long)]
     domain: Option<String>,
@@ -244,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect(args),
         Command::Image(args) => image(args).map(|()| ExitCode::SUCCESS),
         Command::Revoke(args) => revoke(args).map(|()| ExitCode::SUCCESS),
+        Command::Rotate(args) => rotate(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -463,23 +481,46 @@ fn built_module() -> PathBuf {
 fn gen(args: GenArgs) -> anyhow::Result<()> {
     let options = GenOptions {
         root_key: args.root_key.clone(),
+        renew: args.renew.clone(),
         ..GenOptions::new(args.out.clone(), args.force, SystemTime::now())
     };
     run_gen(&args, options, "gen")
 }
 
 fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
-    use peergate::gen::{cert_paths, serial_of, RevokeCa, RevokeRequest};
+    use peergate::gen::{cert_paths, rotation_path, serial_of, RevokeRequest};
     let (mesh, _) = load_mesh(&args.gen)?;
     let out = &args.gen.out;
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
     };
-    let root = read(&cert_paths(out, "root").0)?;
-    let intermediate = match &mesh.intermediate {
-        Some(section) => Some(read(&cert_paths(out, &section.name).0)?),
-        None => None,
-    };
+    // The output's CAs, the ones that sign leaves first: the issuing CA, else the root; and
+    // during a rotation the next ones (those sign leaves from stage reissue on).
+    let reissued = std::fs::read_to_string(rotation_path(out)).is_ok_and(|s| s.trim() == "reissue");
+    let mut cas: Vec<String> = Vec::new();
+    for suffix in if reissued {
+        ["-next", ""]
+    } else {
+        ["", "-next"]
+    } {
+        if let Some(section) = &mesh.intermediate {
+            cas.push(format!("{}{suffix}", section.name));
+        }
+        cas.push(format!("root{suffix}"));
+    }
+    let cas: Vec<(String, String)> = cas
+        .into_iter()
+        .filter_map(|name| {
+            let pem = std::fs::read_to_string(cert_paths(out, &name).0).ok()?;
+            Some((name, pem))
+        })
+        .collect();
+    if cas.is_empty() {
+        anyhow::bail!(
+            "{}: no root certificate: run peergate gen first",
+            cert_paths(out, "root").0.display()
+        );
+    }
     let (ca, serial) = match (&args.cert, &args.serial) {
         (Some(path), _) => {
             let pem = read(path)?;
@@ -507,30 +548,27 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
                     )
                 })
             };
-            let ca = if intermediate.as_deref().is_some_and(issued_by) {
-                RevokeCa::Intermediate
-            } else if issued_by(&root) {
-                RevokeCa::Root
-            } else {
+            let Some((ca, _)) = cas.iter().find(|(_, pem)| issued_by(pem)) else {
                 anyhow::bail!(
                     "{}: not issued by the root or the issuing CA in {}",
                     path.display(),
                     out.join("certs").display()
                 );
             };
-            (ca, serial)
+            (ca.clone(), serial)
         }
         (None, Some(hex)) => {
             let serial = peergate_filter::peer::parse_hex(hex.trim())
                 .map(|s| peergate_filter::peer::normalize_serial(&s))
                 .filter(|s| !s.is_empty())
                 .with_context(|| format!("--serial: {hex:?} is not a hex serial number"))?;
-            let ca = if intermediate.is_some() {
-                RevokeCa::Intermediate
-            } else {
-                RevokeCa::Root
-            };
-            (ca, serial)
+            // The CA that signs leaves now.
+            (
+                cas.first()
+                    .map(|(name, _)| name.clone())
+                    .unwrap_or_default(),
+                serial,
+            )
         }
         (None, None) => anyhow::bail!("give --cert FILE or --serial HEX"),
     };
@@ -558,25 +596,36 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     let options = GenOptions {
         root_key: args.gen.root_key.clone(),
         revoke: Some(RevokeRequest {
-            ca,
+            ca: ca.clone(),
             serial: serial.clone(),
             reason: args.reason,
         }),
         replace_revoked: args.gen.force,
         ..GenOptions::new(out.clone(), false, SystemTime::now())
     };
+    let whose = if ca.starts_with("root") {
+        format!("root's ({ca})")
+    } else {
+        format!("issuing CA's ({ca})")
+    };
     println!(
-        "revoking serial {} on the {} CRL",
-        peergate_filter::peer::hex(&serial),
-        match ca {
-            RevokeCa::Root => "root's".to_owned(),
-            RevokeCa::Intermediate => format!(
-                "issuing CA's ({})",
-                mesh.intermediate.as_ref().map_or("", |i| i.name.as_str())
-            ),
-        }
+        "revoking serial {} on the {whose} CRL",
+        peergate_filter::peer::hex(&serial)
     );
     run_gen(&args.gen, options, "revoke")
+}
+
+fn rotate(args: RotateArgs) -> anyhow::Result<()> {
+    let options = GenOptions {
+        root_key: args.gen.root_key.clone(),
+        rotate: Some(args.stage),
+        ..GenOptions::new(args.gen.out.clone(), args.gen.force, SystemTime::now())
+    };
+    run_gen(
+        &args.gen,
+        options,
+        &format!("rotate --stage {}", args.stage.word()),
+    )
 }
 
 fn run_gen(args: &GenArgs, options: GenOptions, command: &str) -> anyhow::Result<()> {
@@ -604,7 +653,13 @@ fn run_gen(args: &GenArgs, options: GenOptions, command: &str) -> anyhow::Result
             CertStatus::Reused => "reused",
             CertStatus::Issued => "issued",
         };
-        println!("  certificate {name}: {word}");
+        let left = report
+            .expiry
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, days, not_after)| format!(", {days} days left (until {not_after})"))
+            .unwrap_or_default();
+        println!("  certificate {name}: {word}{left}");
     }
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
@@ -623,6 +678,7 @@ fn run_gen(args: &GenArgs, options: GenOptions, command: &str) -> anyhow::Result
         changed.len(),
         started.elapsed()
     );
+    println!("  {}", peergate::gen::Stage::describe(report.stage));
     for note in &report.notes {
         println!("next: {note}");
     }

@@ -83,9 +83,14 @@ pub struct Manifest {
 
 /// The certificates the objects embed.
 pub struct Pki<'a> {
-    /// The root's certificate (its key may be kept elsewhere).
-    pub root: &'a str,
-    /// The issuing CA's certificate, when leaves come from one.
+    /// The roots both sides trust: the agreed root, and during a rotation the next one too
+    /// (their keys may be kept elsewhere).
+    pub roots: &'a [&'a str],
+    /// The CAs that sign leaves, one per root: the roots themselves, or their issuing CAs.
+    pub issuers: &'a [&'a str],
+    /// Whether `issuers` are issuing CAs under `roots` (then the roots are trust anchors).
+    pub anchored: bool,
+    /// The issuing CA that signed the leaves below, when there is one (sent with them).
     pub intermediate: Option<&'a str>,
     /// Cluster A's client.
     pub client: &'a CertAndKey,
@@ -108,6 +113,11 @@ impl Pki<'_> {
     /// The CRLs as one PEM bundle (`ca.crl`).
     pub fn crl_bundle(&self) -> String {
         self.crls.concat()
+    }
+
+    /// The roots as one PEM bundle (`ca.crt`).
+    pub fn root_bundle(&self) -> String {
+        self.roots.concat()
     }
 }
 
@@ -266,21 +276,28 @@ pub fn plugin_config(
         layer: mesh.plugin.layer,
         // Under an issuing CA: it is the trusted issuer, scoped to the client's names, and the
         // agreed root is the anchor it must chain to.
-        trusted_issuers: vec![match pki.intermediate {
-            Some(intermediate) => {
-                peergate_filter::TrustedIssuerConfig::Scoped(peergate_filter::ScopedIssuer {
-                    certificate: intermediate.to_owned(),
-                    scope: Some(mesh.cluster_a.sans.clone()),
-                })
-            }
-            None => pki.root.to_owned().into(),
-        }],
-        trust_anchors: pki
-            .intermediate
-            .map(|_| pki.root.to_owned())
-            .into_iter()
+        // During a rotation both generations, each with the same scope.
+        trusted_issuers: pki
+            .issuers
+            .iter()
+            .map(|issuer| {
+                if pki.anchored {
+                    peergate_filter::TrustedIssuerConfig::Scoped(peergate_filter::ScopedIssuer {
+                        certificate: (*issuer).to_owned(),
+                        scope: Some(mesh.cluster_a.sans.clone()),
+                    })
+                } else {
+                    (*issuer).to_owned().into()
+                }
+            })
             .collect(),
+        trust_anchors: if pki.anchored {
+            pki.roots.iter().map(|r| (*r).to_owned()).collect()
+        } else {
+            Vec::new()
+        },
         crls: pki.crls.to_vec(),
+        expiry_warning_days: mesh.plugin.expiry_warning_days,
         allowed_sans: Some(mesh.allowed_sans()),
         protected_server_names: matches!(gateway, Gateway::Existing { .. })
             .then(|| vec![mesh.cluster_b.domain.clone()]),
@@ -328,7 +345,7 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         &[
             ("tls.crt", &pki.chain(pki.client)),
             ("tls.key", &pki.client.key),
-            ("ca.crt", pki.root),
+            ("ca.crt", &pki.root_bundle()),
         ],
     );
     e.emit(
@@ -501,10 +518,11 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     // (pilot/pkg/credentials/kube/secrets.go, ExtractCertInfo and ExtractRoot).
     let server_chain = pki.chain(pki.server);
     let crl_bundle = pki.crl_bundle();
+    let root_bundle = pki.root_bundle();
     let mut data = vec![
         ("tls.crt", server_chain.as_str()),
         ("tls.key", pki.server.key.as_str()),
-        ("ca.crt", pki.root),
+        ("ca.crt", root_bundle.as_str()),
     ];
     if !crl_bundle.is_empty() {
         data.push(("ca.crl", crl_bundle.as_str()));

@@ -504,6 +504,9 @@ pub struct PluginSection {
     /// `IfNotPresent` or `Always`; absent: Istio's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
+    /// Days before notAfter in which the filter flags a peer as expiring (pluginConfig
+    /// `expiryWarningDays`) and `gen` warns about a certificate, with the command that renews it.
+    pub expiry_warning_days: u32,
 }
 
 /// The whole of `mesh.toml`.
@@ -586,6 +589,7 @@ impl Default for PluginSection {
             api: PluginApi::WasmPlugin,
             image_pull_secret: None,
             image_pull_policy: None,
+            expiry_warning_days: peergate_filter::config::DEFAULT_EXPIRY_WARNING_DAYS,
         }
     }
 }

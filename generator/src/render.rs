@@ -338,6 +338,12 @@ pub fn logs_text(label: &str, summary: &LogSummary, style: Style) -> String {
         if !peer.sans.is_empty() {
             rows.push(vec![format!("  {}", sans_text(&peer.sans))]);
         }
+        if let Some(days) = peer.days_left {
+            rows.push(vec![style.paint(
+                YELLOW,
+                &format!("  expires in {days} days: renew its certificate"),
+            )]);
+        }
         if let Some(fingerprint) = &peer.fingerprint {
             rows.push(vec![style.paint(DIM, &format!("  sha256 {fingerprint}"))]);
         }
