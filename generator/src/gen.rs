@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
-use crate::mesh::{Gateway, KeyType, Mesh};
+use crate::mesh::{Certificates, Gateway, KeyType, Mesh, DEFAULT_ISSUER};
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 use crate::revocation::{self, Reason, Revocation};
 
@@ -703,6 +703,14 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
                 why: "the root is renewed by a staged rotation, so neither mesh loses the other: peergate rotate --stage trust".into(),
             });
         }
+        if mesh.certificates == Certificates::CertManager
+            && [client_name, server_name].contains(&name.as_str())
+        {
+            return Err(GenError::Renew {
+                name: name.clone(),
+                why: "cert-manager issues and renews it (certificates = \"cert-manager\"): cmctl renew, or kubectl cert-manager renew, on its Certificate".into(),
+            });
+        }
         if ![client_name, server_name].contains(&name.as_str())
             && intermediate_name != Some(name.as_str())
         {
@@ -925,15 +933,25 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         }
         _ => issue(role, name).map(|leaf| (leaf, CertStatus::Issued)),
     };
-    let (client, client_status) = leaf(existing_client, Role::Client, client_name)?;
-    let (server, server_status) = leaf(existing_server, Role::Server, server_name)?;
+    // With cert-manager the leaves are its to issue: gen issues none and puts no leaf key in
+    // any Secret (leaf files an earlier static run left in certs/ stay, unused).
+    let leaves = match mesh.certificates {
+        Certificates::Static => {
+            let (client, client_status) = leaf(existing_client, Role::Client, client_name)?;
+            let (server, server_status) = leaf(existing_server, Role::Server, server_name)?;
+            Some(((client, client_status), (server, server_status)))
+        }
+        Certificates::CertManager => None,
+    };
     for generation in &generations {
         for (name, status) in generation.statuses(retiring) {
             report.certs.push((name, status));
         }
     }
-    report.certs.push((client_name.to_owned(), client_status));
-    report.certs.push((server_name.to_owned(), server_status));
+    if let Some(((_, client_status), (_, server_status))) = &leaves {
+        report.certs.push((client_name.to_owned(), *client_status));
+        report.certs.push((server_name.to_owned(), *server_status));
+    }
 
     let mut named: Vec<(String, &str)> = Vec::new();
     for generation in &generations {
@@ -941,8 +959,10 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
             named.push((generation.file_name(&ca.name, retiring), ca.cert_ref));
         }
     }
-    named.push((client_name.to_owned(), client.cert.as_str()));
-    named.push((server_name.to_owned(), server.cert.as_str()));
+    if let Some(((client, _), (server, _))) = &leaves {
+        named.push((client_name.to_owned(), client.cert.as_str()));
+        named.push((server_name.to_owned(), server.cert.as_str()));
+    }
     for (name, pem) in &named {
         if let Some((days, not_after)) = certs::days_left(pem, now) {
             if days <= i64::from(mesh.plugin.expiry_warning_days) {
@@ -962,6 +982,25 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     }
     report.stage = stage;
 
+    // cert-manager's default CA Issuer signs with what gen would sign leaves with: the
+    // issuing CA (with the root, so cert-manager's ca.crt is the root), else the root.
+    let ca_issuer = match (mesh.certificates, mesh.issuer_ref()) {
+        (Certificates::CertManager, (_, true)) => {
+            let pair = signer.as_ref().ok_or_else(|| GenError::RootKeyNeeded {
+                what: "cert-manager's default CA Issuer (it signs with the root's key; or point [certManager.issuerRef] at an issuer of your own)".into(),
+                path: signing.root_key_path.clone(),
+            })?;
+            let chain = match &signing.intermediate {
+                Some(_) => format!("{}{}", pair.cert, signing.root.cert),
+                None => pair.cert.clone(),
+            };
+            Some(manifests::CaIssuerKey {
+                cert_chain: chain,
+                key: pair.key.clone(),
+            })
+        }
+        _ => None,
+    };
     let roots: Vec<&str> = generations.iter().map(|g| g.root.cert.as_str()).collect();
     let issuers: Vec<&str> = generations.iter().map(|g| g.leaf_signer_cert()).collect();
     let pki = Pki {
@@ -972,9 +1011,10 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
             .intermediate
             .as_ref()
             .map(|(_, pair, _)| pair.cert.as_str()),
-        client: &client,
-        server: &server,
+        client: leaves.as_ref().map(|((client, _), _)| client),
+        server: leaves.as_ref().map(|(_, (server, _))| server),
         crls: &crls,
+        ca_issuer: ca_issuer.as_ref(),
     };
     let files = manifests::manifests(mesh, &gateway, &pki)?;
     if mesh.key_type == KeyType::Ed25519 {
@@ -985,6 +1025,12 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
              certificate it can use); prefer ecdsa-p256"
                 .into(),
         );
+    }
+    if ca_issuer.is_some() {
+        report.warnings.push(format!(
+            "certificates = \"cert-manager\" with the default Issuer: the key of {} is in Secret {DEFAULT_ISSUER} of both clusters, where anyone who can read Secrets there can sign peers the gateway admits; to keep it out, point [certManager.issuerRef] at an issuer of your own (see README)",
+            if mesh.intermediate.is_some() { "the issuing CA" } else { "the agreed root" }
+        ));
     }
     if let Some(warning) = self_check(mesh, &gateway, &pki, now)? {
         report.warnings.push(warning);
@@ -1094,8 +1140,10 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
             PUBLIC_MODE,
         )?;
     }
-    let mut pairs = vec![(client_name, &client), (server_name, &server)];
-    for (name, pair) in pairs.drain(..) {
+    let pairs = leaves
+        .iter()
+        .flat_map(|((client, _), (server, _))| [(client_name, client), (server_name, server)]);
+    for (name, pair) in pairs {
         let (cert_path, key_path) = cert_paths(out, name);
         staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
         staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
@@ -1118,10 +1166,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     }
     // A file of another mode (the other plugin API, the RBAC of credentialName, a gateway of
     // its own) would be applied with the rest: it goes.
-    for (cluster, file) in manifests::OPTIONAL_FILES
-        .iter()
-        .chain(&[(manifests::Cluster::B, manifests::XFCC_PATCH_FILE)])
-    {
+    for (cluster, file) in &manifests::optional_files(mesh) {
         if files
             .iter()
             .any(|m| m.cluster == *cluster && m.file == *file)
@@ -1141,13 +1186,36 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
 /// gateway turn on the log level that shows the decision lines.
 fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
     let cluster_b = out.join("cluster-b");
+    // With cert-manager the client's certificate is in cluster A's Secret once issued.
+    let client_cert = match mesh.certificates {
+        Certificates::Static => cert_paths(out, &mesh.cluster_a.client_name)
+            .0
+            .display()
+            .to_string(),
+        Certificates::CertManager => format!(
+            "<(kubectl -n {} get secret {} -o jsonpath='{{.data.tls\\.crt}}' | base64 -d)",
+            mesh.cluster_a.namespace,
+            mesh.client_secret_name()
+        ),
+    };
     let mut notes = vec![format!(
         "before `kubectl apply -k {}`, check the policy with the gateway's own engine: peergate audit --policy {} --cert {} --host {} (a pluginConfig the filter refuses leaves a new gateway answering 500 to every request on its host: Istio has no earlier configuration to keep)",
         cluster_b.display(),
         cluster_b.display(),
-        cert_paths(out, &mesh.cluster_a.client_name).0.display(),
+        client_cert,
         mesh.cluster_b.domain,
     )];
+    if mesh.certificates == Certificates::CertManager {
+        notes.push(format!(
+            "cert-manager issues the leaves: Certificate {}/{} (Secret {}) in cluster A and {}/{} (Secret {}) in cluster B; kubectl get certificate -A shows them Ready",
+            mesh.cluster_a.namespace,
+            mesh.cluster_a.client_name,
+            mesh.client_secret_name(),
+            gateway.namespace(),
+            mesh.cluster_b.server_name,
+            mesh.server_secret_name(),
+        ));
+    }
     if let Gateway::Existing {
         namespace, labels, ..
     } = gateway
@@ -1171,7 +1239,11 @@ fn self_check(
 ) -> Result<Option<String>, GenError> {
     let config = manifests::plugin_config(mesh, gateway, pki);
     let policy = peergate_filter::compile_json(config.to_json().as_bytes())?;
-    let der = peergate_filter::xfcc::certificate_der_from_pem(pki.client.cert.as_bytes())
+    // With cert-manager there is no client certificate yet to check.
+    let Some(client) = pki.client else {
+        return Ok(None);
+    };
+    let der = peergate_filter::xfcc::certificate_der_from_pem(client.cert.as_bytes())
         .ok_or(GenError::ClientUnreadable)?;
     let decision = policy.decide(Some(&der), &mesh.cluster_b.domain, now);
     Ok((!decision.is_allowed()).then(|| {

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod cert_manager;
 pub mod certs;
 pub mod gen;
 pub mod image;

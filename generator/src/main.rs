@@ -186,6 +186,10 @@ struct GenArgs {
     /// credentialName.
     #[arg(long, value_parser = mesh_value::<ClientCertMode>)]
     client_cert_mode: Option<ClientCertMode>,
+    /// Who issues the leaves (certificates): static (gen, keys in the Secrets), cert-manager
+    /// (Certificate resources; cert-manager issues and renews them).
+    #[arg(long, value_parser = mesh_value::<peergate::mesh::Certificates>)]
+    certificates: Option<peergate::mesh::Certificates>,
     /// The filter's mode (plugin.mode): enforce, audit.
     #[arg(long, value_parser = mesh_value::<peergate_filter::Mode>)]
     mode: Option<peergate_filter::Mode>,
@@ -452,6 +456,9 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
     }
     if let Some(policy) = args.image_pull_policy {
         mesh.plugin.image_pull_policy = Some(policy);
+    }
+    if let Some(certificates) = args.certificates {
+        mesh.certificates = certificates;
     }
     if let Some(name) = &args.intermediate {
         mesh.intermediate

@@ -14,7 +14,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 use serde::Serialize;
 
+use crate::cert_manager::{certificate_spec, CaIssuer, CaIssuerSpec};
 use crate::certs::CertAndKey;
+use crate::certs::Role as LeafRole;
 use crate::istio::{
     ClientTls, Destination, DestinationRuleSpec, GatewayPort, GatewayServer, GatewaySpec,
     HttpMatch, HttpRoute, Kustomization, Metadata, Object, PortSelector, PortTrafficPolicy,
@@ -22,7 +24,9 @@ use crate::istio::{
     TrafficExtensionWasm, TrafficPolicy, TrafficSelector, VirtualServiceSpec, WasmPluginSpec,
     WorkloadSelector,
 };
-use crate::mesh::{ClientCertMode, Gateway, Mesh, PluginApi, OWN_GATEWAY_HTTPS_PORT};
+use crate::mesh::{
+    Certificates, ClientCertMode, Gateway, Mesh, PluginApi, DEFAULT_ISSUER, OWN_GATEWAY_HTTPS_PORT,
+};
 
 /// Where the client Secret is mounted in the sidecar (mounted mode).
 pub const CLIENT_CERT_DIR: &str = "/etc/peergate/client";
@@ -35,19 +39,36 @@ pub const PLUGIN_NAME: &str = "peergate";
 /// The patch for an existing gateway's Deployment, not part of any kustomization.
 pub const XFCC_PATCH_FILE: &str = "ingressgateway-xfcc-patch.yaml";
 /// Files a run may or may not write, by cluster: a run removes those it did not write, so
-/// switching a mode leaves no object of the other one to be applied.
-pub const OPTIONAL_FILES: [(Cluster, &str); 10] = [
-    (Cluster::A, "role.yaml"),
-    (Cluster::A, "rolebinding.yaml"),
-    (Cluster::B, "wasmplugin.yaml"),
-    (Cluster::B, "trafficextension.yaml"),
-    (Cluster::B, "gateway-namespace.yaml"),
-    (Cluster::B, "gateway-serviceaccount.yaml"),
-    (Cluster::B, "gateway-role.yaml"),
-    (Cluster::B, "gateway-rolebinding.yaml"),
-    (Cluster::B, "gateway-deployment.yaml"),
-    (Cluster::B, "gateway-service.yaml"),
-];
+/// switching a mode leaves no object of the other one to be applied (nor, switching to
+/// cert-manager, a Secret with a leaf key).
+pub fn optional_files(mesh: &Mesh) -> Vec<(Cluster, String)> {
+    let client = mesh.client_secret_name();
+    let server = mesh.server_secret_name();
+    let mut files: Vec<(Cluster, String)> = [
+        (Cluster::A, "role.yaml"),
+        (Cluster::A, "rolebinding.yaml"),
+        (Cluster::B, "wasmplugin.yaml"),
+        (Cluster::B, "trafficextension.yaml"),
+        (Cluster::B, "gateway-namespace.yaml"),
+        (Cluster::B, "gateway-serviceaccount.yaml"),
+        (Cluster::B, "gateway-role.yaml"),
+        (Cluster::B, "gateway-rolebinding.yaml"),
+        (Cluster::B, "gateway-deployment.yaml"),
+        (Cluster::B, "gateway-service.yaml"),
+        (Cluster::B, XFCC_PATCH_FILE),
+    ]
+    .iter()
+    .map(|(c, f)| (*c, (*f).to_owned()))
+    .collect();
+    for (cluster, secret) in [(Cluster::A, &client), (Cluster::B, &server)] {
+        files.push((cluster, format!("secret-{secret}.yaml")));
+        files.push((cluster, format!("secret-{secret}-cacert.yaml")));
+        files.push((cluster, format!("secret-{DEFAULT_ISSUER}.yaml")));
+        files.push((cluster, "certificate.yaml".into()));
+        files.push((cluster, "issuer.yaml".into()));
+    }
+    files
+}
 
 /// Which cluster a file belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,13 +113,25 @@ pub struct Pki<'a> {
     pub anchored: bool,
     /// The issuing CA that signed the leaves below, when there is one (sent with them).
     pub intermediate: Option<&'a str>,
-    /// Cluster A's client.
-    pub client: &'a CertAndKey,
-    /// Cluster B's server.
-    pub server: &'a CertAndKey,
+    /// Cluster A's client (absent with cert-manager: it issues the leaves).
+    pub client: Option<&'a CertAndKey>,
+    /// Cluster B's server (absent with cert-manager).
+    pub server: Option<&'a CertAndKey>,
     /// The CRLs in force (PEM), every CA's once there are any: Envoy checks the whole chain
     /// against them, and a CA without its CRL fails every handshake.
     pub crls: &'a [String],
+    /// What cert-manager's default CA Issuer signs with, when gen emits it.
+    pub ca_issuer: Option<&'a CaIssuerKey>,
+}
+
+/// The certificate (with the root above it, for an issuing CA) and key of the CA that
+/// cert-manager's default Issuer signs with.
+#[derive(Debug, Clone)]
+pub struct CaIssuerKey {
+    /// PEM: the CA, then the root when the CA is an issuing CA.
+    pub cert_chain: String,
+    /// PEM.
+    pub key: String,
 }
 
 impl Pki<'_> {
@@ -338,30 +371,50 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         ..Default::default()
     };
     e.emit(Cluster::A, "serviceaccount.yaml", &sa, false);
-    let client_secret = secret(
-        &secret_name,
-        ns,
-        "kubernetes.io/tls",
-        &[
-            ("tls.crt", &pki.chain(pki.client)),
-            ("tls.key", &pki.client.key),
-            ("ca.crt", &pki.root_bundle()),
-        ],
-    );
-    e.emit(
-        Cluster::A,
-        &format!("secret-{secret_name}.yaml"),
-        &client_secret,
-        true,
-    );
+    match pki.client {
+        Some(client) => {
+            let client_secret = secret(
+                &secret_name,
+                ns,
+                "kubernetes.io/tls",
+                &[
+                    ("tls.crt", &pki.chain(client)),
+                    ("tls.key", &client.key),
+                    ("ca.crt", &pki.root_bundle()),
+                ],
+            );
+            e.emit(
+                Cluster::A,
+                &format!("secret-{secret_name}.yaml"),
+                &client_secret,
+                true,
+            );
+        }
+        None => cert_manager(e, Cluster::A, mesh, pki, LeafRole::Client, ns, &secret_name),
+    }
 
     let annotations = match a.client_cert_mode {
         ClientCertMode::Mounted => {
             // The map form Istio's injector reads: the key names the volume and its mount
-            // (its template does `range $name, $value := fromJSON ...`).
-            let volume = serde_json::json!({ (CLIENT_CERT_VOLUME): {
-                "secret": { "secretName": secret_name }
-            }});
+            // (its template does `range $name, $value := fromJSON ...`). With cert-manager,
+            // ca.crt comes from the trust Secret, not from cert-manager's Secret (whose ca.crt
+            // is its issuer's CA, not the roots peergate trusts).
+            let volume = match mesh.certificates {
+                Certificates::Static => serde_json::json!({ (CLIENT_CERT_VOLUME): {
+                    "secret": { "secretName": secret_name }
+                }}),
+                Certificates::CertManager => serde_json::json!({ (CLIENT_CERT_VOLUME): {
+                    "projected": { "sources": [
+                        { "secret": { "name": secret_name, "items": [
+                            { "key": "tls.crt", "path": "tls.crt" },
+                            { "key": "tls.key", "path": "tls.key" },
+                        ]}},
+                        { "secret": { "name": format!("{secret_name}-cacert"), "items": [
+                            { "key": "ca.crt", "path": "ca.crt" },
+                        ]}},
+                    ]}
+                }}),
+            };
             let mount = serde_json::json!({ (CLIENT_CERT_VOLUME): {
                 "mountPath": CLIENT_CERT_DIR, "readOnly": true
             }});
@@ -504,6 +557,78 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
     }
 }
 
+/// cert-manager's objects for one leaf: its `Certificate` (cert-manager writes `secret_name`),
+/// the trust Secret `SECRET-cacert` (the roots, and the CRLs), and unless `issuerRef` names
+/// an issuer of the user's, the CA `Issuer` with its key.
+///
+/// The trust Secret is what Istio uses as the CA: for a `credentialName` it looks up
+/// `NAME-cacert` before `ca.crt` of `NAME` itself (`GetCaCert`,
+/// pilot/pkg/credentials/kube/secrets.go), and cert-manager's `ca.crt` is its issuer's CA
+/// (the issuing CA under one), not the agreed roots; during a rotation both roots must be
+/// there, which no issuer writes (istio/istio #29856).
+fn cert_manager(
+    e: &mut Emitter,
+    cluster: Cluster,
+    mesh: &Mesh,
+    pki: &Pki<'_>,
+    role: LeafRole,
+    ns: &str,
+    secret_name: &str,
+) {
+    let (issuer, emit_issuer) = mesh.issuer_ref();
+    let certificate = Object {
+        api_version: "cert-manager.io/v1",
+        kind: "Certificate",
+        metadata: istio_meta(
+            match role {
+                LeafRole::Client => &mesh.cluster_a.client_name,
+                LeafRole::Server => &mesh.cluster_b.server_name,
+            },
+            ns,
+        ),
+        spec: certificate_spec(mesh, role, secret_name, &issuer),
+    };
+    e.emit(cluster, "certificate.yaml", &certificate, false);
+    let roots = pki.root_bundle();
+    let crls = pki.crl_bundle();
+    let mut data = vec![("ca.crt", roots.as_str())];
+    if role == LeafRole::Server && !crls.is_empty() {
+        data.push(("ca.crl", crls.as_str()));
+    }
+    let trust_name = format!("{secret_name}-cacert");
+    e.emit(
+        cluster,
+        &format!("secret-{trust_name}.yaml"),
+        &secret(&trust_name, ns, "Opaque", &data),
+        false,
+    );
+    if let (true, Some(ca)) = (emit_issuer, pki.ca_issuer) {
+        let ca_secret = secret(
+            DEFAULT_ISSUER,
+            ns,
+            "kubernetes.io/tls",
+            &[("tls.crt", &ca.cert_chain), ("tls.key", &ca.key)],
+        );
+        e.emit(
+            cluster,
+            &format!("secret-{DEFAULT_ISSUER}.yaml"),
+            &ca_secret,
+            true,
+        );
+        let issuer_object = Object {
+            api_version: "cert-manager.io/v1",
+            kind: "Issuer",
+            metadata: istio_meta(DEFAULT_ISSUER, ns),
+            spec: CaIssuerSpec {
+                ca: CaIssuer {
+                    secret_name: DEFAULT_ISSUER.into(),
+                },
+            },
+        };
+        e.emit(cluster, "issuer.yaml", &issuer_object, false);
+    }
+}
+
 fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     let b = &mesh.cluster_b;
     let ns = b.namespace.as_str();
@@ -516,24 +641,37 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     // The kubernetes.io/tls layout: Istio reads a CRL as `ca.crl` only beside `tls.crt` and
     // `tls.key` (an Opaque `cert`/`key` secret's would be `crl`), and `ca.crt` is the client CA
     // (pilot/pkg/credentials/kube/secrets.go, ExtractCertInfo and ExtractRoot).
-    let server_chain = pki.chain(pki.server);
-    let crl_bundle = pki.crl_bundle();
-    let root_bundle = pki.root_bundle();
-    let mut data = vec![
-        ("tls.crt", server_chain.as_str()),
-        ("tls.key", pki.server.key.as_str()),
-        ("ca.crt", root_bundle.as_str()),
-    ];
-    if !crl_bundle.is_empty() {
-        data.push(("ca.crl", crl_bundle.as_str()));
+    match pki.server {
+        Some(server) => {
+            let server_chain = pki.chain(server);
+            let crl_bundle = pki.crl_bundle();
+            let root_bundle = pki.root_bundle();
+            let mut data = vec![
+                ("tls.crt", server_chain.as_str()),
+                ("tls.key", server.key.as_str()),
+                ("ca.crt", root_bundle.as_str()),
+            ];
+            if !crl_bundle.is_empty() {
+                data.push(("ca.crl", crl_bundle.as_str()));
+            }
+            let credential = secret(&secret_name, gateway_ns, "kubernetes.io/tls", &data);
+            e.emit(
+                Cluster::B,
+                &format!("secret-{secret_name}.yaml"),
+                &credential,
+                true,
+            );
+        }
+        None => cert_manager(
+            e,
+            Cluster::B,
+            mesh,
+            pki,
+            LeafRole::Server,
+            gateway_ns,
+            &secret_name,
+        ),
     }
-    let credential = secret(&secret_name, gateway_ns, "kubernetes.io/tls", &data);
-    e.emit(
-        Cluster::B,
-        &format!("secret-{secret_name}.yaml"),
-        &credential,
-        true,
-    );
     if let Gateway::Own {
         name,
         namespace: gw_ns,

@@ -68,6 +68,65 @@ pub enum ClientCertMode {
     CredentialName,
 }
 
+/// Who issues the leaves (`certificates`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Certificates {
+    /// `gen` issues them and puts them, keys and all, in the clusters' Secrets.
+    #[default]
+    #[serde(rename = "static")]
+    Static,
+    /// cert-manager issues and renews them from `Certificate` resources `gen` emits.
+    #[serde(rename = "cert-manager")]
+    CertManager,
+}
+
+impl Certificates {
+    /// The word `mesh.toml` and `--certificates` use.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::CertManager => "cert-manager",
+        }
+    }
+}
+
+/// The issuer cert-manager's `Certificate`s name (`[certManager.issuerRef]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuerRef {
+    /// The issuer's name.
+    pub name: String,
+    /// `Issuer` (in each Certificate's namespace), `ClusterIssuer`, or an external issuer's
+    /// kind (`StepIssuer`, …).
+    #[serde(default = "default_issuer_kind")]
+    pub kind: String,
+    /// The API group: `cert-manager.io`, or an external issuer's (`certmanager.step.sm`, …).
+    #[serde(default = "default_issuer_group")]
+    pub group: String,
+}
+
+fn default_issuer_kind() -> String {
+    "Issuer".into()
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".into()
+}
+
+/// cert-manager (`[certManager]`), read when `certificates = "cert-manager"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CertManagerSection {
+    /// The issuer both Certificates name. Absent: `gen` emits a CA `Issuer` named
+    /// `peergate-ca` in each cluster, signing with the agreed root (or the issuing CA), whose
+    /// key then sits in a Secret of each cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
+}
+
+/// The default CA Issuer's name (and its Secret's).
+pub const DEFAULT_ISSUER: &str = "peergate-ca";
+
 /// What the gateway does when the plugin cannot be loaded or crashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailStrategy {
@@ -532,6 +591,33 @@ pub struct Mesh {
     pub cluster_b: ClusterBSection,
     /// The WasmPlugin.
     pub plugin: PluginSection,
+    /// Who issues the leaves: `static` (gen) or `cert-manager`.
+    pub certificates: Certificates,
+    /// cert-manager's issuer, with `certificates = "cert-manager"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<CertManagerSection>,
+}
+
+impl Mesh {
+    /// The issuer cert-manager's Certificates name, and whether `gen` emits it (the default CA
+    /// Issuer).
+    pub fn issuer_ref(&self) -> (IssuerRef, bool) {
+        match self
+            .cert_manager
+            .as_ref()
+            .and_then(|c| c.issuer_ref.clone())
+        {
+            Some(issuer) => (issuer, false),
+            None => (
+                IssuerRef {
+                    name: DEFAULT_ISSUER.into(),
+                    kind: default_issuer_kind(),
+                    group: default_issuer_group(),
+                },
+                true,
+            ),
+        }
+    }
 }
 
 impl Default for RootSection {
@@ -605,6 +691,8 @@ impl Default for Mesh {
             cluster_a: ClusterASection::default(),
             cluster_b: ClusterBSection::default(),
             plugin: PluginSection::default(),
+            certificates: Certificates::Static,
+            cert_manager: None,
         }
     }
 }
@@ -707,6 +795,41 @@ impl Mesh {
             field: field.to_owned(),
             message,
         };
+        if let Some(section) = &self.cert_manager {
+            if self.certificates != Certificates::CertManager {
+                return Err(invalid(
+                    "certManager",
+                    "is read only with certificates = \"cert-manager\"".into(),
+                ));
+            }
+            if let Some(issuer) = &section.issuer_ref {
+                if !is_domain(&issuer.name) && !is_dns_label(&issuer.name) {
+                    return Err(invalid(
+                        "certManager.issuerRef.name",
+                        format!("{:?} is not a Kubernetes object name", issuer.name),
+                    ));
+                }
+                if issuer.kind.is_empty() || !issuer.kind.chars().all(|c| c.is_ascii_alphanumeric())
+                {
+                    return Err(invalid(
+                        "certManager.issuerRef.kind",
+                        format!(
+                            "{:?} is not a Kubernetes kind (Issuer, ClusterIssuer, StepIssuer, …)",
+                            issuer.kind
+                        ),
+                    ));
+                }
+                if !is_domain(&issuer.group) {
+                    return Err(invalid(
+                        "certManager.issuerRef.group",
+                        format!(
+                            "{:?} is not an API group (cert-manager.io, certmanager.step.sm, …)",
+                            issuer.group
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(intermediate) = &self.intermediate {
             if !is_dns_label(&intermediate.name) {
                 return Err(invalid(

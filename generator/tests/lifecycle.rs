@@ -282,3 +282,187 @@ fn expiry_is_shown_and_warned_about_with_the_command_that_renews() {
         5
     );
 }
+
+fn objects_of_kind(out: &Path, cluster: &str, kind: &str) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(out.join(cluster)).unwrap() {
+        let path = entry.unwrap().path();
+        let object = yaml(&path);
+        if object["kind"] == kind {
+            found.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                object,
+            ));
+        }
+    }
+    found
+}
+
+/// certificates = "cert-manager": Certificates instead of leaves, the trust Secret Istio
+/// prefers to ca.crt, the default CA Issuer or the user's, and the root rotation through it.
+#[test]
+fn cert_manager_output_asks_for_what_gen_would_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let printed = ok(
+        dir.path(),
+        &["gen", "--out", "out", "--certificates", "cert-manager"],
+    );
+    assert!(
+        !printed.contains("certificate cluster-a-client:"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("cert-manager issues the leaves"),
+        "{printed}"
+    );
+    // No leaf and no leaf key anywhere.
+    let certs: Vec<String> = std::fs::read_dir(out.join("certs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        certs
+            .iter()
+            .all(|f| f.starts_with("root-") || f == "rotation"),
+        "{certs:?}"
+    );
+    assert!(!out
+        .join("cluster-a/secret-cluster-a-client-cert.yaml")
+        .exists());
+    assert!(!out
+        .join("cluster-b/secret-cluster-b-server-cert.yaml")
+        .exists());
+
+    let root = read(&out.join("certs/root-cert.pem"));
+    let (_, client) = objects_of_kind(&out, "cluster-a", "Certificate").remove(0);
+    let spec = &client["spec"];
+    assert_eq!(client["metadata"]["namespace"], "client");
+    assert_eq!(spec["secretName"], "cluster-a-client-cert");
+    assert_eq!(spec["uris"][0], "spiffe://cluster-a/ns/client/sa/sleep");
+    assert_eq!(
+        spec["usages"],
+        serde_json::json!(["digital signature", "key encipherment", "client auth"])
+    );
+    assert_eq!(spec["duration"], "8760h");
+    assert_eq!(spec["renewBefore"], "2920h");
+    assert_eq!(
+        spec["privateKey"],
+        serde_json::json!({"algorithm": "RSA", "size": 2048, "rotationPolicy": "Always", "encoding": "PKCS8"})
+    );
+    assert_eq!(
+        spec["issuerRef"],
+        serde_json::json!({"name": "peergate-ca", "kind": "Issuer", "group": "cert-manager.io"})
+    );
+    // The DestinationRule's files come from cert-manager's Secret and the trust Secret.
+    let deployment = read(&out.join("cluster-a/deployment.yaml"));
+    assert!(
+        deployment.contains("cluster-a-client-cert-cacert"),
+        "{deployment}"
+    );
+    let (_, server) = objects_of_kind(&out, "cluster-b", "Certificate").remove(0);
+    assert_eq!(server["metadata"]["namespace"], "peergate-ingress");
+    assert_eq!(server["spec"]["secretName"], "cluster-b-server-cert");
+    assert_eq!(server["spec"]["dnsNames"][0], DOMAIN);
+    assert_eq!(server["spec"]["usages"][2], "server auth");
+    let gateway = read(&out.join("cluster-b/gateway.yaml"));
+    assert!(
+        gateway.contains("credentialName: cluster-b-server-cert"),
+        "{gateway}"
+    );
+    for (cluster, secret) in [
+        ("cluster-a", "cluster-a-client-cert"),
+        ("cluster-b", "cluster-b-server-cert"),
+    ] {
+        let trust = out.join(format!("{cluster}/secret-{secret}-cacert.yaml"));
+        assert_eq!(secret_value(&trust, "ca.crt"), root);
+        let ca = out.join(format!("{cluster}/secret-peergate-ca.yaml"));
+        assert_eq!(secret_value(&ca, "tls.crt"), root);
+        assert_eq!(
+            secret_value(&ca, "tls.key"),
+            read(&out.join("certs/root-key.pem"))
+        );
+        assert_eq!(objects_of_kind(&out, cluster, "Issuer").len(), 1);
+    }
+    // The WasmPlugin trusts the CA the Issuer signs with, so renewals change nothing there.
+    assert_eq!(plugin_config(&out).trusted_issuers.len(), 1);
+
+    // gen --renew is cert-manager's job now.
+    let stderr = refused(
+        dir.path(),
+        &[
+            "gen",
+            "--out",
+            "out",
+            "--certificates",
+            "cert-manager",
+            "--renew",
+            "cluster-a-client",
+        ],
+    );
+    assert!(
+        stderr.contains("cert-manager issues and renews it"),
+        "{stderr}"
+    );
+
+    // A staged rotation: trust puts both roots in the trust Secrets, reissue moves the
+    // Issuers to the new root.
+    let with = |stage: &'static str| -> Vec<&'static str> {
+        vec![
+            "rotate",
+            "--stage",
+            stage,
+            "--out",
+            "out",
+            "--certificates",
+            "cert-manager",
+        ]
+    };
+    ok(dir.path(), &with("trust"));
+    let next = read(&out.join("certs/root-next-cert.pem"));
+    let trust = out.join("cluster-b/secret-cluster-b-server-cert-cacert.yaml");
+    assert_eq!(secret_value(&trust, "ca.crt"), format!("{root}{next}"));
+    assert_eq!(
+        secret_value(&out.join("cluster-b/secret-peergate-ca.yaml"), "tls.crt"),
+        root
+    );
+    ok(dir.path(), &with("reissue"));
+    assert_eq!(
+        secret_value(&out.join("cluster-b/secret-peergate-ca.yaml"), "tls.crt"),
+        next
+    );
+    assert_eq!(secret_value(&trust, "ca.crt"), format!("{root}{next}"));
+    ok(dir.path(), &with("retire"));
+    assert_eq!(secret_value(&trust, "ca.crt"), next);
+
+    // An issuer of the user's: no Issuer and no CA key in the clusters.
+    std::fs::write(
+        dir.path().join("mesh.toml"),
+        "certificates = \"cert-manager\"\n[certManager.issuerRef]\nname = \"vault\"\nkind = \"ClusterIssuer\"\n",
+    )
+    .unwrap();
+    let run = peergate(dir.path(), &["gen", "--out", "out"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&run.stderr).contains("Secret peergate-ca"));
+    assert!(!out.join("cluster-a/secret-peergate-ca.yaml").exists());
+    assert!(objects_of_kind(&out, "cluster-b", "Issuer").is_empty());
+    let (_, client) = objects_of_kind(&out, "cluster-a", "Certificate").remove(0);
+    assert_eq!(
+        client["spec"]["issuerRef"],
+        serde_json::json!({"name": "vault", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+    // Back to static: gen's own leaves again, cert-manager's objects gone.
+    std::fs::write(dir.path().join("mesh.toml"), "").unwrap();
+    ok(dir.path(), &["gen", "--out", "out"]);
+    assert!(out
+        .join("cluster-a/secret-cluster-a-client-cert.yaml")
+        .exists());
+    assert!(!out.join("cluster-a/certificate.yaml").exists());
+    assert!(!out
+        .join("cluster-b/secret-cluster-b-server-cert-cacert.yaml")
+        .exists());
+}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +31,10 @@ import (
 // resources are changed in place. insecure lists registries reached over plain HTTP.
 func AgentFetch(t testing.TB, resources []*anypb.Any, insecure ...string) {
 	t.Helper()
-	cache := wasm.NewLocalFileCache(t.TempDir(), wasm.Options{
+	// One cache folder for the whole run, as one agent keeps one: a module fetched again for
+	// a later push lands at the same path (pkg/wasm/cache.go, getModulePath), so a push that
+	// changes nothing else leaves the ECDS resource unchanged.
+	cache := wasm.NewLocalFileCache(agentCacheDir(t), wasm.Options{
 		PurgeInterval:         time.Hour,
 		ModuleExpiry:          time.Hour,
 		InsecureRegistries:    sets.New(insecure...),
@@ -41,6 +45,21 @@ func AgentFetch(t testing.TB, resources []*anypb.Any, insecure ...string) {
 	if err := wasm.MaybeConvertWasmExtensionConfig(resources, cache); err != nil {
 		t.Fatalf("istio-agent's Wasm conversion: %v", err)
 	}
+}
+
+var (
+	agentCacheOnce sync.Once
+	agentCache     string
+	agentCacheErr  error
+)
+
+func agentCacheDir(t testing.TB) string {
+	t.Helper()
+	agentCacheOnce.Do(func() { agentCache, agentCacheErr = os.MkdirTemp("", "peergate-oracle-wasm-") })
+	if agentCacheErr != nil {
+		t.Fatal(agentCacheErr)
+	}
+	return agentCache
 }
 
 // LocalModule is the file a converted ECDS resource makes Envoy load, or why there is none

@@ -112,6 +112,9 @@ type Envoy struct {
 	admin   string
 	Removed []string
 	files   map[string]string
+	// x and opts are what it was started with (Update compares against x).
+	x    *XDS
+	opts EnvoyOptions
 }
 
 var loopbackCounter atomic.Int32
@@ -125,7 +128,7 @@ func nextLoopback() string {
 // StartEnvoy serves x to a new Envoy (binary envoy) and waits until it is ready.
 func StartEnvoy(t testing.TB, binary string, x *XDS, opts EnvoyOptions) *Envoy {
 	t.Helper()
-	e := &Envoy{t: t, dir: t.TempDir(), IP: nextLoopback(), files: map[string]string{}}
+	e := &Envoy{t: t, dir: t.TempDir(), IP: nextLoopback(), files: map[string]string{}, x: x, opts: opts}
 	addresses := map[string]string{"0.0.0.0": e.IP}
 	var listeners, clusters, routes, endpoints, secrets, extensions []proto.Message
 	for _, l := range x.Listeners {
@@ -197,6 +200,126 @@ func StartEnvoy(t testing.TB, binary string, x *XDS, opts EnvoyOptions) *Envoy {
 	}
 	e.start(binary, opts, names)
 	return e
+}
+
+// Update serves a new push of istiod's config for this proxy, with agentSecrets the agent's
+// own (mounted files) anew: the secrets over SDS and the extension configs over ECDS, the
+// way a change of a Secret or a WasmPlugin reaches a running proxy. Listeners, clusters,
+// routes and endpoints must be what they were (a certificate change that rewrote them would
+// drain the proxy's connections): the test fails if not. It returns once Envoy has taken
+// every changed resource (its SDS and ECDS update counters), with how many of each changed.
+func (e *Envoy) Update(x *XDS, agentSecrets []*tls.Secret) (changedSecrets, changedExtensions int) {
+	e.t.Helper()
+	// istiod's order is not stable from one push to the next: compared by name.
+	same := func(kind string, a, b map[string]proto.Message) {
+		if len(a) != len(b) {
+			e.t.Fatalf("the new push has %d %s, the running proxy %d", len(b), kind, len(a))
+		}
+		for name, running := range a {
+			pushed, ok := b[name]
+			if !ok {
+				e.t.Fatalf("the new push has no %s %q", kind, name)
+			}
+			if !proto.Equal(running, pushed) {
+				e.t.Fatalf("the new push changes %s %q: a certificate change should reach the proxy by SDS alone:\n%s", kind, name, firstDifference(running, pushed))
+			}
+		}
+	}
+	same("listeners", byName(e.x.Listeners, (*listener.Listener).GetName), byName(x.Listeners, (*listener.Listener).GetName))
+	same("clusters", byName(e.x.Clusters, (*cluster.Cluster).GetName), byName(x.Clusters, (*cluster.Cluster).GetName))
+	same("routes", byName(e.x.Routes, (*route.RouteConfiguration).GetName), byName(x.Routes, (*route.RouteConfiguration).GetName))
+	same("endpoints", byName(e.x.Endpoints, (*endpoint.ClusterLoadAssignment).GetClusterName), byName(x.Endpoints, (*endpoint.ClusterLoadAssignment).GetClusterName))
+	// Envoy names each subscription's stats after the resource, sanitized ("kubernetes://x"
+	// becomes "sds.kubernetes_x."): counted, not named. Each changed secret and extension
+	// config is its own subscription, so as many update counters must rise.
+	counters := func(prefix, suffix string) map[string]uint64 {
+		out := map[string]uint64{}
+		for name, value := range e.Stats(strings.TrimSuffix(prefix, ".")) {
+			if strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix) {
+				out[name] = value
+			}
+		}
+		return out
+	}
+	sdsBefore := counters("sds.", ".update_success")
+	ecdsBefore := counters("extension_config_discovery.", ".config_reload")
+	previous := map[string]proto.Message{}
+	for _, s := range append(append([]*tls.Secret{}, e.x.Secrets...), e.opts.AgentSecrets...) {
+		previous[s.GetName()] = s
+	}
+	for _, s := range append(append([]*tls.Secret{}, x.Secrets...), agentSecrets...) {
+		if old, ok := previous[s.GetName()]; ok && proto.Equal(old, s) {
+			continue
+		}
+		e.write(e.file("sds", s.GetName()), s)
+		changedSecrets++
+	}
+	for i, raw := range x.ExtensionsRaw {
+		ext := unpack[*core.TypedExtensionConfig](e.t, proto.Clone(raw).(*anypb.Any))
+		e.rewrite(ext, map[string]string{"0.0.0.0": e.IP}, e.opts)
+		if i < len(e.x.ExtensionsRaw) {
+			old := unpack[*core.TypedExtensionConfig](e.t, proto.Clone(e.x.ExtensionsRaw[i]).(*anypb.Any))
+			e.rewrite(old, map[string]string{"0.0.0.0": e.IP}, e.opts)
+			if proto.Equal(old, ext) {
+				continue
+			}
+		}
+		e.write(e.file("ecds", ext.GetName()), ext)
+		changedExtensions++
+	}
+	risen := func(before, now map[string]uint64) int {
+		n := 0
+		for name, value := range now {
+			if value > before[name] {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		sds := risen(sdsBefore, counters("sds.", ".update_success"))
+		ecds := risen(ecdsBefore, counters("extension_config_discovery.", ".config_reload"))
+		if sds >= changedSecrets && ecds >= changedExtensions {
+			break
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("Envoy took %d of %d changed secrets and %d of %d changed extension configs in 15 s:\n%s", sds, changedSecrets, ecds, changedExtensions, e.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// What it runs now, so the next Update compares against it.
+	e.x = x
+	agent := append([]*tls.Secret{}, agentSecrets...)
+	for _, s := range e.opts.AgentSecrets {
+		if !slices.ContainsFunc(agentSecrets, func(n *tls.Secret) bool { return n.GetName() == s.GetName() }) {
+			agent = append(agent, s)
+		}
+	}
+	e.opts.AgentSecrets = agent
+	return changedSecrets, changedExtensions
+}
+
+// firstDifference shows where two resources' JSON first differ.
+func firstDifference(a, b proto.Message) string {
+	left, _ := protojson.MarshalOptions{Multiline: true}.Marshal(a)
+	right, _ := protojson.MarshalOptions{Multiline: true}.Marshal(b)
+	l, r := strings.Split(string(left), "\n"), strings.Split(string(right), "\n")
+	for i := 0; i < len(l) && i < len(r); i++ {
+		if l[i] != r[i] {
+			from := max(0, i-8)
+			return fmt.Sprintf("running:\n%s\nnew:\n%s", strings.Join(l[from:min(len(l), i+4)], "\n"), strings.Join(r[from:min(len(r), i+4)], "\n"))
+		}
+	}
+	return fmt.Sprintf("%d lines against %d", len(l), len(r))
+}
+
+func byName[T proto.Message](items []T, name func(T) string) map[string]proto.Message {
+	out := map[string]proto.Message{}
+	for _, item := range items {
+		out[name(item)] = item
+	}
+	return out
 }
 
 func (e *Envoy) file(kind, name string) string {

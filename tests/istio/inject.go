@@ -142,6 +142,28 @@ func ProxyFiles(t testing.TB, pod *corev1.Pod, namespace string, objects []*unst
 		if !ok {
 			t.Fatalf("istio-proxy mounts volume %q, which the pod does not have (volumes: %v)", mount.Name, pod.Spec.Volumes)
 		}
+		if volume.Projected != nil {
+			// A projected volume: the listed keys of each Secret source, at their paths.
+			for _, source := range volume.Projected.Sources {
+				if source.Secret == nil {
+					continue
+				}
+				secret := secretData(t, objects, namespace, source.Secret.Name)
+				if len(source.Secret.Items) == 0 {
+					for key, value := range secret {
+						files[filepath.Join(mount.MountPath, key)] = value
+					}
+				}
+				for _, item := range source.Secret.Items {
+					value, ok := secret[item.Key]
+					if !ok {
+						t.Fatalf("Secret %s/%s has no key %q for volume %s", namespace, source.Secret.Name, item.Key, mount.Name)
+					}
+					files[filepath.Join(mount.MountPath, item.Path)] = value
+				}
+			}
+			continue
+		}
 		if volume.Secret == nil {
 			continue
 		}

@@ -16,5 +16,9 @@ func TestMain(m *testing.M) {
 	if err := log.Configure(options); err != nil {
 		panic(err)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if agentCache != "" {
+		_ = os.RemoveAll(agentCache)
+	}
+	os.Exit(code)
 }

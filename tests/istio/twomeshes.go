@@ -1,7 +1,7 @@
 package oracle
 
 import (
-	"crypto/tls"
+	gotls "crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	tls "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -76,6 +77,11 @@ type TwoMeshes struct {
 	GatewayX      *XDS
 	// OtherCert is the unrelated host's server certificate.
 	OtherCert Keypair
+
+	pin            Pin
+	clusterBChange func([]*unstructured.Unstructured)
+	addObjects     func([]*unstructured.Unstructured) []*unstructured.Unstructured
+	ours           *unstructured.Unstructured
 }
 
 // MeshOption changes how StartTwoMeshes builds the clusters.
@@ -84,6 +90,13 @@ type MeshOption func(*meshOptions)
 type meshOptions struct {
 	clusterB     func([]*unstructured.Unstructured)
 	allowWarming bool
+	addObjects   func([]*unstructured.Unstructured) []*unstructured.Unstructured
+}
+
+// WithObjects adds objects to each cluster as applied, on start and on every Apply (what a
+// controller in the cluster writes: cert-manager's Secrets).
+func WithObjects(add func([]*unstructured.Unstructured) []*unstructured.Unstructured) MeshOption {
+	return func(o *meshOptions) { o.addObjects = add }
 }
 
 // ChangingClusterB changes cluster B's applied objects first (a user's edit).
@@ -105,21 +118,13 @@ func StartTwoMeshes(t *testing.T, pin Pin, out Output, options ...MeshOption) *T
 		o(&opts)
 	}
 	binary := EnvoyBin(t)
-	m := &TwoMeshes{Out: out}
-	objectsB := out.Objects(t, "cluster-b")
-	if opts.clusterB != nil {
-		opts.clusterB(objectsB)
-	}
+	m := &TwoMeshes{Out: out, pin: pin, clusterBChange: opts.clusterB, addObjects: opts.addObjects}
 	m.OtherCert = Issue(t, nil, CertificateTemplate{CommonName: UnrelatedHostName, DNSNames: []string{UnrelatedHostName}})
-	world := NewWorld(objectsB)
-	if !hasDeployment(objectsB, "istio-system", "istio-ingressgateway") {
-		world.Add(t, SharedIngressGateway)
-	}
-	world.Add(t, UnrelatedHost(m.OtherCert.Cert, m.OtherCert.Key))
-	clB := world.Start(t, pin)
+	objectsB, world, clB := m.clusterB(t, out)
 	m.Plugin = ReadPlugin(t, objectsB)
 	gatewayObject, ours := ourGateway(t, objectsB, world.Objects())
 	m.Domain = gatewayHosts(t, gatewayObject)[0]
+	m.ours = ours
 
 	m.Helloworld = StartBackend(t, HelloBody)
 	m.Other = StartBackend(t, "other team\n")
@@ -175,18 +180,52 @@ func StartTwoMeshes(t *testing.T, pin Pin, out Output, options ...MeshOption) *T
 		m.Shared, _ = startGateway(shared, false)
 		m.UnrelatedAddr = m.Shared.Address(targetPort(t, world.Objects(), shared, 443))
 	}
+	m.Sidecar = m.StartSidecar(t, m.ClusterAObjects(t))
+	return m
+}
 
-	objectsA := out.Objects(t, "cluster-a")
-	clA := NewWorld(objectsA).Start(t, pin)
+// clusterB is cluster B as applied from the output: its objects (after a ChangingClusterB
+// edit), the world with the shared gateway and the other team's host, and istiod's view.
+func (m *TwoMeshes) clusterB(t *testing.T, out Output) ([]*unstructured.Unstructured, *World, *Cluster) {
+	t.Helper()
+	objectsB := out.Objects(t, "cluster-b")
+	if m.clusterBChange != nil {
+		m.clusterBChange(objectsB)
+	}
+	if m.addObjects != nil {
+		objectsB = m.addObjects(objectsB)
+	}
+	world := NewWorld(objectsB)
+	if !hasDeployment(objectsB, "istio-system", "istio-ingressgateway") {
+		world.Add(t, SharedIngressGateway)
+	}
+	world.Add(t, UnrelatedHost(m.OtherCert.Cert, m.OtherCert.Key))
+	return objectsB, world, world.Start(t, m.pin)
+}
+
+// sidecarConfig is what cluster A's sleep Pod gets from these objects: istiod's config and
+// the SDS secrets istio-agent serves from the mounted files.
+func (m *TwoMeshes) sidecarConfig(t *testing.T, objectsA []*unstructured.Unstructured) (*XDS, []*tls.Secret, *unstructured.Unstructured) {
+	t.Helper()
+	clA := NewWorld(objectsA).Start(t, m.pin)
 	sleep := OfKind(objectsA, "Deployment")[0]
 	xA := clA.Generate(t, clA.Proxy(t, sleep.GetNamespace(), sleep.GetName(), false))
 	injected := Inject(t, sleep)
 	files := ProxyFiles(t, injected, sleep.GetNamespace(), objectsA)
+	return xA, AgentFileSecrets(t, xA.SecretNames, files), sleep
+}
+
+// StartSidecar starts a cluster A sidecar (the sleep Pod's) from these objects: the
+// generated ones, or a user's edit of them.
+func (m *TwoMeshes) StartSidecar(t *testing.T, objectsA []*unstructured.Unstructured) *Envoy {
+	t.Helper()
+	xA, fileSecrets, sleep := m.sidecarConfig(t, objectsA)
+	injected := Inject(t, sleep)
 	serviceAccount, _, _ := unstructured.NestedString(sleep.Object, "spec", "template", "spec", "serviceAccountName")
-	agentSecrets := append(AgentFileSecrets(t, xA.SecretNames, files),
+	agentSecrets := append(fileSecrets,
 		WorkloadSecrets(t, NewCA(t, "cluster-a-mesh-ca"), sleep.GetNamespace(), serviceAccount)...)
 	logLevel, componentLogLevel := agentLogLevels(ProxyArgs(injected))
-	m.Sidecar = StartEnvoy(t, binary, xA, EnvoyOptions{
+	return StartEnvoy(t, EnvoyBin(t), xA, EnvoyOptions{
 		// DNS for the domain leads to our gateway's load balancer, which forwards Service
 		// port 443 to the gateway Pod's listener port.
 		Upstreams:         map[string]string{net.JoinHostPort(m.Domain, "443"): m.Gateway.Address(m.GatewayPort)},
@@ -195,7 +234,35 @@ func StartTwoMeshes(t *testing.T, pin Pin, out Output, options ...MeshOption) *T
 		ComponentLogLevel: componentLogLevel,
 		Node:              sleep.GetName() + "." + sleep.GetNamespace(),
 	})
-	return m
+}
+
+// ApplyClusterB is `kubectl apply -k cluster-b` of a new output on the running gateway:
+// istiod's new config for it, delivered as istiod and the agent deliver a change (SDS for
+// the credential, ECDS for the plugin), returned once Envoy has taken it.
+func (m *TwoMeshes) ApplyClusterB(t *testing.T, out Output) (changedSecrets, changedExtensions int) {
+	t.Helper()
+	_, _, clB := m.clusterB(t, out)
+	x := clB.Generate(t, clB.Proxy(t, m.ours.GetNamespace(), m.ours.GetName(), true))
+	AgentFetch(t, x.ExtensionsRaw)
+	return m.Gateway.Update(x, nil)
+}
+
+// ApplyClusterA is the same for cluster A on a running sidecar: the mounted client
+// certificate files change, and istio-agent serves them anew over SDS.
+func (m *TwoMeshes) ApplyClusterA(t *testing.T, sidecar *Envoy, objectsA []*unstructured.Unstructured) (changedSecrets, changedExtensions int) {
+	t.Helper()
+	xA, fileSecrets, _ := m.sidecarConfig(t, objectsA)
+	return sidecar.Update(xA, fileSecrets)
+}
+
+// ClusterAObjects is cluster A as applied from the output, with what WithObjects adds.
+func (m *TwoMeshes) ClusterAObjects(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	objects := m.Out.Objects(t, "cluster-a")
+	if m.addObjects != nil {
+		objects = m.addObjects(objects)
+	}
+	return objects
 }
 
 // agentLogLevels are the Envoy log levels pilot-agent passes for its arguments
@@ -297,14 +364,14 @@ func TLSGet(t testing.TB, addr, host, path string, client *Keypair, roots ...str
 			t.Fatal("bad root PEM")
 		}
 	}
-	config := &tls.Config{ServerName: host, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	config := &gotls.Config{ServerName: host, RootCAs: pool, MinVersion: gotls.VersionTLS12}
 	if client != nil {
-		pair, err := tls.X509KeyPair([]byte(client.Cert), []byte(client.Key))
+		pair, err := gotls.X509KeyPair([]byte(client.Cert), []byte(client.Key))
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Sent whatever CAs the server names, as an impostor would.
-		config.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+		config.GetClientCertificate = func(*gotls.CertificateRequestInfo) (*gotls.Certificate, error) { return &pair, nil }
 	}
 	transport := &http.Transport{TLSClientConfig: config, DisableKeepAlives: true, ForceAttemptHTTP2: false}
 	defer transport.CloseIdleConnections()

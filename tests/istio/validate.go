@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ import (
 type Validator struct {
 	crds    *crd.Validator
 	webhook http.Handler
+	// certManager validates cert-manager's kinds against the pinned cert-manager release's
+	// CRDs (CERT_MANAGER_CRDS), with the same structural-schema and CEL code.
+	certManager *crd.Validator
 }
 
 var (
@@ -58,7 +62,22 @@ func IstioValidator(t testing.TB) *Validator {
 			validatorErr = err
 			return
 		}
-		validator = &Validator{crds: crds, webhook: mux}
+		dir := os.Getenv("CERT_MANAGER_CRDS")
+		if dir == "" {
+			validatorErr = fmt.Errorf("CERT_MANAGER_CRDS is not set: `cargo make istio` downloads the pinned cert-manager module and sets it to its deploy/crds")
+			return
+		}
+		files, err := filepath.Glob(filepath.Join(dir, "cert-manager.io_*.yaml"))
+		if err != nil || len(files) == 0 {
+			validatorErr = fmt.Errorf("CERT_MANAGER_CRDS=%s: no cert-manager.io CRDs there (%v)", dir, err)
+			return
+		}
+		certManager, err := crd.NewValidatorFromFiles(files...)
+		if err != nil {
+			validatorErr = fmt.Errorf("%s: %v", dir, err)
+			return
+		}
+		validator = &Validator{crds: crds, webhook: mux, certManager: certManager}
 	})
 	if validatorErr != nil {
 		t.Fatal(validatorErr)
@@ -76,6 +95,12 @@ func (v *Validator) Validate(obj *unstructured.Unstructured) error {
 			return fmt.Errorf("validating webhook: %v", err)
 		}
 		return nil
+	}
+	if obj.GroupVersionKind().Group == "cert-manager.io" {
+		if err := v.certManager.ValidateCustomResource(obj.DeepCopy()); err != nil {
+			return fmt.Errorf("cert-manager CRD schema: %v", err)
+		}
+		return validateNames(obj)
 	}
 	return validateKubernetes(obj)
 }
@@ -146,6 +171,11 @@ func validateKubernetes(obj *unstructured.Unstructured) error {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(obj.Object, typed, true); err != nil {
 		return fmt.Errorf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
 	}
+	return validateNames(obj)
+}
+
+// validateNames checks the names the API server checks on every object.
+func validateNames(obj *unstructured.Unstructured) error {
 	for _, msg := range k8svalidation.IsDNS1123Subdomain(obj.GetName()) {
 		return fmt.Errorf("%s %s: metadata.name: %s", obj.GetKind(), obj.GetName(), msg)
 	}

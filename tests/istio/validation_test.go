@@ -31,6 +31,10 @@ func outputVariants() []outputVariant {
 		{name: "ecdsa", flags: []string{"--key-type", "ecdsa-p256"}},
 		{name: "audit mode, pattern allow-list", flags: []string{"--mode", "audit", "--allowed-san", "spiffe://cluster-a/ns/client/*"}},
 		{name: "wasmImage", flags: []string{"--wasm-image", "ghcr.io/acme/peergate-filter:0.1.0@" + someImageDigest}},
+		{name: "cert-manager", flags: []string{"--certificates", "cert-manager"}},
+		{name: "cert-manager, credentialName, issuing CA, ecdsa", flags: []string{"--certificates", "cert-manager", "--client-cert-mode", "credentialName", "--intermediate", "partner-issuing", "--key-type", "ecdsa-p384"}},
+		{name: "cert-manager, an issuer of the user's", config: "certificates = \"cert-manager\"\n[certManager.issuerRef]\nname = \"vault-issuer\"\nkind = \"ClusterIssuer\"\n"},
+		{name: "cert-manager, step-issuer, ed25519", config: "certificates = \"cert-manager\"\nkeyType = \"ed25519\"\n[certManager.issuerRef]\nname = \"step-issuer\"\nkind = \"StepIssuer\"\ngroup = \"certmanager.step.sm\"\n"},
 		{name: "FAIL_RELOAD", flags: []string{"--fail-strategy", "FAIL_RELOAD"}, since: 27},
 		{name: "connection layer", flags: []string{"--layer", "connection"}, since: 30},
 		{name: "trafficextension", flags: []string{"--api", "trafficextension"}, since: 30},
@@ -155,7 +159,8 @@ func TestIstioValidationRefusesKnownBadOutput(t *testing.T) {
 	plugin := Find(t, objects, "WasmPlugin", "peergate")
 	gateway := OfKind(objects, "Gateway")[0]
 	rule := OfKind(objectsA, "DestinationRule")[0]
-	for _, obj := range []*unstructured.Unstructured{plugin, gateway, rule} {
+	certificate := OfKind(Gen(t, "--certificates", "cert-manager").Objects(t, "cluster-a"), "Certificate")[0]
+	for _, obj := range []*unstructured.Unstructured{plugin, gateway, rule, certificate} {
 		if err := v.Validate(obj); err != nil {
 			t.Fatalf("the unchanged %s is refused: %v", obj.GetKind(), err)
 		}
@@ -188,6 +193,17 @@ func TestIstioValidationRefusesKnownBadOutput(t *testing.T) {
 			settings := subsets[0].(map[string]any)["trafficPolicy"].(map[string]any)["portLevelSettings"].([]any)
 			settings[0].(map[string]any)["tls"].(map[string]any)["sniHost"] = "x"
 		}, true},
+		// cert-manager's CRDs (CERT_MANAGER_CRDS) are checked as strictly.
+		{"a usage cert-manager does not know", certificate, func(o map[string]any) {
+			spec(o)["usages"] = []any{"digital signature", "clientAuth"}
+		}, true},
+		{"an unknown privateKey field", certificate, func(o map[string]any) {
+			spec(o)["privateKey"].(map[string]any)["rotation"] = "Always"
+		}, true},
+		{"a misspelled key algorithm", certificate, func(o map[string]any) {
+			spec(o)["privateKey"].(map[string]any)["algorithm"] = "rsa"
+		}, true},
+		{"no issuerRef", certificate, func(o map[string]any) { delete(spec(o), "issuerRef") }, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
