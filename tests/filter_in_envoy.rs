@@ -744,3 +744,47 @@ fn xfcc_fallback_on_an_envoy_without_the_peer_certificate_property() {
         .expect("the decision log says the certificate came from XFCC");
     assert!(line.contains("\"decision\":\"deny\""), "{line}");
 }
+
+/// Envoy checks a client certificate's validity at the handshake only; the filter checks it
+/// on every request, at the time its root context keeps (refreshed every tick, 250 ms, so a
+/// decision costs no clock host call). A connection opened shortly before its certificate
+/// expires is refused on that same connection once notAfter has passed: the kept time does
+/// move on.
+#[test]
+fn a_certificate_expiring_on_an_open_connection_is_refused_on_it() {
+    let world = World::new(KeyKind::P256);
+    let not_after = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let leaf = world.root.issue(&Leaf {
+        not_after,
+        ..Leaf::client(
+            "cluster-a-client",
+            &[&format!("URI:{CLIENT_ID}")],
+            KeyKind::P256,
+        )
+    });
+    let gateway = start_gateway(
+        &world,
+        &[listener(
+            "enforce",
+            &world.policy(&[CLIENT_ID]),
+            Xfcc::SanitizeSet,
+        )],
+    );
+    let mut connection = world
+        .client_for(&leaf)
+        .connect(gateway.envoy.listener("enforce"), DOMAIN)
+        .unwrap();
+    let first = connection.get(DOMAIN, "/hello", &[]).unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    // notAfter has whole seconds (UTCTime); then wait a few ticks more.
+    while time::OffsetDateTime::now_utc() < not_after + time::Duration::milliseconds(1500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = connection.get(DOMAIN, "/hello", &[]).unwrap();
+    assert_eq!(
+        (after.status, after.text().trim()),
+        (403, "expired"),
+        "the same connection after notAfter"
+    );
+    assert_eq!(gateway.backend.count(), 1);
+}

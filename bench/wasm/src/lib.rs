@@ -2,23 +2,36 @@
 //! - with an empty configuration it is an HTTP filter that does nothing, the cost floor of any
 //!   proxy-wasm filter on the gateway;
 //! - with `{"microbench": …}` it times the policy core's uncached and cached decisions inside
-//!   the proxy's VM (V8 in Envoy) when configured, and logs the results.
+//!   the proxy's VM (V8 in Envoy) when configured, and logs the results;
+//! - with `{"profile": …}` it is an HTTP filter that, on each request, runs the filter's cold
+//!   path step by step on the connection's own certificate (property reads, PEM decoding,
+//!   hashing, parsing, the signature, the summary, the cache insert, the decision-log line),
+//!   timing each with the proxy's clock; a request with `x-peergate-bench: report` gets the
+//!   medians as JSON, one with `x-peergate-bench: hostcalls` gets the cost of single host
+//!   calls measured in a loop.
 #![forbid(unsafe_code)]
 
 #[cfg(target_arch = "wasm32")]
 mod vm {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
     use std::hint::black_box;
+    use std::rc::Rc;
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
     use peergate_filter::cache::AssessmentCache;
+    use peergate_filter::decision_log::{decision_log_line, CertSource};
+    use peergate_filter::peer::{fingerprint, PeerSummary};
     use peergate_filter::policy::unix_seconds;
-    use peergate_filter::xfcc::certificate_der_from_pem;
-    use peergate_filter::{compile, PluginConfig};
+    use peergate_filter::signature::{verify_leaf_signature, IssuerKey};
+    use peergate_filter::xfcc::{certificate_der_from_pem, parse_digest, single_certificate_der};
+    use peergate_filter::{compile, Layer, Mode, PluginConfig, Policy};
     use proxy_wasm::hostcalls;
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
-    use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+    use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
     use serde::Deserialize;
+    use x509_parser::prelude::{FromDer, X509Certificate};
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -36,13 +49,35 @@ mod vm {
     struct Config {
         #[serde(default)]
         microbench: Vec<Microbench>,
+        #[serde(default)]
+        profile: Option<Profile>,
+    }
+
+    /// The policy the profiled cold path decides with.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Profile {
+        plugin_config: PluginConfig,
+        authority: String,
     }
 
     proxy_wasm::main! {{
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
     }}
 
-    struct Root;
+    /// What the profiling contexts share (one VM, one thread).
+    struct Profiler {
+        policy: Policy,
+        issuer_key: IssuerKey,
+        authority: String,
+        cache: RefCell<AssessmentCache>,
+        steps: RefCell<BTreeMap<&'static str, Vec<u64>>>,
+    }
+
+    #[derive(Default)]
+    struct Root {
+        profiler: Option<Rc<Profiler>>,
+    }
 
     impl Context for Root {}
 
@@ -114,6 +149,15 @@ mod vm {
                     return false;
                 }
             }
+            if let Some(profile) = config.profile {
+                match Profiler::new(profile) {
+                    Ok(profiler) => self.profiler = Some(Rc::new(profiler)),
+                    Err(e) => {
+                        log(&format!("peergate-bench: profile: {e}"));
+                        return false;
+                    }
+                }
+            }
             true
         }
 
@@ -122,7 +166,257 @@ mod vm {
         }
 
         fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-            Some(Box::new(Nothing))
+            match &self.profiler {
+                Some(profiler) => Some(Box::new(Profiled(Rc::clone(profiler)))),
+                None => Some(Box::new(Nothing)),
+            }
+        }
+    }
+
+    fn nanos_since(start: SystemTime) -> u64 {
+        u64::try_from(
+            now()
+                .duration_since(start)
+                .unwrap_or(Duration::ZERO)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    fn property(path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    impl Profiler {
+        fn new(profile: Profile) -> Result<Self, String> {
+            let policy = compile(&profile.plugin_config).map_err(|e| e.to_string())?;
+            let issuer = profile
+                .plugin_config
+                .trusted_issuers
+                .first()
+                .ok_or("no trusted issuer")?;
+            let der = certificate_der_from_pem(issuer.pem().as_bytes()).ok_or("issuer PEM")?;
+            let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+            let issuer_key =
+                IssuerKey::from_spki(cert.public_key()).map_err(|e| format!("{e:?}"))?;
+            Ok(Self {
+                policy,
+                issuer_key,
+                authority: profile.authority,
+                cache: RefCell::new(AssessmentCache::default()),
+                steps: RefCell::new(BTreeMap::new()),
+            })
+        }
+
+        fn record(&self, step: &'static str, nanos: u64) {
+            self.steps.borrow_mut().entry(step).or_default().push(nanos);
+        }
+
+        /// The filter's cold path on this connection's certificate, one step at a time.
+        fn cold_path(&self) -> Result<(), &'static str> {
+            let time = |step, f: &mut dyn FnMut() -> Option<()>| {
+                let start = now();
+                let out = f();
+                self.record(step, nanos_since(start));
+                out.ok_or(step)
+            };
+            let start = now();
+            self.record(
+                "0 two clock reads back to back (the timer's own cost)",
+                nanos_since(start),
+            );
+            let mut digest_text = None;
+            time(
+                "1 property connection.sha256_peer_certificate_digest",
+                &mut || {
+                    digest_text = property(&["connection", "sha256_peer_certificate_digest"]);
+                    digest_text.as_ref().map(|_| ())
+                },
+            )?;
+            let mut digest = None;
+            time("2 parse the digest (hex)", &mut || {
+                digest = digest_text.as_deref().and_then(parse_digest);
+                digest.map(|_| ())
+            })?;
+            let mut pem = None;
+            time("3 property connection.peer_certificate (PEM)", &mut || {
+                pem = property(&["connection", "peer_certificate"]);
+                pem.as_ref().map(|_| ())
+            })?;
+            time(
+                "4a PEM to DER, the general PEM reader (the filter's before)",
+                &mut || black_box(pem.as_deref().and_then(certificate_der_from_pem)).map(|_| ()),
+            )?;
+            let mut der = None;
+            time(
+                "4b PEM to DER, the one-pass reader of a single block (the filter's now)",
+                &mut || {
+                    der = pem.as_deref().and_then(single_certificate_der);
+                    der.as_ref().map(|_| ())
+                },
+            )?;
+            let der = der.ok_or("der")?;
+            let digest = digest.ok_or("digest")?;
+            time(
+                "5 SHA-256 of the DER (the filter's before; now Envoy's digest is the key)",
+                &mut || (black_box(fingerprint(&der)) == digest).then_some(()),
+            )?;
+            let parsed = {
+                let start = now();
+                let parsed = X509Certificate::from_der(&der).map(|(_, cert)| cert);
+                self.record("6 X.509 parse (x509-parser)", nanos_since(start));
+                parsed.map_err(|_| "parse")?
+            };
+            time("7 the issuer's signature", &mut || {
+                verify_leaf_signature(&parsed, &self.issuer_key).ok()
+            })?;
+            time(
+                "8 the peer summary (subject, issuer, SANs, serial as text)",
+                &mut || {
+                    black_box(PeerSummary::of(&parsed, &digest))
+                        .ok()
+                        .map(|_| ())
+                },
+            )?;
+            let mut assessment = None;
+            time(
+                "9 the whole assessment (5 to 8 and the profile checks, as the filter runs it)",
+                &mut || {
+                    assessment = Some(Arc::new(self.policy.assess_digested(&der, digest)));
+                    Some(())
+                },
+            )?;
+            let assessment = assessment.ok_or("assessment")?;
+            let at = now();
+            time(
+                "10 cache insert (evicting the oldest once full)",
+                &mut || {
+                    self.cache
+                        .borrow_mut()
+                        .insert(Arc::clone(&assessment), unix_seconds(at));
+                    Some(())
+                },
+            )?;
+            let mut decision = None;
+            time("11 judge (validity, names) on the assessment", &mut || {
+                decision = Some(self.policy.judge(&assessment, &self.authority, at));
+                Some(())
+            })?;
+            let decision = decision.ok_or("decision")?;
+            if !decision.is_allowed() {
+                return Err("the profiled peer is not allowed");
+            }
+            time(
+                "12 a decision-log line (written only for denials and with logAllowed)",
+                &mut || {
+                    black_box(decision_log_line(
+                        &decision,
+                        Mode::Enforce,
+                        Layer::Request,
+                        &self.authority,
+                        CertSource::Connection,
+                        at,
+                    ));
+                    Some(())
+                },
+            )?;
+            Ok(())
+        }
+
+        fn report(&self) -> String {
+            let steps = self.steps.borrow();
+            let medians: BTreeMap<&str, serde_json::Value> = steps
+                .iter()
+                .map(|(step, values)| {
+                    let mut sorted = values.clone();
+                    sorted.sort_unstable();
+                    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+                    (
+                        *step,
+                        serde_json::json!({ "median_ns": median, "n": sorted.len() }),
+                    )
+                })
+                .collect();
+            serde_json::to_string(&medians).unwrap_or_default()
+        }
+    }
+
+    /// The cost of single host calls, each in a loop of `n`, from inside a request.
+    fn hostcall_costs(n: u32) -> String {
+        let mut out = BTreeMap::new();
+        let start = now();
+        for _ in 0..n {
+            black_box(now());
+        }
+        out.insert("get_current_time", per_op(start, n));
+        let start = now();
+        for _ in 0..n {
+            black_box(property(&["connection", "sha256_peer_certificate_digest"]));
+        }
+        out.insert(
+            "get_property connection.sha256_peer_certificate_digest",
+            per_op(start, n),
+        );
+        let start = now();
+        for _ in 0..n {
+            black_box(property(&["connection", "peer_certificate"]));
+        }
+        out.insert("get_property connection.peer_certificate", per_op(start, n));
+        let start = now();
+        for _ in 0..n {
+            black_box(property(&["connection", "requested_server_name"]));
+        }
+        out.insert(
+            "get_property connection.requested_server_name",
+            per_op(start, n),
+        );
+        let start = now();
+        for _ in 0..n {
+            black_box(
+                hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":authority").ok(),
+            );
+        }
+        out.insert("get_map_value :authority", per_op(start, n));
+        let start = now();
+        for _ in 0..n {
+            black_box(hostcalls::increment_metric(0, 0).ok());
+        }
+        out.insert(
+            "increment_metric (an undefined id: the call alone)",
+            per_op(start, n),
+        );
+        serde_json::to_string(&out).unwrap_or_default()
+    }
+
+    /// A request on the profiling listener.
+    struct Profiled(Rc<Profiler>);
+
+    impl Context for Profiled {}
+
+    impl HttpContext for Profiled {
+        fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+            let mode =
+                hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-peergate-bench")
+                    .ok()
+                    .flatten();
+            let body = match mode.as_deref() {
+                Some(b"report") => self.0.report(),
+                Some(b"hostcalls") => hostcall_costs(2000),
+                _ => {
+                    if let Err(step) = self.0.cold_path() {
+                        log(&format!("peergate-bench: profile failed at {step}"));
+                        let _ = hostcalls::send_http_response(500, vec![], Some(step.as_bytes()));
+                        return Action::Pause;
+                    }
+                    return Action::Continue;
+                }
+            };
+            let _ = hostcalls::send_http_response(
+                200,
+                vec![("content-type", "application/json")],
+                Some(body.as_bytes()),
+            );
+            Action::Pause
         }
     }
 
