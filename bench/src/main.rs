@@ -1359,8 +1359,8 @@ fn render(
     }
     let _ = writeln!(
         out,
-        "\n### Opt-level \"z\" everywhere, and the crypto crates at opt-level 3\n\n\
-        The release profile builds the module for size (opt-level \"z\") but the crypto crates for speed (`[profile.release.package.*]` in Cargo.toml: {}). \
+        "\n### Opt-level \"z\" everywhere, and the crypto and parsing crates at opt-level 3\n\n\
+        The release profile builds the module for size (opt-level \"z\") but the crypto and parsing crates for speed (`[profile.release.package.*]` in Cargo.toml: {}). \
         The benchmark also builds both modules without those lines (every crate at \"z\", `--config` overrides, target directory `opt-level-z`) \
         and times both in V8 in this run, alternating {OPT_LEVEL_ALTERNATIONS} times (shipped, z, shipped, z, …), each time in a fresh Envoy whose VMs each time 5 rounds: {} samples per build. \
         The machine drifts more between Envoys than within one, hence the alternation; medians over all samples.\n",
@@ -1369,7 +1369,7 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "| uncached decision in V8 | opt-level z everywhere | crypto crates at 3 | z / shipped | per round, z (µs) | per round, shipped (µs) |\n|---|---|---|---|---|---|"
+        "| uncached decision in V8 | opt-level z everywhere | crypto and parsing crates at 3 | z / shipped | per round, z (µs) | per round, shipped (µs) |\n|---|---|---|---|---|---|"
     );
     for (name, label) in [("rsa2048", "RSA-2048"), ("p256", "ECDSA P-256")] {
         if let (Some(small), Some(fast)) = (opt.small.get(name), opt.fast.get(name)) {
@@ -1395,7 +1395,7 @@ fn render(
     }
     let _ = writeln!(
         out,
-        "\nThe price: {} bytes of module with the crypto crates at 3, {} bytes with \"z\" everywhere ({:+} bytes, {:+.1} KiB).",
+        "\nThe price: {} bytes of module with the crypto and parsing crates at 3, {} bytes with \"z\" everywhere ({:+} bytes, {:+.1} KiB).",
         opt.fast_size,
         opt.small_size,
         i128::from(opt.fast_size) - i128::from(opt.small_size),
@@ -1415,7 +1415,7 @@ fn render(
             per_round.join(", ")
         );
     }
-    let _ = writeln!(out, "\n## Module size\n\n`target/wasm32-wasip1/release/peergate_filter.wasm`: {module_size} bytes ({:.0} KiB; opt-level z with the crypto crates at 3, LTO, one codegen unit, panic=abort, stripped); {} bytes ({:.0} KiB) with opt-level z everywhere.\n", module_size as f64 / 1024.0, opt.small_size, opt.small_size as f64 / 1024.0);
+    let _ = writeln!(out, "\n## Module size\n\n`target/wasm32-wasip1/release/peergate_filter.wasm`: {module_size} bytes ({:.0} KiB; opt-level z with the crypto and parsing crates at 3, LTO, one codegen unit, panic=abort, stripped); {} bytes ({:.0} KiB) with opt-level z everywhere.\n", module_size as f64 / 1024.0, opt.small_size, opt.small_size as f64 / 1024.0);
     let _ = writeln!(out, "## Reproduce\n\n```sh\ncargo make bench   # installs wrk (Debian) if absent, builds the modules, runs criterion and this program\n# or, with everything built: cargo run --profile bench -p peergate-bench -- --rounds {} --seconds {} --connections {}\n```", options.rounds, options.seconds, options.connections);
     out
 }
