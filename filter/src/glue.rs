@@ -16,9 +16,7 @@ use crate::cache::AssessmentCache;
 use crate::config::{Layer, Mode};
 use crate::decision_log::{decision_log_line, CertSource};
 use crate::policy::{compile_json, rejection_log_line, unix_seconds, Decision, Policy, Reason};
-use crate::xfcc::{
-    certificate_der_from_pem, parse_digest, single_certificate_der, xfcc_cert_matching,
-};
+use crate::xfcc::{certificate_der_from_pem, parse_digest, xfcc_cert_matching};
 
 const XFCC: &str = "x-forwarded-client-cert";
 
@@ -417,12 +415,10 @@ impl PeerCheck {
             // state, so the digest is taken as the certificate's own (hashing it again in V8
             // costs ~5 µs per cold decision); the XFCC fallback below is where the digest
             // must be checked.
-            Ok(Some(pem)) => {
-                match single_certificate_der(&pem).or_else(|| certificate_der_from_pem(&pem)) {
-                    Some(der) => (der, CertSource::Connection),
-                    None => return fail(Reason::UnparsableCertificate),
-                }
-            }
+            Ok(Some(pem)) => match certificate_der_from_pem(&pem) {
+                Some(der) => (der, CertSource::Connection),
+                None => return fail(Reason::UnparsableCertificate),
+            },
             // A network filter on a proxy without the property has nothing else to read.
             Ok(None) if fallback == Fallback::None => return fail(Reason::ProxyError),
             // Proxies before Envoy 1.38 lack the property: fall back to the header the gateway

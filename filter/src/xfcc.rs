@@ -37,40 +37,6 @@ pub fn certificate_der_from_pem(text: &[u8]) -> Option<Vec<u8>> {
     (block.label == "CERTIFICATE").then_some(block.contents)
 }
 
-/// The DER of a text that is exactly one `CERTIFICATE` block of plain PEM, what Envoy's
-/// `connection.peer_certificate` property is, decoded in one pass (in V8 a third of what the
-/// general PEM reader takes on a leaf); `None` for anything else, for which
-/// [`certificate_der_from_pem`] is the reader. Whatever it decodes, that reader decodes the
-/// same (a property test checks it).
-pub fn single_certificate_der(text: &[u8]) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let body = text.trim_ascii().strip_prefix(BEGIN)?.strip_suffix(END)?;
-    // The markers are lines of their own.
-    let body = body
-        .strip_prefix(b"\r\n")
-        .or_else(|| body.strip_prefix(b"\n"))?;
-    if !body.ends_with(b"\n") {
-        return None;
-    }
-    // Line breaks are `\n` or `\r\n`; a lone `\r` is not one (the general reader refuses it).
-    let mut base64 = Vec::with_capacity(body.len());
-    let mut bytes = body.iter().copied().peekable();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'\n' => {}
-            b'\r' if bytes.peek() == Some(&b'\n') => {}
-            b'\r' => return None,
-            other => base64.push(other),
-        }
-    }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(&base64)
-        .ok()?;
-    (!der.is_empty()).then_some(der)
-}
-
 /// The `Cert=` values of every element of an `x-forwarded-client-cert` header, in order.
 ///
 /// Elements are separated by `,`, pairs by `;`, values may be double-quoted with `\"` escapes.

@@ -19,8 +19,7 @@ use peergate_e2e::pki::{Ca, Issued, KeyKind, Leaf};
 use peergate_filter::pattern::{SanAllowList, SanPattern};
 use peergate_filter::peer::{fingerprint, San};
 use peergate_filter::xfcc::{
-    certificate_der_from_pem, parse_digest, single_certificate_der, url_decode, xfcc_cert_matching,
-    xfcc_certs,
+    certificate_der_from_pem, parse_digest, url_decode, xfcc_cert_matching, xfcc_certs,
 };
 use peergate_filter::{compile, HostConfig, Layer, Mode, PluginConfig, Policy, Reason};
 use proptest::prelude::*;
@@ -96,51 +95,8 @@ fn pem(der: &[u8]) -> String {
     out
 }
 
-/// PEM of `der` the way writers lay it out: lines of `width` characters, `\n` or `\r\n`.
-fn pem_of(der: &[u8], width: usize, crlf: bool) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let eol = if crlf { "\r\n" } else { "\n" };
-    let mut out = format!("-----BEGIN CERTIFICATE-----{eol}");
-    for chunk in body.as_bytes().chunks(width.max(1)) {
-        out.push_str(std::str::from_utf8(chunk).unwrap());
-        out.push_str(eol);
-    }
-    out.push_str("-----END CERTIFICATE-----");
-    out.push_str(eol);
-    out
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-    /// The filter's one-pass reader of Envoy's `connection.peer_certificate` reads real
-    /// certificates in any layout as the general PEM reader does, and whatever it reads from
-    /// a mangled text, the general reader reads the same: it can only be narrower.
-    #[test]
-    fn single_certificate_reader_agrees_with_the_pem_reader(
-        which in 0usize..4,
-        width in 1usize..100,
-        crlf in any::<bool>(),
-        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..4),
-    ) {
-        let der = &world().clients[which % world().clients.len()].cert_der;
-        let pem = pem_of(der, width, crlf);
-        prop_assert_eq!(single_certificate_der(pem.as_bytes()), Some(der.clone()));
-        prop_assert_eq!(certificate_der_from_pem(pem.as_bytes()), Some(der.clone()));
-        let mut mangled = pem.into_bytes();
-        for (at, byte, kind) in edits {
-            let at = at % (mangled.len() + 1);
-            match kind {
-                0 => mangled.insert(at, byte),
-                1 if at < mangled.len() => { mangled.remove(at); }
-                _ if at < mangled.len() => mangled[at] = byte,
-                _ => {}
-            }
-        }
-        if let Some(read) = single_certificate_der(&mangled) {
-            prop_assert_eq!(Some(read), certificate_der_from_pem(&mangled), "{:?}", String::from_utf8_lossy(&mangled));
-        }
-    }
 
     /// Any text at all: the parsers return, and a certificate is only ever returned for the
     /// digest asked for.

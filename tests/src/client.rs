@@ -123,6 +123,17 @@ impl TlsClient {
         }
     }
 
+    /// The same client, resuming no TLS session: every connection is a full handshake (the
+    /// benchmark's cold runs, where a resumed handshake's share would depend on how fast a
+    /// variant is).
+    pub fn without_resumption(&self) -> Self {
+        let mut config = (*self.config).clone();
+        config.resumption = rustls::client::Resumption::disabled();
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
     /// Opens a TLS connection to `addr`, with `sni` as the server name.
     pub fn connect(&self, addr: SocketAddr, sni: &str) -> std::io::Result<Connection> {
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
