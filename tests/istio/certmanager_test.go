@@ -139,7 +139,7 @@ func (c *certManager) issue(objects []*unstructured.Unstructured, certificate *u
 		NotAfter:              time.Now().Add(duration),
 		BasicConstraintsValid: true,
 	}
-	strings_ := func(field string) []string {
+	list := func(field string) []string {
 		var out []string
 		list, _ := spec[field].([]any)
 		for _, v := range list {
@@ -147,19 +147,19 @@ func (c *certManager) issue(objects []*unstructured.Unstructured, certificate *u
 		}
 		return out
 	}
-	template.DNSNames = strings_("dnsNames")
-	template.EmailAddresses = strings_("emailAddresses")
-	for _, u := range strings_("uris") {
+	template.DNSNames = list("dnsNames")
+	template.EmailAddresses = list("emailAddresses")
+	for _, u := range list("uris") {
 		parsed, err := url.Parse(u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		template.URIs = append(template.URIs, parsed)
 	}
-	for _, ip := range strings_("ipAddresses") {
+	for _, ip := range list("ipAddresses") {
 		template.IPAddresses = append(template.IPAddresses, net.ParseIP(ip))
 	}
-	for _, usage := range strings_("usages") {
+	for _, usage := range list("usages") {
 		switch usage {
 		case "digital signature":
 			template.KeyUsage |= x509.KeyUsageDigitalSignature

@@ -51,6 +51,10 @@ mod vm {
         microbench: Vec<Microbench>,
         #[serde(default)]
         profile: Option<Profile>,
+        /// An HTTP filter that makes peergate's one host call per request (the digest
+        /// property) and nothing else: what the host call costs on the real path.
+        #[serde(default, rename = "oneHostCall")]
+        one_host_call: bool,
     }
 
     /// The policy the profiled cold path decides with.
@@ -77,6 +81,7 @@ mod vm {
     #[derive(Default)]
     struct Root {
         profiler: Option<Rc<Profiler>>,
+        one_host_call: bool,
     }
 
     impl Context for Root {}
@@ -149,6 +154,7 @@ mod vm {
                     return false;
                 }
             }
+            self.one_host_call = config.one_host_call;
             if let Some(profile) = config.profile {
                 match Profiler::new(profile) {
                     Ok(profiler) => self.profiler = Some(Rc::new(profiler)),
@@ -168,6 +174,7 @@ mod vm {
         fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
             match &self.profiler {
                 Some(profiler) => Some(Box::new(Profiled(Rc::clone(profiler)))),
+                None if self.one_host_call => Some(Box::new(OneHostCall)),
                 None => Some(Box::new(Nothing)),
             }
         }
@@ -466,6 +473,18 @@ mod vm {
                 Some(body.as_bytes()),
             );
             Action::Pause
+        }
+    }
+
+    /// Reads the connection's digest on every request, then continues.
+    struct OneHostCall;
+
+    impl Context for OneHostCall {}
+
+    impl HttpContext for OneHostCall {
+        fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+            black_box(property(&["connection", "sha256_peer_certificate_digest"]));
+            Action::Continue
         }
     }
 
