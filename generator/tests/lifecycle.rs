@@ -9,65 +9,19 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::SystemTime;
+
+mod support;
 
 use peergate_filter::{PluginConfig, Reason};
 use serde_json::Value;
+use support::{ok, peergate, plugin_config, read, refused, yaml};
 
 const DOMAIN: &str = "helloworld.zufar.io";
 
-fn peergate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergate"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = peergate(dir, args);
-    assert!(
-        out.status.success(),
-        "peergate {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn refused(dir: &Path, args: &[&str]) -> String {
-    let out = peergate(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "peergate {args:?}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn yaml(path: &Path) -> Value {
-    yaml_serde::from_str(&read(path)).unwrap()
-}
-
-fn plugin_config(out: &Path) -> PluginConfig {
-    let object = yaml(&out.join("cluster-b/wasmplugin.yaml"));
-    PluginConfig::from_json(object["spec"]["pluginConfig"].to_string().as_bytes()).unwrap()
-}
-
-fn secret_value(path: &Path, key: &str) -> String {
-    use base64::Engine;
-    let object = yaml(path);
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(object["data"][key].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap()
+/// A Secret's value for `key`, which must be there.
+fn secret_of(path: &Path, key: &str) -> String {
+    support::secret_value(path, key).unwrap_or_else(|| panic!("{}: no {key}", path.display()))
 }
 
 fn decide(out: &Path, pem: &str) -> Reason {
@@ -136,7 +90,7 @@ fn a_staged_root_rotation_keeps_both_sides_admitted_at_every_step() {
         assert_eq!(read(&certs.join("root-cert.pem")), old_root);
         assert_eq!(read(&certs.join("cluster-a-client-cert.pem")), old_client);
         for secret in [&client_secret, &credential] {
-            let ca = secret_value(secret, "ca.crt");
+            let ca = secret_of(secret, "ca.crt");
             assert!(
                 ca.contains(&old_root) && ca.contains(&new_root),
                 "{}",
@@ -171,7 +125,7 @@ fn a_staged_root_rotation_keeps_both_sides_admitted_at_every_step() {
             Reason::Allowed,
             "the old client is still admitted"
         );
-        let sent = secret_value(&client_secret, "tls.crt");
+        let sent = secret_of(&client_secret, "tls.crt");
         assert_eq!(pems(&sent), if extra.is_empty() { 1 } else { 2 });
         let stderr = refused(dir.path(), &with(&["rotate", "--stage", "trust"]));
         assert!(stderr.contains("the next stage is retire"), "{stderr}");
@@ -195,7 +149,7 @@ fn a_staged_root_rotation_keeps_both_sides_admitted_at_every_step() {
             "{retired:?}"
         );
         for secret in [&client_secret, &credential] {
-            let ca = secret_value(secret, "ca.crt");
+            let ca = secret_of(secret, "ca.crt");
             assert!(
                 !ca.contains(&old_root) && ca.contains(&new_root),
                 "{}",
@@ -375,11 +329,11 @@ fn cert_manager_output_asks_for_what_gen_would_issue() {
         ("cluster-b", "cluster-b-server-cert"),
     ] {
         let trust = out.join(format!("{cluster}/secret-{secret}-cacert.yaml"));
-        assert_eq!(secret_value(&trust, "ca.crt"), root);
+        assert_eq!(secret_of(&trust, "ca.crt"), root);
         let ca = out.join(format!("{cluster}/secret-peergate-ca.yaml"));
-        assert_eq!(secret_value(&ca, "tls.crt"), root);
+        assert_eq!(secret_of(&ca, "tls.crt"), root);
         assert_eq!(
-            secret_value(&ca, "tls.key"),
+            secret_of(&ca, "tls.key"),
             read(&out.join("certs/root-key.pem"))
         );
         assert_eq!(objects_of_kind(&out, cluster, "Issuer").len(), 1);
@@ -421,19 +375,19 @@ fn cert_manager_output_asks_for_what_gen_would_issue() {
     ok(dir.path(), &with("trust"));
     let next = read(&out.join("certs/root-next-cert.pem"));
     let trust = out.join("cluster-b/secret-cluster-b-server-cert-cacert.yaml");
-    assert_eq!(secret_value(&trust, "ca.crt"), format!("{root}{next}"));
+    assert_eq!(secret_of(&trust, "ca.crt"), format!("{root}{next}"));
     assert_eq!(
-        secret_value(&out.join("cluster-b/secret-peergate-ca.yaml"), "tls.crt"),
+        secret_of(&out.join("cluster-b/secret-peergate-ca.yaml"), "tls.crt"),
         root
     );
     ok(dir.path(), &with("reissue"));
     assert_eq!(
-        secret_value(&out.join("cluster-b/secret-peergate-ca.yaml"), "tls.crt"),
+        secret_of(&out.join("cluster-b/secret-peergate-ca.yaml"), "tls.crt"),
         next
     );
-    assert_eq!(secret_value(&trust, "ca.crt"), format!("{root}{next}"));
+    assert_eq!(secret_of(&trust, "ca.crt"), format!("{root}{next}"));
     ok(dir.path(), &with("retire"));
-    assert_eq!(secret_value(&trust, "ca.crt"), next);
+    assert_eq!(secret_of(&trust, "ca.crt"), next);
 
     // An issuer of the user's: no Issuer and no CA key in the clusters.
     std::fs::write(

@@ -11,59 +11,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::SystemTime;
 
-use peergate_filter::{PluginConfig, Reason, TrustedIssuerConfig};
-use serde_json::Value;
+mod support;
+
+use peergate_filter::{Reason, TrustedIssuerConfig};
+use support::{ok, peergate, plugin_config, read, secret_value, yaml};
 
 const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 const DOMAIN: &str = "helloworld.zufar.io";
-
-fn peergate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergate"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = peergate(dir, args);
-    assert!(
-        out.status.success(),
-        "peergate {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn yaml(path: &Path) -> Value {
-    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn plugin_config(out: &Path) -> PluginConfig {
-    let object = yaml(&out.join("cluster-b/wasmplugin.yaml"));
-    PluginConfig::from_json(object["spec"]["pluginConfig"].to_string().as_bytes()).unwrap()
-}
-
-fn secret_value(path: &Path, key: &str) -> Option<String> {
-    use base64::Engine;
-    let object = yaml(path);
-    let data = object["data"][key].as_str()?;
-    Some(
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .unwrap(),
-        )
-        .unwrap(),
-    )
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn der(pem: &str) -> Vec<u8> {
     peergate_filter::xfcc::certificate_der_from_pem(pem.as_bytes()).unwrap()
