@@ -721,6 +721,38 @@ fn summarize(section: &str, samples: &BTreeMap<&str, Vec<Sample>>) {
     }
 }
 
+/// New-connection runs on each variant: a 1 s warm-up each, then interleaved rounds, two
+/// client threads.
+fn connection_rounds<'a>(
+    options: &Options,
+    gateway: &Envoy,
+    variants: &[(&'a str, &str)],
+    clients: &Arc<Vec<TlsClient>>,
+    what: &str,
+) -> anyhow::Result<BTreeMap<&'a str, Vec<Sample>>> {
+    for (name, _) in variants {
+        new_connections(gateway.listener(name), clients, 1, 2, gateway.pid())?;
+    }
+    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    for round in 0..options.rounds {
+        for (name, _) in variants {
+            eprintln!(
+                "peergate-bench: round {} of {}: {what}, {name}",
+                round + 1,
+                options.rounds
+            );
+            samples.entry(name).or_default().push(new_connections(
+                gateway.listener(name),
+                clients,
+                options.seconds,
+                2,
+                gateway.pid(),
+            )?);
+        }
+    }
+    Ok(samples)
+}
+
 fn medians(samples: &[Sample]) -> Sample {
     let pick = |f: fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
     Sample {
@@ -908,26 +940,13 @@ fn main() -> anyhow::Result<()> {
             "peergate enforce, layer connection, a new certificate per connection (cache cold)",
         ),
     ];
-    for (name, _) in cold_variants {
-        new_connections(gateway.listener(name), &clients, 1, 2, gateway.pid())?;
-    }
-    let mut cold: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
-    for round in 0..options.rounds {
-        for (name, _) in cold_variants {
-            eprintln!(
-                "peergate-bench: round {} of {}: new connections, {name}",
-                round + 1,
-                options.rounds
-            );
-            cold.entry(name).or_default().push(new_connections(
-                gateway.listener(name),
-                &clients,
-                options.seconds,
-                2,
-                gateway.pid(),
-            )?);
-        }
-    }
+    let cold = connection_rounds(
+        &options,
+        &gateway,
+        &cold_variants,
+        &clients,
+        "new connections",
+    )?;
 
     summarize("new connections, a new certificate each", &cold);
     // Churn: new connections that all present the same certificate (clients without
@@ -943,26 +962,13 @@ fn main() -> anyhow::Result<()> {
         ("enforce", "peergate enforce, layer request"),
         ("connection", "peergate enforce, layer connection"),
     ];
-    for (name, _) in churn_variants {
-        new_connections(gateway.listener(name), &same, 1, 2, gateway.pid())?;
-    }
-    let mut churn: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
-    for round in 0..options.rounds {
-        for (name, _) in churn_variants {
-            eprintln!(
-                "peergate-bench: round {} of {}: churn, same certificate, {name}",
-                round + 1,
-                options.rounds
-            );
-            churn.entry(name).or_default().push(new_connections(
-                gateway.listener(name),
-                &same,
-                options.seconds,
-                2,
-                gateway.pid(),
-            )?);
-        }
-    }
+    let churn = connection_rounds(
+        &options,
+        &gateway,
+        &churn_variants,
+        &same,
+        "churn, same certificate",
+    )?;
     summarize("churn, the same certificate", &churn);
     eprintln!("peergate-bench: native medians from target/criterion");
     let native_ids = [
