@@ -322,13 +322,7 @@ func TestCertManagerIssuesAndRenews(t *testing.T) {
 			for _, l := range loads {
 				l.waitMore(t, 50)
 			}
-			for _, l := range loads {
-				ok, failures := l.finish()
-				t.Logf("%s: %d requests succeeded, %d failed", l.name, ok, len(failures))
-				if len(failures) != 0 {
-					t.Errorf("%s: %d failed requests across the renewal: %v", l.name, len(failures), failures)
-				}
-			}
+			finishLoads(t, loads, "across the renewal", m.Gateway)
 			renewedClient := cm.Leaf("client", "cluster-a-client-cert")
 			renewedServer := cm.Leaf(m.ours.GetNamespace(), "cluster-b-server-cert")
 			if renewedClient.Key == client.Key || renewedServer.Key == server.Key {

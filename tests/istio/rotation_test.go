@@ -129,6 +129,19 @@ func (l *load) finish() (int64, []string) {
 	return l.ok.Load(), l.failed()
 }
 
+// finishLoads stops every load and fails the test for each failed request, saying during
+// what, with the gateway's log.
+func finishLoads(t *testing.T, loads []*load, during string, gateway *Envoy) {
+	t.Helper()
+	for _, l := range loads {
+		ok, failures := l.finish()
+		t.Logf("%s: %d requests succeeded, %d failed", l.name, ok, len(failures))
+		if len(failures) != 0 {
+			t.Errorf("%s: %d failed requests %s: %v\ngateway log:\n%s", l.name, len(failures), during, failures, gateway.Log())
+		}
+	}
+}
+
 func TestRootRotationWithoutDowntime(t *testing.T) {
 	pin := CurrentPin(t)
 	url := serveModule(t)
@@ -197,13 +210,7 @@ func TestRootRotationWithoutDowntime(t *testing.T) {
 					l.waitMore(t, 50)
 				}
 			}
-			for _, l := range loads {
-				ok, failures := l.finish()
-				t.Logf("%s: %d requests succeeded, %d failed", l.name, ok, len(failures))
-				if len(failures) != 0 {
-					t.Errorf("%s: %d failed requests during the rotation: %v\ngateway log:\n%s", l.name, len(failures), failures, m.Gateway.Log())
-				}
-			}
+			finishLoads(t, loads, "during the rotation", m.Gateway)
 			if n := m.Gateway.Counter(".ssl.handshake") - handshakes; n < 100 {
 				t.Errorf("only %d handshakes at the gateway during the rotation: the new-connection traffic did not open connections", n)
 			}
