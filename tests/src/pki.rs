@@ -309,15 +309,7 @@ impl Ca {
         let cert = params
             .signed_by(&key, &Issuer::from_params(&self.params, &self.key))
             .expect("intermediate CA");
-        Ca {
-            cert: Issued {
-                cert_pem: cert.pem(),
-                cert_der: cert.der().to_vec(),
-                key_pem: key.serialize_pem(),
-            },
-            params,
-            key,
-        }
+        Self::assembled(&cert, params, key)
     }
 
     /// A CRL (PEM) signed by this CA, listing `revoked`, valid until `next_update`.
@@ -354,6 +346,11 @@ impl Ca {
     fn from_params(params: CertificateParams, kind: KeyKind) -> Self {
         let key = key(kind);
         let cert = params.self_signed(&key).expect("self-signed CA");
+        Self::assembled(&cert, params, key)
+    }
+
+    /// A CA from its signed certificate, the parameters it was made from and its key.
+    fn assembled(cert: &rcgen::Certificate, params: CertificateParams, key: KeyPair) -> Self {
         Self {
             cert: Issued {
                 cert_pem: cert.pem(),
