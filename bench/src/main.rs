@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cpu_split;
 mod latency;
 
 use anyhow::{bail, Context};
+use cpu_split::CpuSplit;
 use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{envoy_binary, filter_wasm, target_dir, workspace_root, Envoy};
 use peergate_e2e::gateway::{
@@ -572,6 +574,8 @@ struct Sample {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us_per_request: f64,
+    /// Where that CPU went (keep-alive runs, sampled with perf).
+    split: Option<CpuSplit>,
 }
 
 fn parse_duration_ms(text: &str) -> Option<f64> {
@@ -588,12 +592,18 @@ fn parse_duration_ms(text: &str) -> Option<f64> {
     })
 }
 
+/// Where perf writes a round's samples (read and removed after the round).
+fn perf_data_path() -> PathBuf {
+    std::env::temp_dir().join(format!("peergate-bench-{}.perf", std::process::id()))
+}
+
 fn wrk(
     addr: SocketAddr,
     seconds: u64,
     connections: u32,
     gateway_pid: u32,
 ) -> anyhow::Result<Sample> {
+    let recording = cpu_split::record(gateway_pid, seconds, &perf_data_path())?;
     let cpu_before = cpu_seconds(gateway_pid)?;
     let out = Command::new("wrk")
         .args([
@@ -632,6 +642,7 @@ fn wrk(
                 .and_then(|(n, _)| n.parse().ok())
         })
         .context("wrk: requests")?;
+    let cpu_us_per_request = cpu / requests * 1e6;
     Ok(Sample {
         rps,
         p50_ms: field("50%")
@@ -640,7 +651,8 @@ fn wrk(
         p99_ms: field("99%")
             .and_then(|v| parse_duration_ms(&v))
             .context("wrk: 99%")?,
-        cpu_us_per_request: cpu / requests * 1e6,
+        cpu_us_per_request,
+        split: Some(recording.finish(cpu_us_per_request)?),
     })
 }
 
@@ -655,6 +667,7 @@ fn new_connections(
 ) -> anyhow::Result<Sample> {
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    let recording = cpu_split::record(gateway_pid, seconds, &perf_data_path())?;
     let cpu_before = cpu_seconds(gateway_pid)?;
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -704,6 +717,7 @@ fn new_connections(
         p50_ms: at(0.5),
         p99_ms: at(0.99),
         cpu_us_per_request: cpu / latencies.len() as f64 * 1e6,
+        split: Some(recording.finish(cpu / latencies.len() as f64 * 1e6)?),
     })
 }
 
@@ -760,7 +774,29 @@ fn medians(samples: &[Sample]) -> Sample {
         p50_ms: pick(|s| s.p50_ms),
         p99_ms: pick(|s| s.p99_ms),
         cpu_us_per_request: pick(|s| s.cpu_us_per_request),
+        split: median_split(samples),
     }
+}
+
+/// Each part's median over the rounds (so the parts need not add up to the median total).
+fn median_split(samples: &[Sample]) -> Option<CpuSplit> {
+    let splits: Vec<[f64; 5]> = samples
+        .iter()
+        .map(|s| s.split.map(|x| x.values()))
+        .collect::<Option<_>>()?;
+    if splits.is_empty() {
+        return None;
+    }
+    let mut values = [0.0; 5];
+    for (i, value) in values.iter_mut().enumerate() {
+        *value = median(
+            &mut splits
+                .iter()
+                .filter_map(|v| v.get(i).copied())
+                .collect::<Vec<_>>(),
+        );
+    }
+    Some(CpuSplit::from_values(values))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1130,6 +1166,13 @@ fn render_inside(
         );
     }
 
+    let rows: Vec<(&str, Sample)> = measured
+        .churn_variants
+        .iter()
+        .map(|(name, what)| (*what, m(measured.churn, name)))
+        .collect();
+    split_table(out, "connection", &rows);
+
     let _ = writeln!(out, "\n## Host calls and the cold path, inside Envoy\n");
     let _ = writeln!(out, "The benchmark module, on a listener of its own on the same gateway, measures from inside a request, so with a real connection's TLS state: each host call in a loop of 2000 (one request per round, {} rounds); and, on every new connection of a {} s run cycling through the {} certificates, the filter's cold path step by step, each step timed with the proxy's clock (1 µs resolution; medians over the connections).\n",
         options.rounds, options.seconds, 2 * peergate_filter::cache::DEFAULT_CAPACITY);
@@ -1173,16 +1216,35 @@ fn render_inside(
         / (noop.cpu_us_per_request - none.cpu_us_per_request);
     let _ = writeln!(out, "\n## The targets, against this run\n");
     let one_call = m(keepalive, "onecall");
-    let over_noop = enforce.cpu_us_per_request - noop.cpu_us_per_request;
     let call_on_path = one_call.cpu_us_per_request - noop.cpu_us_per_request;
     let rest = enforce.cpu_us_per_request - one_call.cpu_us_per_request;
-    let _ = writeln!(out, "- Request layer, cache warm: rps ≥ 0.95× no filter: **{}** ({request_ratio:.3}×); CPU overhead ≤ 1.2× the do-nothing module's: **{}** ({overhead:.2}×: {:+.1} µs against {:+.1} µs). The do-nothing module alone runs at {:.3}× no filter's rps here: Envoy enters the VM for every stream's callbacks whatever the module does. Over it peergate adds {over_noop:+.1} µs per request. A module making only peergate's one host call adds {call_on_path:+.1} µs over the do-nothing one on the real path (the call alone, timed in a loop from a request: {:.2} µs; the clock is no longer read per request); peergate's whole allow path inside the VM, timed the same way, is {:.2} µs. That leaves {rest:+.1} µs between the one-call module and peergate that the filter's measured work does not account for; this run does not attribute it further (the per-round numbers show how far each variant moves between rounds). What would remove the per-request cost altogether: the connection layer, which decides once per connection.",
+    // What perf says the differences are made of: (Envoy's code, the module's code, the rest).
+    let parts = |a: &Sample, b: &Sample| match (a.split, b.split) {
+        (Some(a), Some(b)) => (
+            a.envoy - b.envoy,
+            a.module - b.module,
+            (a.kernel + a.libc + a.other) - (b.kernel + b.libc + b.other),
+        ),
+        _ => (f64::NAN, f64::NAN, f64::NAN),
+    };
+    let (call_envoy, call_module, call_elsewhere) = parts(&one_call, &noop);
+    let (rest_envoy, rest_module, rest_elsewhere) = parts(&enforce, &one_call);
+    let (noop_envoy, noop_module, noop_elsewhere) = parts(&noop, &none);
+    let budget = 0.2 * (noop.cpu_us_per_request - none.cpu_us_per_request);
+    let _ = writeln!(out, "- Request layer, cache warm: rps ≥ 0.95× no filter: **{}** ({request_ratio:.3}×); CPU overhead ≤ 1.2× the do-nothing module's: **{}** ({overhead:.2}×: {:+.1} µs against {:+.1} µs). \
+        Where it goes, by perf's split of each variant's CPU (the table under the keep-alive runs): \
+        the do-nothing module itself costs {:+.1} µs over no filter ({noop_envoy:+.1} in Envoy's code, {noop_module:+.1} in the module's, {noop_elsewhere:+.1} in the kernel and C library): Envoy enters the VM for every stream's callbacks whatever the module does; it runs at {:.3}× no filter's rps here. \
+        peergate's one host call, made alone by the one-call module, adds {call_on_path:+.1} µs over the do-nothing module: {call_envoy:+.1} in Envoy's code, {call_module:+.1} in the module's, {call_elsewhere:+.1} elsewhere (timed in a loop from a request the call takes {:.2} µs: on the real path it is the stream's first property read). \
+        peergate over the one-call module: {rest:+.1} µs, {rest_module:+.1} of it in the module's code (its allow path, timed in a loop: {:.2} µs with the call), {rest_envoy:+.1} in Envoy's and {rest_elsewhere:+.1} elsewhere. \
+        So the target allows {budget:.1} µs over the do-nothing module, and the one host call this issue keeps on the allow path costs {call_on_path:.1} µs by itself, almost all of it in Envoy: no request-layer filter that reads the connection's digest per request can meet it on this Envoy. \
+        What would remove the per-request cost: the connection layer, which decides once per connection.",
         verdict(request_ratio >= 0.95), verdict(overhead <= 1.2),
         enforce.cpu_us_per_request - none.cpu_us_per_request, noop.cpu_us_per_request - none.cpu_us_per_request,
-        noop.rps / none.rps, digest_ns / 1000.0, allow_path_ns / 1000.0);
+        noop.cpu_us_per_request - none.cpu_us_per_request, noop.rps / none.rps, digest_ns / 1000.0, allow_path_ns / 1000.0);
     let connection_ratio = connection.rps / none.rps;
-    let _ = writeln!(out, "- Connection layer, keep-alive: rps ≥ 0.97× no filter: **{}** ({connection_ratio:.3}×, {:+.1} µs of gateway CPU per request over no filter). The decision is once per connection; what remains is the proxy-wasm network-filter ABI, which calls into the VM on every read and every write of the connection (`on_downstream_data`, `on_upstream_data`) and gives a plugin no way to leave the chain once it has decided.",
-        verdict(connection_ratio >= 0.97), connection.cpu_us_per_request - none.cpu_us_per_request);
+    let _ = writeln!(out, "- Connection layer, keep-alive: rps ≥ 0.97× no filter: **{}** ({connection_ratio:.3}×, {:+.1} µs of gateway CPU per request over no filter). The decision is once per connection; what remains is the proxy-wasm network-filter ABI, which calls into the VM on every read and every write of the connection (`on_downstream_data`, `on_upstream_data`) and gives a plugin no way to leave the chain once it has decided; perf puts {:+.1} µs of the difference in Envoy's code and {:+.1} µs in the module's.",
+        verdict(connection_ratio >= 0.97), connection.cpu_us_per_request - none.cpu_us_per_request,
+        parts(&connection, &none).0, parts(&connection, &none).1);
     let cold_none = m(cold, "none");
     let cold_noop = m(cold, "noop");
     let cold_enforce = m(cold, "enforce");
@@ -1208,6 +1270,32 @@ fn render_inside(
         } else {
             ""
         });
+}
+
+/// Where each variant's gateway CPU went, from perf's samples (medians of the rounds' parts).
+fn split_table(out: &mut String, unit: &str, rows: &[(&str, Sample)]) {
+    let _ = writeln!(out, "\nWhere the gateway's CPU per {unit} went: `perf record` sampled the gateway at 999 Hz in every round, \
+        `perf report --sort dso` split the samples by where the code lives, and the shares split that round's CPU per {unit} \
+        (µs; medians of the rounds, so a row need not add up to its total). Envoy's code includes BoringSSL and V8's runtime and \
+        builtins (linked into the binary); the module's compiled code is what V8 generated from the wasm module.\n");
+    let _ = writeln!(
+        out,
+        "| gateway variant | total | {} |\n|---|---|{}",
+        CpuSplit::COLUMNS.join(" | "),
+        "---|".repeat(CpuSplit::COLUMNS.len())
+    );
+    for (what, sample) in rows {
+        let parts = sample.split.map_or_else(
+            || vec!["n/a".to_owned(); CpuSplit::COLUMNS.len()],
+            |split| split.values().iter().map(|v| format!("{v:.1}")).collect(),
+        );
+        let _ = writeln!(
+            out,
+            "| {what} | {:.1} | {} |",
+            sample.cpu_us_per_request,
+            parts.join(" | ")
+        );
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1284,12 +1372,26 @@ fn render(
     }
     let _ = writeln!(out, "\nPer-round rps (for judging the noise):\n");
     for v in variants.iter().filter(|v| v.keepalive) {
-        let rounds: Vec<String> = keepalive
-            .get(v.name)
-            .map(|s| s.iter().map(|x| format!("{:.0}", x.rps)).collect())
-            .unwrap_or_default();
-        let _ = writeln!(out, "- {}: {}", v.name, rounds.join(", "));
+        let rounds = keepalive.get(v.name).map(Vec::as_slice).unwrap_or_default();
+        let rps: Vec<String> = rounds.iter().map(|x| format!("{:.0}", x.rps)).collect();
+        let cpu: Vec<String> = rounds
+            .iter()
+            .map(|x| format!("{:.1}", x.cpu_us_per_request))
+            .collect();
+        let _ = writeln!(
+            out,
+            "- {}: {} rps; {} µs CPU per request",
+            v.name,
+            rps.join(", "),
+            cpu.join(", ")
+        );
     }
+    let rows: Vec<(&str, Sample)> = variants
+        .iter()
+        .filter(|v| v.keepalive)
+        .filter_map(|v| keepalive.get(v.name).map(|s| (v.what, medians(s))))
+        .collect();
+    split_table(&mut out, "request", &rows);
 
     let _ = writeln!(
         out,
@@ -1316,6 +1418,16 @@ fn render(
             m.cpu_us_per_request
         );
     }
+    let rows: Vec<(&str, Sample)> = cold_variants
+        .iter()
+        .map(|(name, what)| {
+            (
+                *what,
+                cold.get(name).map(|s| medians(s)).unwrap_or_default(),
+            )
+        })
+        .collect();
+    split_table(&mut out, "connection", &rows);
     let _ = writeln!(out, "\n(The filter counted {allowed_total} allowed requests on the gateway over the whole run.)");
     render_inside(&mut out, options, keepalive, cold, measured);
 

@@ -420,6 +420,11 @@ mod vm {
         out.insert("get_property connection.peer_certificate", per_op(start, n));
         let start = now();
         for _ in 0..n {
+            black_box(property(&["connection", "id"]));
+        }
+        out.insert("get_property connection.id", per_op(start, n));
+        let start = now();
+        for _ in 0..n {
             black_box(property(&["connection", "requested_server_name"]));
         }
         out.insert(
