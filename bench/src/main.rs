@@ -574,7 +574,7 @@ struct Sample {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us_per_request: f64,
-    /// Where that CPU went (keep-alive runs, sampled with perf).
+    /// Where that CPU went, sampled with perf during the round.
     split: Option<CpuSplit>,
 }
 
@@ -705,6 +705,7 @@ fn new_connections(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(gateway_pid)? - cpu_before;
+    let cpu_us_per_request = cpu / latencies.len() as f64 * 1e6;
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| {
         latencies
@@ -716,8 +717,8 @@ fn new_connections(
         rps: latencies.len() as f64 / elapsed,
         p50_ms: at(0.5),
         p99_ms: at(0.99),
-        cpu_us_per_request: cpu / latencies.len() as f64 * 1e6,
-        split: Some(recording.finish(cpu / latencies.len() as f64 * 1e6)?),
+        cpu_us_per_request,
+        split: Some(recording.finish(cpu_us_per_request)?),
     })
 }
 
