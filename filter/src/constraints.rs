@@ -17,6 +17,8 @@ use x509_parser::extensions::{GeneralName, GeneralSubtree};
 use x509_parser::oid_registry::OID_PKCS9_EMAIL_ADDRESS;
 use x509_parser::x509::X509Name;
 
+use crate::directory_string::AttributeValue;
+
 /// One subtree of a nameConstraints extension, in owned, compared form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Subtree {
@@ -34,8 +36,9 @@ enum Subtree {
     Unsupported(&'static str),
 }
 
-/// One RDN: its attributes, each `(type OID, normalised value)`, sorted.
-type Rdn = Vec<(String, String)>;
+/// One RDN: its attributes, each `(type OID, normalised value)`, sorted; `None` for a value
+/// that does not decode (no DirectoryString type, or bytes its type does not allow).
+type Rdn = Vec<(String, Option<String>)>;
 
 impl fmt::Display for Subtree {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,8 +54,10 @@ impl fmt::Display for Subtree {
                 let parts: Vec<String> = rdns
                     .iter()
                     .map(|rdn| {
-                        let avas: Vec<String> =
-                            rdn.iter().map(|(t, v)| format!("{t}={v}")).collect();
+                        let avas: Vec<String> = rdn
+                            .iter()
+                            .map(|(t, v)| format!("{t}={}", v.as_deref().unwrap_or("#?")))
+                            .collect();
                         avas.join("+")
                     })
                     .collect();
@@ -103,6 +108,8 @@ enum Name {
     Uri(String, Option<String>),
     Ip(Vec<u8>),
     Directory(Vec<Rdn>),
+    /// A subject emailAddress that does not decode: an email no email rule can clear.
+    UndecodableEmail,
     Other(&'static str),
 }
 
@@ -110,7 +117,7 @@ impl Name {
     fn form(&self) -> Form {
         match self {
             Name::Dns(_) => Form::Dns,
-            Name::Email(_) => Form::Email,
+            Name::Email(_) | Name::UndecodableEmail => Form::Email,
             Name::Uri(..) => Form::Uri,
             Name::Ip(_) => Form::Ip,
             Name::Directory(_) => Form::Directory,
@@ -130,6 +137,7 @@ impl fmt::Display for Name {
                 None => f.write_str("IP:?"),
             },
             Name::Directory(rdns) => write!(f, "{}", Subtree::Directory(rdns.clone())),
+            Name::UndecodableEmail => f.write_str("subject emailAddress"),
             Name::Other(form) => f.write_str(form),
         }
     }
@@ -200,6 +208,12 @@ impl NameConstraints {
             Name::Uri(_, None) => {
                 Some("the issuer constrains URIs by host and this one has none".to_owned())
             }
+            Name::UndecodableEmail => Some(
+                "the issuer constrains emails and this one does not decode as text".to_owned(),
+            ),
+            Name::Directory(rdns) if !decodes(rdns) => Some(
+                "the issuer constrains directory names and a value of this one does not decode as a DirectoryString".to_owned(),
+            ),
             _ => None,
         };
         if let Some(why) = unchecked {
@@ -254,7 +268,16 @@ fn subtree(base: &GeneralName<'_>) -> Result<Subtree, String> {
                 ))
             }
         },
-        GeneralName::DirectoryName(name) => Subtree::Directory(rdns(name)),
+        GeneralName::DirectoryName(name) => {
+            let rdns = rdns(name);
+            if !decodes(&rdns) {
+                return Err(
+                    "nameConstraints: a directoryName subtree with a value that does not decode as a DirectoryString"
+                        .into(),
+                );
+            }
+            Subtree::Directory(rdns)
+        }
         GeneralName::OtherName(..) => Subtree::Unsupported("otherName"),
         GeneralName::X400Address(_) => Subtree::Unsupported("x400Address"),
         GeneralName::EDIPartyName(_) => Subtree::Unsupported("ediPartyName"),
@@ -272,9 +295,9 @@ fn names(leaf: &X509Certificate<'_>) -> Vec<Name> {
         names.push(Name::Directory(rdns(leaf.subject())));
     }
     for attribute in leaf.subject().iter_by_oid(&OID_PKCS9_EMAIL_ADDRESS) {
-        match attribute.as_str() {
-            Ok(email) => names.push(Name::Email(lower_host_of_mailbox(email))),
-            Err(_) => names.push(Name::Other("a non-text emailAddress")),
+        match AttributeValue::of(attribute).text {
+            Some(email) => names.push(Name::Email(lower_host_of_mailbox(&email))),
+            None => names.push(Name::UndecodableEmail),
         }
     }
     if let Ok(Some(san)) = leaf.subject_alternative_name() {
@@ -319,22 +342,21 @@ fn uri_host(uri: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
 }
 
-/// A DN as RDNs of sorted `(type, value)` pairs; text values trimmed, inner whitespace
-/// collapsed and lower-cased (close to RFC 4518's caseIgnoreMatch), others as hex.
+/// A DN as RDNs of sorted `(type, value)` pairs: each value decoded from whichever
+/// DirectoryString type it is written in, trimmed, inner whitespace collapsed and lower-cased
+/// (close to RFC 4518's caseIgnoreMatch); `None` where it does not decode.
 fn rdns(name: &X509Name<'_>) -> Vec<Rdn> {
     name.iter_rdn()
         .map(|rdn| {
             let mut avas: Rdn = rdn
                 .iter()
                 .map(|ava| {
-                    let value = match ava.as_str() {
-                        Ok(text) => text
-                            .split_whitespace()
+                    let value = AttributeValue::of(ava).text.map(|text| {
+                        text.split_whitespace()
                             .collect::<Vec<_>>()
                             .join(" ")
-                            .to_lowercase(),
-                        Err(_) => format!("#{}", crate::peer::hex(ava.attr_value().data)),
-                    };
+                            .to_lowercase()
+                    });
                     (ava.attr_type().to_id_string(), value)
                 })
                 .collect();
@@ -342,6 +364,11 @@ fn rdns(name: &X509Name<'_>) -> Vec<Rdn> {
             avas
         })
         .collect()
+}
+
+/// Whether every value of a directory name decoded.
+fn decodes(rdns: &[Rdn]) -> bool {
+    rdns.iter().flatten().all(|(_, value)| value.is_some())
 }
 
 /// Whether `host` is `base` or below it: `base` itself and its subdomains, or with a leading

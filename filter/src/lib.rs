@@ -16,6 +16,7 @@ pub mod config;
 pub mod constraints;
 pub mod decision_log;
 pub mod der;
+pub mod directory_string;
 #[cfg(feature = "documents")]
 pub mod document;
 pub mod inspect;

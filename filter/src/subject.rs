@@ -1,12 +1,17 @@
 //! `allowedSubjects`: subject distinguished names in RFC 4514 form (`CN=svc,O=Partner A`,
 //! most specific RDN first, as `openssl x509 -nameopt RFC2253` prints them). A pattern names
 //! the whole subject: the same RDNs in the same order, attribute types compared
-//! case-insensitively (and as names or dotted OIDs alike), values exactly. A trailing `*` in a
-//! CN value matches any CN that starts with what comes before it (`CN=svc-*,O=Partner A`).
+//! case-insensitively (and as names or dotted OIDs alike), values exactly after decoding any
+//! DirectoryString type (a BMPString "a" is the UTF8String "a"). A trailing `*` in a CN value
+//! matches any CN that starts with what comes before it (`CN=svc-*,O=Partner A`). A value
+//! written `#hexstring` (RFC 4514 §2.4) is the whole BER encoding of the value and matches that
+//! encoding and no other: the form [`rfc4514`] prints a value that does not decode in.
 
 use std::fmt;
 
 use x509_parser::x509::X509Name;
+
+use crate::directory_string::AttributeValue;
 
 /// Attribute type names RFC 4514 (and common use) gives, with their OIDs.
 const NAMES: &[(&str, &str)] = &[
@@ -65,14 +70,40 @@ pub enum SubjectPatternError {
     /// A broken escape.
     #[error("subject pattern {0:?}: a bad escape (RFC 4514: `\\` then a special character or two hex digits)")]
     Escape(String),
+    /// A `#` value that is not an even number of hex digits.
+    #[error("subject pattern {0:?}: a `#` value must be the value's BER encoding in hex (RFC 4514 §2.4)")]
+    HexString(String),
 }
 
-/// One attribute of a pattern: its type OID and value (or CN prefix).
+/// What a pattern's attribute value matches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Value {
+    /// The decoded text, exactly.
+    Text(String),
+    /// Decoded text starting with this (a CN's trailing `*`).
+    Prefix(String),
+    /// This BER encoding, byte for byte (`#hexstring`).
+    Ber(Vec<u8>),
+}
+
+impl Value {
+    fn matches(&self, value: &AttributeValue) -> bool {
+        match self {
+            Value::Text(text) => value.text.as_deref() == Some(text.as_str()),
+            Value::Prefix(prefix) => value
+                .text
+                .as_deref()
+                .is_some_and(|text| text.starts_with(prefix.as_str())),
+            Value::Ber(ber) => value.ber == *ber,
+        }
+    }
+}
+
+/// One attribute of a pattern: its type OID and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Attribute {
     oid: String,
-    value: String,
-    prefix: bool,
+    value: Value,
 }
 
 /// A compiled `allowedSubjects` entry.
@@ -160,6 +191,27 @@ fn attribute_oid(name: &str) -> Option<String> {
     .then(|| dotted.to_owned())
 }
 
+/// An attribute value as written in a pattern: `#hexstring`, or text with escapes and a CN's
+/// trailing `*`.
+fn pattern_value(raw: &str, oid: &str, pattern: &str) -> Result<Value, SubjectPatternError> {
+    if let Some(hex) = raw.strip_prefix('#') {
+        return crate::peer::parse_hex(hex)
+            .filter(|_| !hex.contains(':'))
+            .map(Value::Ber)
+            .ok_or_else(|| SubjectPatternError::HexString(pattern.to_owned()));
+    }
+    let (value, prefix, star_inside) =
+        unescape(raw).ok_or_else(|| SubjectPatternError::Escape(pattern.to_owned()))?;
+    if star_inside || (prefix && oid != COMMON_NAME) {
+        return Err(SubjectPatternError::MisplacedWildcard(pattern.to_owned()));
+    }
+    Ok(if prefix {
+        Value::Prefix(value)
+    } else {
+        Value::Text(value)
+    })
+}
+
 impl SubjectPattern {
     /// Compiles one pattern as written in `allowedSubjects`.
     pub fn parse(text: &str) -> Result<Self, SubjectPatternError> {
@@ -183,12 +235,8 @@ impl SubjectPattern {
                         format!("{:?} is not an attribute type (CN, O, OU, C, L, ST, DC, UID, emailAddress, serialNumber, or a dotted OID)", name.trim()),
                     )
                 })?;
-                let (value, prefix, star_inside) = unescape(raw.trim_start())
-                    .ok_or_else(|| SubjectPatternError::Escape(owned()))?;
-                if star_inside || (prefix && oid != COMMON_NAME) {
-                    return Err(SubjectPatternError::MisplacedWildcard(owned()));
-                }
-                attributes.push(Attribute { oid, value, prefix });
+                let value = pattern_value(raw.trim_start(), &oid, text)?;
+                attributes.push(Attribute { oid, value });
             }
             attributes.sort_by(|a, b| (&a.oid, &a.value).cmp(&(&b.oid, &b.value)));
             rdns.push(attributes);
@@ -208,14 +256,7 @@ impl SubjectPattern {
                 rdn.len() == pattern.len()
                     && pattern.iter().all(|attribute| {
                         rdn.iter().any(|(oid, value)| {
-                            *oid == attribute.oid
-                                && value.as_deref().is_some_and(|v| {
-                                    if attribute.prefix {
-                                        v.starts_with(attribute.value.as_str())
-                                    } else {
-                                        v == attribute.value
-                                    }
-                                })
+                            *oid == attribute.oid && attribute.value.matches(value)
                         })
                     })
             })
@@ -223,20 +264,15 @@ impl SubjectPattern {
 }
 
 /// A subject as patterns compare it: RDNs in the certificate's order, each attribute's type
-/// OID and its value when it is text.
-pub type SubjectRdns = Vec<Vec<(String, Option<String>)>>;
+/// OID and its value.
+pub type SubjectRdns = Vec<Vec<(String, AttributeValue)>>;
 
 /// Reads a subject for [`SubjectPattern::matches`].
 pub fn subject_rdns(name: &X509Name<'_>) -> SubjectRdns {
     name.iter_rdn()
         .map(|rdn| {
             rdn.iter()
-                .map(|ava| {
-                    (
-                        ava.attr_type().to_id_string(),
-                        ava.as_str().ok().map(str::to_owned),
-                    )
-                })
+                .map(|ava| (ava.attr_type().to_id_string(), AttributeValue::of(ava)))
                 .collect()
         })
         .collect()
@@ -287,9 +323,10 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
                         .iter()
                         .find(|(o, _)| *o == oid)
                         .map_or(oid.clone(), |(_, n)| (*n).to_owned());
-                    let value = match ava.as_str() {
-                        Ok(text) => escape(text),
-                        Err(_) => format!("#{}", crate::peer::hex(ava.attr_value().data)),
+                    let value = AttributeValue::of(ava);
+                    let value = match &value.text {
+                        Some(text) => escape(text),
+                        None => format!("#{}", crate::peer::hex(&value.ber)),
                     };
                     format!("{name}={value}")
                 })
@@ -331,15 +368,17 @@ mod tests {
         assert_eq!(p.rdns.len(), 2);
         assert_eq!(p.rdns[0][0].oid, "2.5.4.10");
         assert_eq!(p.rdns[1][0].oid, COMMON_NAME);
-        assert!(p.rdns[1][0].prefix);
+        assert_eq!(p.rdns[1][0].value, Value::Prefix("svc-".into()));
         let same = SubjectPattern::parse("cn=svc-*, o=Partner A").unwrap();
         assert_eq!(same.rdns, p.rdns);
         let oid = SubjectPattern::parse("2.5.4.3=svc-*,OID.2.5.4.10=Partner A").unwrap();
         assert_eq!(oid.rdns, p.rdns);
         let escaped = SubjectPattern::parse(r"CN=a\,b\2Bc,O=x").unwrap();
-        assert_eq!(escaped.rdns[1][0].value, "a,b+c");
+        assert_eq!(escaped.rdns[1][0].value, Value::Text("a,b+c".into()));
         let literal_star = SubjectPattern::parse(r"CN=a\*,O=x").unwrap();
-        assert!(!literal_star.rdns[1][0].prefix);
+        assert_eq!(literal_star.rdns[1][0].value, Value::Text("a*".into()));
+        let ber = SubjectPattern::parse("CN=#1e020041,O=x").unwrap();
+        assert_eq!(ber.rdns[1][0].value, Value::Ber(vec![0x1e, 2, 0, 0x41]));
     }
 
     #[test]
@@ -353,6 +392,9 @@ mod tests {
             "O=a*",
             r"CN=a\",
             r"CN=a\zz",
+            "CN=#0c0",
+            "CN=#zz",
+            "CN=#",
         ] {
             assert!(SubjectPattern::parse(bad).is_err(), "{bad:?}");
         }
