@@ -788,3 +788,63 @@ fn a_certificate_expiring_on_an_open_connection_is_refused_on_it() {
     );
     assert_eq!(gateway.backend.count(), 1);
 }
+
+/// On a gateway shared with other hosts (`protectedServerNames`), a request for the protected
+/// host is decided even when its connection was opened for another server name: HTTP/2
+/// connection coalescing sends exactly that, and any client can. Only a request whose server
+/// name and authority are both another host's passes untouched.
+#[test]
+fn a_protected_host_is_decided_on_a_connection_opened_for_another_name() {
+    const OTHER: &str = "other.zufar.io";
+    let mut world = World::new(KeyKind::P256);
+    // The gateway serves both hosts with one certificate, as a shared gateway may.
+    world.server = world.root.issue(&Leaf {
+        sans: vec![DOMAIN.to_owned(), OTHER.to_owned()],
+        ..Leaf::server(DOMAIN, KeyKind::P256)
+    });
+    let config = PluginConfig {
+        protected_server_names: Some(vec![DOMAIN.to_owned()]),
+        ..world.policy(&[CLIENT_ID])
+    };
+    let gateway = start_gateway(&world, &[listener("shared", &config, Xfcc::SanitizeSet)]);
+    let addr = gateway.envoy.listener("shared");
+    let stranger = world.client_for(&world.stranger);
+    for authority in [
+        DOMAIN.to_owned(),
+        DOMAIN.to_ascii_uppercase(),
+        format!("{DOMAIN}."),
+        format!("{DOMAIN}:443"),
+    ] {
+        let before = counters(&gateway.envoy);
+        stranger
+            .try_get(addr, OTHER, &authority, "/hello", &authority)
+            .assert_denied(403, "san_not_allowed", &authority);
+        let want = expect_counters(&[
+            ("peergate.denied", 1),
+            ("peergate.denied.san_not_allowed", 1),
+        ]);
+        gateway
+            .envoy
+            .settle(&authority, &want, |envoy| delta(&before, &counters(envoy)));
+    }
+    // Another team's request on its own connection: untouched, counted as unprotected.
+    let before = counters(&gateway.envoy);
+    let reached = gateway.backend.count();
+    let response = stranger
+        .try_get(addr, OTHER, OTHER, "/hello", "another host")
+        .response("another host");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(gateway.backend.count(), reached + 1);
+    let want = expect_counters(&[("peergate.unprotected", 1)]);
+    gateway.envoy.settle("another host", &want, |envoy| {
+        delta(&before, &counters(envoy))
+    });
+    // The allowed peer still passes on our host under either server name.
+    for sni in [DOMAIN, OTHER] {
+        let response = world
+            .client_for(&world.client)
+            .try_get(addr, sni, DOMAIN, "/hello", sni)
+            .response(sni);
+        assert_eq!(response.status, 200, "{sni}: {}", response.text());
+    }
+}

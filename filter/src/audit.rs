@@ -665,6 +665,28 @@ impl Policy {
         );
         let scope = signer.and_then(|issuer| issuer.scope.as_ref());
         let outcome = rule.judge(peer, scope);
+        let which = signer.map_or(String::new(), |i| format!("trustedIssuers[{}]", i.index));
+        if let (Some(scope), NameOutcome::SanOutsideScope(position)) = (scope, outcome) {
+            let why = "a SAN is outside the signing issuer's scope, which decides";
+            let outside = peer
+                .sans
+                .get(position)
+                .map_or(String::new(), San::to_string);
+            let shown: Vec<String> = scope.patterns().iter().map(ToString::to_string).collect();
+            return [
+                host_rule,
+                skip(CheckName::San, why),
+                skip(CheckName::Subject, why),
+                fail(
+                    CheckName::IssuerScope,
+                    Reason::OutsideIssuerScope,
+                    format!(
+                        "{outside} is outside {which}'s scope [{}]: a scoped issuer vouches only for certificates whose every SAN is inside its scope",
+                        shown.join(", ")
+                    ),
+                ),
+            ];
+        }
         let sans_field = named("allowedSans");
         let subjects_field = named("allowedSubjects");
         // The first admitted SAN, whatever the scope, for the san check.
@@ -719,9 +741,7 @@ impl Policy {
         };
         let subject = match (&rule.subjects, subject_match) {
             (None, _) => skip(CheckName::Subject, "no allowedSubjects applies"),
-            (Some(_), _) if admitted.is_some() && outcome != NameOutcome::OutsideScope => {
-                skip(CheckName::Subject, "a SAN already matched")
-            }
+            (Some(_), _) if admitted.is_some() => skip(CheckName::Subject, "a SAN already matched"),
             (Some(_), Some((index, pattern))) => pass(
                 CheckName::Subject,
                 format!(
@@ -744,36 +764,25 @@ impl Policy {
             }
             (Some(_), None) => skip(CheckName::Subject, "the subject matches no allowedSubjects"),
         };
-        let which = signer.map_or(String::new(), |i| format!("trustedIssuers[{}]", i.index));
         let issuer_scope = match (scope, outcome) {
             (_, NameOutcome::NotAllowed) => skip(CheckName::IssuerScope, "no name was admitted"),
             (None, _) => pass(CheckName::IssuerScope, format!("{which} has no scope")),
-            (Some(scope), NameOutcome::San(_)) => {
-                let inside = peer
-                    .sans
-                    .iter()
-                    .find(|san| {
-                        scope.admits(std::slice::from_ref(*san))
-                            && rule
-                                .sans
-                                .as_ref()
-                                .is_some_and(|l| l.admits(std::slice::from_ref(*san)))
-                    })
-                    .map_or(String::new(), |san| format!("{san} "));
-                pass(
-                    CheckName::IssuerScope,
-                    format!("{inside}is inside {which}'s scope"),
-                )
-            }
-            (Some(scope), _) => {
+            (Some(scope), NameOutcome::SubjectUnderScope) => {
                 let shown: Vec<String> = scope.patterns().iter().map(ToString::to_string).collect();
                 fail(
                     CheckName::IssuerScope,
                     Reason::OutsideIssuerScope,
                     format!(
-                        "the names admitted are outside {which}'s scope [{}]; a subject match never passes a scoped issuer",
+                        "only the subject was admitted, and a subject match never passes a scoped issuer ({which}'s scope [{}])",
                         shown.join(", ")
                     ),
+                )
+            }
+            (Some(_), _) => {
+                let sans: Vec<String> = peer.sans.iter().map(San::to_string).collect();
+                pass(
+                    CheckName::IssuerScope,
+                    format!("every SAN ({}) is inside {which}'s scope", sans.join(", ")),
                 )
             }
         };

@@ -442,11 +442,11 @@ impl PeerCheck {
         (policy.judge(&assessment, authority, now), source)
     }
 
-    /// Whether the connection is outside `protectedServerNames` (another team's host on a shared
-    /// gateway): then it passes untouched and is only counted. `server_name` is read only when
-    /// the policy is limited to some names.
-    fn passes_unprotected(&self, policy: &Policy, server_name: impl FnOnce() -> String) -> bool {
-        if !policy.limits_server_names() || policy.protects(&server_name()) {
+    /// Whether the request or connection is outside `protectedServerNames` (another team's host
+    /// on a shared gateway): then it passes untouched and is only counted. `protected` is asked
+    /// only when the policy is limited to some names.
+    fn passes_unprotected(&self, policy: &Policy, protected: impl FnOnce() -> bool) -> bool {
+        if !policy.limits_server_names() || protected() {
             return false;
         }
         if let Some(metrics) = &self.metrics {
@@ -536,20 +536,26 @@ impl HttpContext for Request {
             self.refuse(503, Reason::ProxyError);
             return Action::Pause;
         };
-        // The server name selected Istio's filter chain, so it is the boundary between our host
-        // and others on a shared gateway (their Host headers are the client's to choose).
-        if self.0.passes_unprotected(&policy, server_name) {
-            return Action::Continue;
-        }
         let read_authority = || {
             request_header(":authority")
                 .ok()
                 .flatten()
                 .unwrap_or_default()
         };
+        // On a shared gateway a request passes untouched only when neither its connection's
+        // server name nor its own authority is protected: a client may send our host's requests
+        // on a connection it opened for another (HTTP/2 coalescing does).
+        let mut seen_authority = None;
+        if self.0.passes_unprotected(&policy, || {
+            policy.protects_request(&server_name(), || {
+                seen_authority.insert(read_authority()).clone()
+            })
+        }) {
+            return Action::Continue;
+        }
         // Only per-host rules need the authority to decide; otherwise it is read only for a
         // decision-log line, so an allowed request costs one host call less.
-        let authority = policy.has_host_rules().then(read_authority);
+        let authority = seen_authority.or_else(|| policy.has_host_rules().then(read_authority));
         let (decision, source, now) = self.0.decide_now(
             &policy,
             authority.as_deref().unwrap_or_default(),
@@ -587,12 +593,9 @@ impl StreamContext for TlsConnection {
             close_connection();
             return Action::Pause;
         };
-        let sni = (policy.has_host_rules() || policy.limits_server_names()).then(server_name);
-        if let Some(name) = &sni {
-            if self.peer.passes_unprotected(&policy, || name.clone()) {
-                return Action::Continue;
-            }
-        }
+        // `protectedServerNames` is refused at this layer (a connection for another name could
+        // carry our host's requests), so every connection is decided.
+        let sni = policy.has_host_rules().then(server_name);
         let (decision, source, now) =
             self.peer
                 .decide_now(&policy, sni.as_deref().unwrap_or_default(), Fallback::None);

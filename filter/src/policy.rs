@@ -149,6 +149,11 @@ pub enum CompileError {
         /// What the configuration does.
         why: &'static str,
     },
+    /// `protectedServerNames` with `layer: connection`: a connection for an unprotected name
+    /// passes untouched and may then carry requests for a protected host, which a network
+    /// filter never sees.
+    #[error("protectedServerNames: with layer connection a connection opened for another server name would pass untouched and could then carry requests for a protected host (HTTP/2 connection coalescing sends exactly that), which a network filter never sees; use layer request on a shared gateway, or a gateway of its own (no protectedServerNames)")]
+    ProtectedServerNamesAtConnectionLayer,
     /// `denyStatus` with `layer: connection`, where a denial closes the connection.
     #[error("denyStatus: with layer connection a refused peer's connection is closed; there is no HTTP reply to give a status (remove denyStatus or use layer request)")]
     DenyStatusAtConnectionLayer,
@@ -358,41 +363,57 @@ pub(crate) enum NameOutcome {
     San(usize),
     /// No SAN is admitted, the subject is, and the issuer has no scope.
     Subject(usize),
-    /// Only names outside the issuer's scope are admitted (a subject never escapes a scope).
-    OutsideScope,
+    /// A SAN of the peer (its position in the peer's SANs) is outside the issuer's scope: a
+    /// scope bounds the whole certificate, whatever else it names.
+    SanOutsideScope(usize),
+    /// Only the subject is admitted, and the issuer is scoped (a subject never escapes a scope).
+    SubjectUnderScope,
     /// Nothing is admitted.
     NotAllowed,
 }
 
+impl NameOutcome {
+    /// The reason a decision gives for it.
+    pub(crate) fn reason(self) -> Reason {
+        match self {
+            NameOutcome::San(_) | NameOutcome::Subject(_) => Reason::Allowed,
+            NameOutcome::SanOutsideScope(_) | NameOutcome::SubjectUnderScope => {
+                Reason::OutsideIssuerScope
+            }
+            NameOutcome::NotAllowed => Reason::SanNotAllowed,
+        }
+    }
+}
+
 impl NameRule {
-    /// Judges the peer's SANs and subject; `scope` is the signing issuer's.
+    /// Judges the peer's SANs and subject; `scope` is the signing issuer's. Under a scope every
+    /// SAN, of every form, must be inside it: a leaf that names another partner's identity
+    /// beside its own would otherwise carry both to the backend.
     pub(crate) fn judge(&self, peer: &PeerSummary, scope: Option<&SanAllowList>) -> NameOutcome {
-        let mut admitted_any = false;
-        if let Some(sans) = &self.sans {
-            for (index, pattern) in sans.patterns().iter().enumerate() {
-                for san in peer.sans.iter().filter(|san| pattern.matches(san)) {
-                    admitted_any = true;
-                    if scope.is_none_or(|scope| scope.admits(std::slice::from_ref(san))) {
-                        return NameOutcome::San(index);
-                    }
-                }
+        if let Some(scope) = scope {
+            if let Some(outside) = peer
+                .sans
+                .iter()
+                .position(|san| !scope.admits(std::slice::from_ref(san)))
+            {
+                return NameOutcome::SanOutsideScope(outside);
             }
         }
-        if let Some((index, _)) = self
+        if let Some((index, _, _)) = self
+            .sans
+            .as_ref()
+            .and_then(|sans| sans.first_match(&peer.sans))
+        {
+            return NameOutcome::San(index);
+        }
+        match self
             .subjects
             .as_ref()
             .and_then(|subjects| subjects.first_match(&peer.subject_rdns))
         {
-            return if scope.is_some() {
-                NameOutcome::OutsideScope
-            } else {
-                NameOutcome::Subject(index)
-            };
-        }
-        if admitted_any {
-            NameOutcome::OutsideScope
-        } else {
-            NameOutcome::NotAllowed
+            Some(_) if scope.is_some() => NameOutcome::SubjectUnderScope,
+            Some((index, _)) => NameOutcome::Subject(index),
+            None => NameOutcome::NotAllowed,
         }
     }
 }
@@ -534,6 +555,9 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
     let deny_status = config.deny_status.unwrap_or(DEFAULT_DENY_STATUS);
     if !(400..=599).contains(&deny_status) {
         return Err(CompileError::BadDenyStatus(deny_status));
+    }
+    if config.layer == Layer::Connection && config.protected_server_names.is_some() {
+        return Err(CompileError::ProtectedServerNamesAtConnectionLayer);
     }
     let protected_server_names = config
         .protected_server_names
@@ -802,6 +826,20 @@ impl Policy {
             Some(names) => {
                 let name = server_name.trim_end_matches('.');
                 names.contains(&name.to_ascii_lowercase())
+            }
+        }
+    }
+
+    /// Whether a request is decided: its connection's server name is protected (see
+    /// [`Policy::protects`]), or its `:authority` is (case, trailing dot and port aside). A
+    /// client may send a protected host's requests on a connection it opened for another name
+    /// (HTTP/2 connection coalescing does exactly that), so the server name alone is no
+    /// boundary; `authority` is read only when the server name is not protected.
+    pub fn protects_request(&self, server_name: &str, authority: impl FnOnce() -> String) -> bool {
+        match &self.protected_server_names {
+            None => true,
+            Some(names) => {
+                self.protects(server_name) || names.contains(&normalize_authority(&authority()))
             }
         }
     }
@@ -1149,13 +1187,12 @@ impl Policy {
             .and_then(|issuer| issuer.scope.as_ref());
         match self.rule_for(authority) {
             Rule::Missing => decision(Reason::NoRuleForHost),
-            Rule::Host(_, rule) | Rule::Default(rule) => match rule.judge(peer, scope) {
-                NameOutcome::San(_) | NameOutcome::Subject(_) => Decision {
+            Rule::Host(_, rule) | Rule::Default(rule) => match rule.judge(peer, scope).reason() {
+                Reason::Allowed => Decision {
                     days_left: self.days_left(peer.not_after, now),
                     ..decision(Reason::Allowed)
                 },
-                NameOutcome::OutsideScope => decision(Reason::OutsideIssuerScope),
-                NameOutcome::NotAllowed => decision(Reason::SanNotAllowed),
+                reason => decision(reason),
             },
         }
     }

@@ -9,8 +9,10 @@ use std::collections::HashSet;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{
-    Oid, OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_CRL_NUMBER,
-    OID_X509_EXT_INVALIDITY_DATE, OID_X509_EXT_REASON_CODE,
+    Oid, OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_CRL_NUMBER, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_INVALIDITY_DATE,
+    OID_X509_EXT_KEY_USAGE, OID_X509_EXT_NAME_CONSTRAINTS, OID_X509_EXT_REASON_CODE,
+    OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -60,6 +62,36 @@ pub enum TrustError {
         /// The entry.
         field: String,
         /// The certificate's subject.
+        subject: String,
+    },
+    /// A CA carries a critical extension the filter does not process (RFC 5280 §4.2: a
+    /// certificate with one must be rejected).
+    #[error("{field}: {subject:?} has the critical extension {oid}, which the filter does not process (it processes basicConstraints, keyUsage, extendedKeyUsage, nameConstraints and the key identifiers); RFC 5280 requires refusing such a CA")]
+    UnprocessedCriticalExtension {
+        /// The entry.
+        field: String,
+        /// The certificate's subject.
+        subject: String,
+        /// The extension's OID, dotted.
+        oid: String,
+    },
+    /// A CA's extendedKeyUsage leaves out clientAuth: no certificate under it is a client's.
+    #[error("{field}: {subject:?} has an extendedKeyUsage without clientAuth (or anyExtendedKeyUsage): no certificate under it may authenticate a TLS client")]
+    NotForClients {
+        /// The entry.
+        field: String,
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// The same CA (subject and key) is listed twice in `trustedIssuers`: which entry's scope
+    /// would apply must not depend on the order.
+    #[error("{first} and {second} are the same CA ({subject:?}, the same key): list it once, with the scope it should have")]
+    ListedTwice {
+        /// The first entry.
+        first: String,
+        /// The entry that repeats it.
+        second: String,
+        /// The CA's subject.
         subject: String,
     },
     /// A CA's key cannot be used to verify signatures.
@@ -292,6 +324,7 @@ fn parse_ca<'a>(
             });
         }
     }
+    check_ca_extensions(&label, &cert)?;
     let key = IssuerKey::from_spki(cert.public_key()).map_err(|source| TrustError::Key {
         field: label.clone(),
         source,
@@ -305,6 +338,50 @@ fn parse_ca<'a>(
         cert,
         key,
     })
+}
+
+/// The extensions a CA may mark critical: those the filter reads when it builds a chain and
+/// applies it (nameConstraints to the leaves, extendedKeyUsage below).
+fn ca_extension_is_processed(oid: &Oid<'_>) -> bool {
+    [
+        OID_X509_EXT_BASIC_CONSTRAINTS,
+        OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_EXTENDED_KEY_USAGE,
+        OID_X509_EXT_NAME_CONSTRAINTS,
+        OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+        OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
+    ]
+    .contains(oid)
+}
+
+/// A CA is refused when it has a critical extension the filter does not process (policy
+/// constraints requiring an explicit policy, say), or an extendedKeyUsage that rules out TLS
+/// clients below it (as path validation nests extended key usages).
+fn check_ca_extensions(label: &str, cert: &X509Certificate<'_>) -> Result<(), TrustError> {
+    if let Some(ext) = cert
+        .extensions()
+        .iter()
+        .find(|ext| ext.critical && !ca_extension_is_processed(&ext.oid))
+    {
+        return Err(TrustError::UnprocessedCriticalExtension {
+            field: label.to_owned(),
+            subject: cert.subject().to_string(),
+            oid: ext.oid.to_id_string(),
+        });
+    }
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) if !eku.value.client_auth && !eku.value.any => {
+            Err(TrustError::NotForClients {
+                field: label.to_owned(),
+                subject: cert.subject().to_string(),
+            })
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(TrustError::Unparsable {
+            field: label.to_owned(),
+            detail: format!("extendedKeyUsage does not parse: {e}"),
+        }),
+    }
 }
 
 /// Whether `parent` signed `child` as a CA may: same name, compatible key identifiers, a
@@ -431,96 +508,27 @@ pub(crate) fn compile_trust(
             )?);
         }
     }
+    check_listed_once(&cas)?;
     for (index, blocks) in anchor_ders.iter().enumerate() {
         for der in blocks {
             cas.push(parse_ca(format!("trustAnchors[{index}]"), der, None, None)?);
         }
     }
-
-    // CRLs, each attributed to the CA that signed it.
     let mut crl_ders = Vec::new();
     for (index, pem) in crls.iter().enumerate() {
         let field = format!("crls[{index}]");
         crl_ders.push((index, pem_blocks(&field, pem, "X509 CRL")?));
     }
-    let mut compiled_crls = Vec::new();
-    // For each compiled CRL: the identity of the CA that signed it.
-    let mut crl_signers = Vec::new();
+    let mut signed_crls = Vec::new();
     for (index, blocks) in &crl_ders {
         for der in blocks {
-            let bad = |why: String| TrustError::Crl {
-                field: format!("crls[{index}]"),
-                why,
-            };
-            let crl = match CertificateRevocationList::from_der(der) {
-                Ok(([], crl)) => crl,
-                Ok(_) => return Err(bad("trailing bytes after the CRL".into())),
-                Err(e) => return Err(bad(format!("does not parse: {e}"))),
-            };
-            if let Some(ext) = crl
-                .extensions()
-                .iter()
-                .find(|e| e.critical && !crl_extension_is_read(&e.oid))
-            {
-                return Err(bad(format!(
-                    "critical extension {} is not one the filter reads (delta and partitioned CRLs are not supported)",
-                    ext.oid.to_id_string()
-                )));
-            }
-            if let Some(entry) = crl.iter_revoked_certificates().find(|r| {
-                r.extensions()
-                    .iter()
-                    .any(|e| e.critical && !crl_extension_is_read(&e.oid))
-            }) {
-                return Err(bad(format!(
-                    "the entry for serial {} has a critical extension the filter does not read (indirect CRLs are not supported)",
-                    entry.raw_serial_as_string()
-                )));
-            }
-            let scheme = scheme_of(&crl.signature_algorithm)
-                .ok_or_else(|| bad("signed with an algorithm the filter does not verify".into()))?;
-            let signer = cas
-                .iter()
-                .find(|ca| {
-                    ca.cert.subject().as_raw() == crl.issuer().as_raw()
-                        && verify(
-                            &ca.key,
-                            scheme,
-                            crl.tbs_cert_list.as_ref(),
-                            &crl.signature_value.data,
-                        )
-                        .is_ok()
-                })
-                .ok_or_else(|| {
-                    bad(format!(
-                        "issued by {:?}, and no trusted issuer or anchor of that name signed it",
-                        crl.issuer().to_string()
-                    ))
-                })?;
-            crl_signers.push(signer.identity());
-            compiled_crls.push(Crl {
-                index: *index,
-                signer: signer.label.clone(),
-                revoked: crl
-                    .iter_revoked_certificates()
-                    .map(|r| normalize_serial(r.raw_serial()))
-                    .collect(),
-                next_update: crl.next_update().map(|t| t.timestamp()),
-            });
+            signed_crls.push(compile_crl(*index, der, &cas)?);
         }
     }
-    let crls_of = |ca: &Ca<'_>| -> Vec<usize> {
-        let id = ca.identity();
-        crl_signers
-            .iter()
-            .enumerate()
-            .filter(|(_, signer)| **signer == id)
-            .map(|(i, _)| i)
-            .collect()
-    };
 
     let anchored = !trust_anchors.is_empty();
     let mut issuers = Vec::new();
+    let mut on_a_chain = HashSet::new();
     for (position, ca) in cas.iter().enumerate() {
         let Some(index) = ca.issuer_index else {
             continue;
@@ -534,38 +542,19 @@ pub(crate) fn compile_trust(
         } else {
             vec![position]
         };
+        on_a_chain.extend(chain.iter().copied());
         let mut links = Vec::new();
         for &i in &chain {
             if let Some(link) = cas.get(i) {
                 links.push(link.link()?);
             }
         }
-        // Each CA of the chain against the CRLs its parent signed.
-        let mut revoked_link = None;
-        let mut consulted = crls_of(ca);
-        for pair in chain.windows(2) {
-            let (Some(child), Some(parent)) = (
-                pair.first().and_then(|&i| cas.get(i)),
-                pair.get(1).and_then(|&i| cas.get(i)),
-            ) else {
-                continue;
-            };
-            for crl_index in crls_of(parent) {
-                consulted.push(crl_index);
-                let listed = compiled_crls
-                    .get(crl_index)
-                    .is_some_and(|crl| crl.lists(child.cert.raw_serial()));
-                if listed && revoked_link.is_none() {
-                    revoked_link = Some(format!(
-                        "{} ({:?}) is revoked on crls[{}], signed by {}",
-                        child.label,
-                        child.cert.subject().to_string(),
-                        compiled_crls.get(crl_index).map_or(0, |c| c.index),
-                        parent.label
-                    ));
-                }
-            }
-        }
+        let chain_revocation = revocations_of_chain(&cas, &chain, &signed_crls);
+        let own_crls = crls_signed_by(&cas, &signed_crls, position);
+        let mut consulted = chain_revocation.consulted;
+        consulted.extend(own_crls.iter().copied());
+        consulted.sort_unstable();
+        consulted.dedup();
         let scope = match ca.scope {
             None => None,
             Some(patterns) => Some(
@@ -573,8 +562,6 @@ pub(crate) fn compile_trust(
                     .map_err(|(field, why)| TrustError::Scope { field, why })?,
             ),
         };
-        consulted.sort_unstable();
-        consulted.dedup();
         issuers.push(TrustedIssuer {
             index,
             subject: ca.cert.subject().to_string(),
@@ -583,14 +570,206 @@ pub(crate) fn compile_trust(
             key: ca.key.clone(),
             scope,
             chain: links,
-            own_crls: crls_of(ca),
-            revoked_link,
+            own_crls,
+            revoked_link: chain_revocation.revoked_link,
             consulted_crls: consulted,
         });
     }
+    check_crl_entries_take_effect(&cas, &signed_crls, &on_a_chain)?;
     Ok(Trust {
         issuers,
         anchor_count: anchor_ders.iter().map(Vec::len).sum(),
-        crls: compiled_crls,
+        crls: signed_crls.into_iter().map(|signed| signed.crl).collect(),
     })
+}
+
+/// The same CA twice in `trustedIssuers` (in two entries, or twice in one bundle) would make
+/// its scope depend on which entry is tried first.
+fn check_listed_once(cas: &[Ca<'_>]) -> Result<(), TrustError> {
+    let mut seen: Vec<([u8; 32], String)> = Vec::new();
+    for ca in cas.iter().filter(|ca| ca.issuer_index.is_some()) {
+        let identity = ca.identity();
+        if let Some((_, first)) = seen.iter().find(|(id, _)| *id == identity) {
+            return Err(TrustError::ListedTwice {
+                first: first.clone(),
+                second: ca.label.clone(),
+                subject: ca.cert.subject().to_string(),
+            });
+        }
+        seen.push((identity, ca.label.clone()));
+    }
+    Ok(())
+}
+
+/// A compiled CRL and the position (in the configured CAs) of the CA that signed it.
+struct SignedCrl {
+    crl: Crl,
+    signer: usize,
+}
+
+/// Parses one CRL, refuses what the filter cannot apply, and finds the configured CA that
+/// signed it.
+fn compile_crl(index: usize, der: &[u8], cas: &[Ca<'_>]) -> Result<SignedCrl, TrustError> {
+    let bad = |why: String| TrustError::Crl {
+        field: format!("crls[{index}]"),
+        why,
+    };
+    let crl = match CertificateRevocationList::from_der(der) {
+        Ok(([], crl)) => crl,
+        Ok(_) => return Err(bad("trailing bytes after the CRL".into())),
+        Err(e) => return Err(bad(format!("does not parse: {e}"))),
+    };
+    if let Some(ext) = crl
+        .extensions()
+        .iter()
+        .find(|e| e.critical && !crl_extension_is_read(&e.oid))
+    {
+        return Err(bad(format!(
+            "critical extension {} is not one the filter reads (delta and partitioned CRLs are not supported)",
+            ext.oid.to_id_string()
+        )));
+    }
+    if let Some(entry) = crl.iter_revoked_certificates().find(|r| {
+        r.extensions()
+            .iter()
+            .any(|e| e.critical && !crl_extension_is_read(&e.oid))
+    }) {
+        return Err(bad(format!(
+            "the entry for serial {} has a critical extension the filter does not read (indirect CRLs are not supported)",
+            entry.raw_serial_as_string()
+        )));
+    }
+    let scheme = scheme_of(&crl.signature_algorithm)
+        .ok_or_else(|| bad("signed with an algorithm the filter does not verify".into()))?;
+    let signer = cas
+        .iter()
+        .position(|ca| {
+            ca.cert.subject().as_raw() == crl.issuer().as_raw()
+                && verify(
+                    &ca.key,
+                    scheme,
+                    crl.tbs_cert_list.as_ref(),
+                    &crl.signature_value.data,
+                )
+                .is_ok()
+        })
+        .ok_or_else(|| {
+            bad(format!(
+                "issued by {:?}, and no trusted issuer or anchor of that name signed it",
+                crl.issuer().to_string()
+            ))
+        })?;
+    let label = cas
+        .get(signer)
+        .map_or_else(String::new, |ca| ca.label.clone());
+    Ok(SignedCrl {
+        crl: Crl {
+            index,
+            signer: label,
+            revoked: crl
+                .iter_revoked_certificates()
+                .map(|r| normalize_serial(r.raw_serial()))
+                .collect(),
+            next_update: crl.next_update().map(|t| t.timestamp()),
+        },
+        signer,
+    })
+}
+
+/// The CRLs (indexes into the compiled list) signed by the CA at `position` or by the same CA
+/// listed elsewhere (same subject and key).
+fn crls_signed_by(cas: &[Ca<'_>], crls: &[SignedCrl], position: usize) -> Vec<usize> {
+    let Some(ca) = cas.get(position) else {
+        return Vec::new();
+    };
+    let identity = ca.identity();
+    crls.iter()
+        .enumerate()
+        .filter(|(_, signed)| {
+            cas.get(signed.signer)
+                .is_some_and(|s| s.identity() == identity)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What the CRLs say about the CAs of one chain.
+struct ChainRevocation {
+    /// The first CA of the chain found revoked, said for people.
+    revoked_link: Option<String>,
+    /// Every CRL consulted.
+    consulted: Vec<usize>,
+}
+
+/// Each CA of a chain (the trusted issuer itself included, anchors or not) against the CRLs of
+/// every configured CA that signed it: a CA that is revoked by whoever issued it is revoked,
+/// whichever path the chain took and whether or not `trustAnchors` is set.
+fn revocations_of_chain(cas: &[Ca<'_>], chain: &[usize], crls: &[SignedCrl]) -> ChainRevocation {
+    let mut revocation = ChainRevocation {
+        revoked_link: None,
+        consulted: Vec::new(),
+    };
+    for child in chain.iter().filter_map(|&i| cas.get(i)) {
+        for (crl_index, signed) in crls.iter().enumerate() {
+            let Some(parent) = cas.get(signed.signer) else {
+                continue;
+            };
+            if parent.identity() == child.identity() || signed_by(&child.cert, parent).is_err() {
+                continue;
+            }
+            revocation.consulted.push(crl_index);
+            if revocation.revoked_link.is_none() && signed.crl.lists(child.cert.raw_serial()) {
+                revocation.revoked_link = Some(format!(
+                    "{} ({:?}) is revoked on crls[{}], signed by {}",
+                    child.label,
+                    child.cert.subject().to_string(),
+                    signed.crl.index,
+                    parent.label
+                ));
+            }
+        }
+    }
+    revocation
+}
+
+/// A CRL entry that names a configured CA must take effect: that CA is a trusted issuer or on
+/// a trusted issuer's chain (where [`revocations_of_chain`] applies it), and it is not the
+/// CRL's own signer (a CA cannot revoke itself on its own list). Anything else is refused
+/// rather than left silently without effect.
+fn check_crl_entries_take_effect(
+    cas: &[Ca<'_>],
+    crls: &[SignedCrl],
+    on_a_chain: &HashSet<usize>,
+) -> Result<(), TrustError> {
+    for signed in crls {
+        let Some(signer) = cas.get(signed.signer) else {
+            continue;
+        };
+        let bad = |why: String| TrustError::Crl {
+            field: format!("crls[{}]", signed.crl.index),
+            why,
+        };
+        for (position, ca) in cas.iter().enumerate() {
+            if !signed.crl.lists(ca.cert.raw_serial()) {
+                continue;
+            }
+            if ca.identity() == signer.identity()
+                && ca.cert.issuer().as_raw() == ca.cert.subject().as_raw()
+            {
+                return Err(bad(format!(
+                    "lists the serial of its own signer {} ({:?}): a CA cannot revoke itself on its own CRL; remove it from trustedIssuers and trustAnchors instead",
+                    ca.label,
+                    ca.cert.subject().to_string()
+                )));
+            }
+            if signed_by(&ca.cert, signer).is_ok() && !on_a_chain.contains(&position) {
+                return Err(bad(format!(
+                    "revokes {} ({:?}), which is on no trusted issuer's chain, so the entry would have no effect; remove that certificate from the configuration or the entry from the CRL",
+                    ca.label,
+                    ca.cert.subject().to_string()
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -755,9 +755,18 @@ fn protected_server_names_are_host_names_compared_case_insensitively() {
             "helloworld.zufar.io".to_owned()
         ])
     );
+    // A request is decided when its server name or its authority is protected (issue 26).
+    let authority = |a: &'static str| move || a.to_owned();
+    assert!(policy.protects_request("other.example.com", authority("helloworld.zufar.io")));
+    assert!(policy.protects_request("other.example.com", authority("HelloWorld.Zufar.IO.:443")));
+    assert!(policy.protects_request("helloworld.zufar.io", authority("other.example.com")));
+    assert!(policy.protects_request("", authority("other.example.com")));
+    assert!(!policy.protects_request("other.example.com", authority("other.example.com")));
+    assert!(!policy.protects_request("other.example.com", authority("helloworld.zufar.io.evil")));
     let everything = compile(&config(&p.root, &[CLIENT_ID])).unwrap();
     assert!(!everything.limits_server_names());
     assert!(everything.protects("other.example.com"));
+    assert!(everything.protects_request("other.example.com", authority("other.example.com")));
     for (names, expected) in [
         (vec![], "protectedServerNames: the list is empty"),
         (

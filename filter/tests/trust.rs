@@ -214,10 +214,10 @@ fn a_second_trusted_ca_cannot_mint_the_first_partners_names() {
         reason(&config, &leaf(&ca_b, &[PARTNER_A])),
         Reason::OutsideIssuerScope
     );
-    // A SAN in scope beside one outside: the one in scope admits.
+    // A SAN in scope beside one outside: the scope bounds the whole certificate (issue 26).
     assert_eq!(
         reason(&config, &leaf(&ca_b, &[PARTNER_A, PARTNER_B])),
-        Reason::Allowed
+        Reason::OutsideIssuerScope
     );
     // Unscoped, as before: any trusted CA vouches for any allowed name.
     let unscoped = PluginConfig {

@@ -1032,8 +1032,17 @@ impl Mesh {
                 ));
             }
         }
-        self.gateway()
+        let gateway = self
+            .gateway()
             .map_err(|(field, message)| invalid(&field, message))?;
+        if matches!(gateway, Gateway::Existing { .. })
+            && self.plugin.layer == peergate_filter::Layer::Connection
+        {
+            return Err(invalid(
+                "plugin.layer",
+                "connection on an existing, shared gateway: a connection opened for another team's host would pass the network filter untouched and could then carry requests for yours (HTTP/2 connection coalescing does); use layer = \"request\" there (every request is decided by its server name and its authority), or a gateway of its own".into(),
+            ));
+        }
         if self.plugin.fail_strategy == FailStrategy::FailOpen && !self.plugin.allow_fail_open {
             return Err(invalid(
                 "plugin.failStrategy",

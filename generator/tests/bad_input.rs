@@ -282,6 +282,14 @@ const CASES: &[Case] = &[
         expected: &["clusterB.gateway.listenerPort", "targetPort", "8443"],
     },
     Case {
+        name: "the connection layer on an existing, shared gateway",
+        start: Start::Generated,
+        setup: nothing,
+        config: Some("[plugin]\nlayer = \"connection\"\n[clusterB.gateway]\nexisting = true\nnamespace = \"istio-system\"\nlabels = { istio = \"ingressgateway\" }\nlistenerPort = 8443\n"),
+        args: &[],
+        expected: &["plugin.layer", "shared gateway", "layer = \"request\""],
+    },
+    Case {
         name: "a listener port for a gateway of its own",
         start: Start::Generated,
         setup: nothing,

@@ -2,13 +2,14 @@
 //! servers, in every key type the policy supports.
 
 use base64::Engine;
+pub use rcgen::string::{BmpString, PrintableString, TeletexString, UniversalString};
 pub use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, KeyUsagePurpose, NameConstraints,
 };
 use rcgen::{
-    CidrSubnet, CustomExtension, DistinguishedName, DnType, GeneralSubtree, Issuer, KeyIdMethod,
-    KeyPair, NameConstraints, SanType, SerialNumber, SubjectPublicKeyInfo, PKCS_ECDSA_P256_SHA256,
-    PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
+    CidrSubnet, Issuer, KeyIdMethod, KeyPair, SanType, SerialNumber, SubjectPublicKeyInfo,
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
 };
 use rsa::pkcs8::EncodePrivateKey;
 use time::{Duration, OffsetDateTime};
@@ -394,7 +395,10 @@ impl Ca {
 
     fn leaf_params(&self, leaf: &Leaf) -> CertificateParams {
         let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&leaf.common_name);
+        params.distinguished_name = leaf
+            .subject
+            .clone()
+            .unwrap_or_else(|| dn(&leaf.common_name));
         params.subject_alt_names = leaf.sans.iter().map(|s| san(s)).collect();
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -478,6 +482,9 @@ pub struct Leaf {
     pub extended_key_usages: Option<Vec<ExtendedKeyUsagePurpose>>,
     /// OIDs of extensions to add, critical, that no one understands.
     pub critical_extensions: Vec<Vec<u64>>,
+    /// The subject instead of `O=peergate tests, CN=<common_name>` (string types of one's
+    /// choosing).
+    pub subject: Option<DistinguishedName>,
 }
 
 impl Leaf {
@@ -496,6 +503,7 @@ impl Leaf {
             key_usages: None,
             extended_key_usages: None,
             critical_extensions: Vec::new(),
+            subject: None,
         }
     }
 
