@@ -66,7 +66,7 @@ pub enum CheckName {
     San,
     /// The subject matches `allowedSubjects` (when no SAN did).
     Subject,
-    /// The name that matched is inside the signing issuer's `scope`.
+    /// Every SAN is inside the signing issuer's `scope`.
     IssuerScope,
 }
 

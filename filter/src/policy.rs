@@ -203,7 +203,8 @@ pub enum Reason {
     DeniedFingerprint,
     /// No SAN matches the allow-list for the authority (nor the subject `allowedSubjects`).
     SanNotAllowed,
-    /// The names that matched are outside the `scope` of the issuer that signed the leaf.
+    /// A SAN of the leaf is outside the `scope` of the issuer that signed it, or only its
+    /// subject matched under a scoped issuer.
     OutsideIssuerScope,
     /// The authority has no `hosts` entry and there is no top-level `allowedSans`.
     NoRuleForHost,
@@ -312,7 +313,7 @@ impl Reason {
                 "no SAN matches the allowed patterns for this authority, nor the subject an allowed subject"
             }
             Reason::OutsideIssuerScope => {
-                "the name that matched is outside the scope of the issuer that signed the certificate"
+                "a name of the certificate is outside the scope of the issuer that signed it (a scope bounds every SAN, and a subject never passes a scoped issuer)"
             }
             Reason::NoRuleForHost => "no rule covers this authority",
             Reason::ProxyError => "the proxy failed to provide the connection's details",

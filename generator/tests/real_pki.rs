@@ -170,7 +170,7 @@ fn an_issuing_ca_signs_the_leaves_and_each_side_gets_the_right_chain() {
     for line in [
         "issuer_chain         pass    trustedIssuers[0] \"CN=partner-issuing\" ← trustAnchors[0] \"CN=a-b-root-ca\"",
         "revocation           pass    on none of crls[0], crls[1]",
-        &format!("issuer_scope         pass    URI:{CLIENT_ID} is inside trustedIssuers[0]'s scope"),
+        &format!("issuer_scope         pass    every SAN (URI:{CLIENT_ID}) is inside trustedIssuers[0]'s scope"),
     ] {
         assert!(text.contains(line), "{line:?} in\n{text}");
     }
