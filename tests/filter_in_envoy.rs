@@ -753,6 +753,16 @@ fn xfcc_fallback_on_an_envoy_without_the_peer_certificate_property() {
 #[test]
 fn a_certificate_expiring_on_an_open_connection_is_refused_on_it() {
     let world = World::new(KeyKind::P256);
+    let gateway = start_gateway(
+        &world,
+        &[listener(
+            "enforce",
+            &world.policy(&[CLIENT_ID]),
+            Xfcc::SanitizeSet,
+        )],
+    );
+    // Issued once the gateway is up, so a slow start on a loaded machine cannot use up its
+    // three seconds before the first request.
     let not_after = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
     let leaf = world.root.issue(&Leaf {
         not_after,
@@ -762,14 +772,6 @@ fn a_certificate_expiring_on_an_open_connection_is_refused_on_it() {
             KeyKind::P256,
         )
     });
-    let gateway = start_gateway(
-        &world,
-        &[listener(
-            "enforce",
-            &world.policy(&[CLIENT_ID]),
-            Xfcc::SanitizeSet,
-        )],
-    );
     let mut connection = world
         .client_for(&leaf)
         .connect(gateway.envoy.listener("enforce"), DOMAIN)
