@@ -208,6 +208,11 @@ impl NameConstraints {
             Name::Uri(_, None) => {
                 Some("the issuer constrains URIs by host and this one has none".to_owned())
             }
+            // A consumer may read such a name only up to a NUL (a C string), where it can name
+            // a host outside the subtree it seems to be in.
+            Name::Dns(host) if host.bytes().any(|b| b < 0x20 || b == 0x7f) => Some(
+                "the issuer constrains DNS names and this one has a control character (a NUL cuts it short for some readers)".to_owned(),
+            ),
             Name::UndecodableEmail => Some(
                 "the issuer constrains emails and this one does not decode as text".to_owned(),
             ),

@@ -97,8 +97,10 @@ impl SanPattern {
             // DNS pattern by mistake.
             if has_uri_scheme(prefix) {
                 let (_, after_scheme) = prefix.split_once("://").unwrap_or_default();
-                let path = after_scheme.split_once('/').map_or("", |(_, path)| path);
-                if after_scheme.contains(['?', '#']) || (!path.is_empty() && !is_plain_path(path)) {
+                // The prefix's own path, when it has one, is plain segments: `a//*` (an empty
+                // segment right after the authority) is as refused as `a/b//*`.
+                let path = after_scheme.split_once('/').map(|(_, path)| path);
+                if after_scheme.contains(['?', '#']) || path.is_some_and(|p| !is_plain_path(p)) {
                     return Err(PatternError::BadUriPrefix(pattern.to_owned()));
                 }
                 return Ok(SanPattern::UriPrefix(format!("{prefix}/")));

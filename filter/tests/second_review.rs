@@ -432,3 +432,39 @@ fn the_audits_hexstring_pastes_into_allowed_subjects_and_matches_that_subject_on
     );
     assert_eq!(code(&config, &text.cert_der), "san_not_allowed");
 }
+
+// --- Found by the x509 oracle beyond the six classes ------------------------------------------
+
+#[test]
+fn a_dns_name_with_a_nul_is_outside_every_dns_subtree() {
+    let ca = Ca::constrained("constrained", KeyKind::P256, &[".a.example"], &[]);
+    let config = allowing(vec![ca.cert.cert_pem.clone().into()], &["api.a.example"]);
+    // Cut at the NUL (as a C string reader does), the name is evil.example.
+    let leaf = ca.issue(&Leaf::client(
+        "client",
+        &["DNS:api.a.example", "DNS:evil.example\0.a.example"],
+        KeyKind::P256,
+    ));
+    assert_eq!(code(&config, &leaf.cert_der), "outside_name_constraints");
+    let plain = ca.issue(&Leaf::client(
+        "client",
+        &["DNS:api.a.example"],
+        KeyKind::P256,
+    ));
+    assert_eq!(code(&config, &plain.cert_der), "allowed");
+}
+
+#[test]
+fn a_uri_prefix_with_an_empty_segment_after_the_authority_is_refused() {
+    let ca = Ca::new("partner-ca", KeyKind::P256);
+    let config = allowing(
+        vec![ca.cert.cert_pem.clone().into()],
+        &["spiffe://a.example//*"],
+    );
+    let leaf = client(&ca, &["URI:spiffe://a.example//x"]);
+    let outcome = code(&config, &leaf.cert_der);
+    assert!(
+        outcome.starts_with("config-rejected: allowedSans[0]"),
+        "{outcome}"
+    );
+}
