@@ -1,0 +1,3 @@
+module peergate.test/x509oracle
+
+go 1.26
