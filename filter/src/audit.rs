@@ -15,11 +15,12 @@ use crate::config::Mode;
 use crate::decision_log::Verdict;
 use crate::der::check_certificate_framing;
 use crate::inspect::signature_algorithm_name;
+use crate::pattern::SanAllowList;
 use crate::peer::{colon_hex, PeerSummary, San};
 use crate::policy::{
     authority_key_id, best_issuer_attempt, is_expired, is_not_yet_valid, unix_seconds,
-    within_window, DeniedEncoding, IssuerAttempt, KeyIdComparison, NameOutcome, Policy, Reason,
-    Rule, TrustedIssuer,
+    within_window, DeniedEncoding, IssuerAttempt, KeyIdComparison, NameOutcome, NameRule, Policy,
+    Reason, Rule, TrustedIssuer,
 };
 use crate::profile::key_description;
 use crate::signature::SignatureFailure;
@@ -645,148 +646,203 @@ impl Policy {
                 ];
             }
         };
-        let named = |list: &str| {
-            if field.is_empty() {
-                list.to_owned()
-            } else {
-                format!("{field}.{list}")
-            }
+        let applies = if field.is_empty() {
+            "the top-level rule".to_owned()
+        } else {
+            field.clone()
         };
         let host_rule = pass(
             CheckName::HostRule,
-            format!(
-                "authority {shown}: {} applies",
-                if field.is_empty() {
-                    "the top-level rule".to_owned()
-                } else {
-                    field.clone()
-                }
-            ),
+            format!("authority {shown}: {applies} applies"),
         );
         let scope = signer.and_then(|issuer| issuer.scope.as_ref());
         let outcome = rule.judge(peer, scope);
         let which = signer.map_or(String::new(), |i| format!("trustedIssuers[{}]", i.index));
         if let (Some(scope), NameOutcome::SanOutsideScope(position)) = (scope, outcome) {
             let why = "a SAN is outside the signing issuer's scope, which decides";
-            let outside = peer
-                .sans
-                .get(position)
-                .map_or(String::new(), San::to_string);
-            let shown: Vec<String> = scope.patterns().iter().map(ToString::to_string).collect();
             return [
                 host_rule,
                 skip(CheckName::San, why),
                 skip(CheckName::Subject, why),
-                fail(
-                    CheckName::IssuerScope,
-                    Reason::OutsideIssuerScope,
-                    format!(
-                        "{outside} is outside {which}'s scope [{}]: a scoped issuer vouches only for certificates whose every SAN is inside its scope",
-                        shown.join(", ")
-                    ),
-                ),
+                san_outside_scope(peer, position, scope, &which),
             ];
         }
-        let sans_field = named("allowedSans");
-        let subjects_field = named("allowedSubjects");
-        // The first admitted SAN, whatever the scope, for the san check.
-        let admitted = rule
-            .sans
-            .as_ref()
-            .and_then(|list| list.first_match(&peer.sans));
-        let subject_match = rule
-            .subjects
-            .as_ref()
-            .and_then(|list| list.first_match(&peer.subject_rdns));
-        let san = match (&rule.sans, admitted) {
-            (None, _) => skip(CheckName::San, &format!("{field} has no allowedSans")),
-            (Some(_), Some((index, pattern, san))) => pass(
+        let names = NameReport {
+            peer,
+            rule,
+            field,
+            admitted: rule
+                .sans
+                .as_ref()
+                .and_then(|list| list.first_match(&peer.sans))
+                .map(|(index, pattern, san)| (index, pattern.to_string(), san.to_string())),
+            subject_match: rule
+                .subjects
+                .as_ref()
+                .and_then(|list| list.first_match(&peer.subject_rdns))
+                .map(|(index, pattern)| (index, pattern.to_string())),
+        };
+        [
+            host_rule,
+            names.san_check(),
+            names.subject_check(),
+            issuer_scope_check(peer, scope, outcome, &which),
+        ]
+    }
+}
+
+/// What a rule's lists matched, for the san and subject checks.
+struct NameReport<'a> {
+    peer: &'a PeerSummary,
+    rule: &'a NameRule,
+    /// `hosts.<host>` for a host's rule, empty for the top-level one.
+    field: String,
+    /// The first SAN `allowedSans` admits, whatever the scope: the pattern's index and text,
+    /// the SAN.
+    admitted: Option<(usize, String, String)>,
+    /// The `allowedSubjects` pattern the subject matches: its index and text.
+    subject_match: Option<(usize, String)>,
+}
+
+impl NameReport<'_> {
+    /// A list's name as the configuration writes it (`hosts.h.allowedSans`).
+    fn named(&self, list: &str) -> String {
+        if self.field.is_empty() {
+            list.to_owned()
+        } else {
+            format!("{}.{list}", self.field)
+        }
+    }
+
+    fn san_check(&self) -> Check {
+        let sans_field = self.named("allowedSans");
+        let Some(list) = &self.rule.sans else {
+            return skip(
                 CheckName::San,
-                format!(
-                    "{san} matches {sans_field}[{index}] {pattern:?}",
-                    pattern = pattern.to_string()
-                ),
-            ),
-            (Some(_), None) if subject_match.is_some() => skip(
+                &format!("{} has no allowedSans", self.field),
+            );
+        };
+        if let Some((index, pattern, san)) = &self.admitted {
+            return pass(
+                CheckName::San,
+                format!("{san} matches {sans_field}[{index}] {pattern:?}"),
+            );
+        }
+        if self.subject_match.is_some() {
+            return skip(
                 CheckName::San,
                 "no SAN matches allowedSans; the subject decides",
-            ),
-            (Some(list), None) => {
-                let patterns: Vec<String> =
-                    list.patterns().iter().map(ToString::to_string).collect();
-                let subjects = rule.subjects.as_ref().map_or(String::new(), |list| {
-                    let shown: Vec<String> =
-                        list.patterns().iter().map(ToString::to_string).collect();
-                    format!(
-                        "; nor is the subject {:?} among {subjects_field} [{}]",
-                        peer.subject_rfc4514,
-                        shown.join("; ")
-                    )
-                });
-                let sans = if peer.sans.is_empty() {
-                    "the certificate has no SAN".to_owned()
-                } else {
-                    let sans: Vec<String> = peer.sans.iter().map(San::to_string).collect();
-                    format!("none of {}", sans.join(", "))
-                };
-                fail(
-                    CheckName::San,
-                    Reason::SanNotAllowed,
-                    format!(
-                        "{sans} matches {sans_field} [{}]{subjects}",
-                        patterns.join(", ")
-                    ),
-                )
-            }
+            );
+        }
+        let patterns: Vec<String> = list.patterns().iter().map(ToString::to_string).collect();
+        let subjects = self.rule.subjects.as_ref().map_or(String::new(), |list| {
+            let shown: Vec<String> = list.patterns().iter().map(ToString::to_string).collect();
+            format!(
+                "; nor is the subject {:?} among {} [{}]",
+                self.peer.subject_rfc4514,
+                self.named("allowedSubjects"),
+                shown.join("; ")
+            )
+        });
+        let sans = if self.peer.sans.is_empty() {
+            "the certificate has no SAN".to_owned()
+        } else {
+            let sans: Vec<String> = self.peer.sans.iter().map(San::to_string).collect();
+            format!("none of {}", sans.join(", "))
         };
-        let subject = match (&rule.subjects, subject_match) {
-            (None, _) => skip(CheckName::Subject, "no allowedSubjects applies"),
-            (Some(_), _) if admitted.is_some() => skip(CheckName::Subject, "a SAN already matched"),
-            (Some(_), Some((index, pattern))) => pass(
+        fail(
+            CheckName::San,
+            Reason::SanNotAllowed,
+            format!(
+                "{sans} matches {sans_field} [{}]{subjects}",
+                patterns.join(", ")
+            ),
+        )
+    }
+
+    fn subject_check(&self) -> Check {
+        let subjects_field = self.named("allowedSubjects");
+        let Some(list) = &self.rule.subjects else {
+            return skip(CheckName::Subject, "no allowedSubjects applies");
+        };
+        if self.admitted.is_some() {
+            return skip(CheckName::Subject, "a SAN already matched");
+        }
+        match &self.subject_match {
+            Some((index, pattern)) => pass(
                 CheckName::Subject,
                 format!(
-                    "subject {:?} matches {subjects_field}[{index}] {:?}",
-                    peer.subject_rfc4514,
-                    pattern.to_string()
+                    "subject {:?} matches {subjects_field}[{index}] {pattern:?}",
+                    self.peer.subject_rfc4514,
                 ),
             ),
-            (Some(list), None) if rule.sans.is_none() => {
+            None if self.rule.sans.is_none() => {
                 let shown: Vec<String> = list.patterns().iter().map(ToString::to_string).collect();
                 fail(
                     CheckName::Subject,
                     Reason::SanNotAllowed,
                     format!(
                         "subject {:?} matches none of {subjects_field} [{}]",
-                        peer.subject_rfc4514,
+                        self.peer.subject_rfc4514,
                         shown.join("; ")
                     ),
                 )
             }
-            (Some(_), None) => skip(CheckName::Subject, "the subject matches no allowedSubjects"),
-        };
-        let issuer_scope = match (scope, outcome) {
-            (_, NameOutcome::NotAllowed) => skip(CheckName::IssuerScope, "no name was admitted"),
-            (None, _) => pass(CheckName::IssuerScope, format!("{which} has no scope")),
-            (Some(scope), NameOutcome::SubjectUnderScope) => {
-                let shown: Vec<String> = scope.patterns().iter().map(ToString::to_string).collect();
-                fail(
-                    CheckName::IssuerScope,
-                    Reason::OutsideIssuerScope,
-                    format!(
-                        "only the subject was admitted, and a subject match never passes a scoped issuer ({which}'s scope [{}])",
-                        shown.join(", ")
-                    ),
-                )
-            }
-            (Some(_), _) => {
-                let sans: Vec<String> = peer.sans.iter().map(San::to_string).collect();
-                pass(
-                    CheckName::IssuerScope,
-                    format!("every SAN ({}) is inside {which}'s scope", sans.join(", ")),
-                )
-            }
-        };
-        [host_rule, san, subject, issuer_scope]
+            None => skip(CheckName::Subject, "the subject matches no allowedSubjects"),
+        }
+    }
+}
+
+/// The issuer_scope check failing on the SAN at `position`, outside the signer's scope.
+fn san_outside_scope(
+    peer: &PeerSummary,
+    position: usize,
+    scope: &SanAllowList,
+    which: &str,
+) -> Check {
+    let outside = peer
+        .sans
+        .get(position)
+        .map_or(String::new(), San::to_string);
+    let shown: Vec<String> = scope.patterns().iter().map(ToString::to_string).collect();
+    fail(
+        CheckName::IssuerScope,
+        Reason::OutsideIssuerScope,
+        format!(
+            "{outside} is outside {which}'s scope [{}]: a scoped issuer vouches only for certificates whose every SAN is inside its scope",
+            shown.join(", ")
+        ),
+    )
+}
+
+/// The issuer_scope check once no SAN is outside the scope.
+fn issuer_scope_check(
+    peer: &PeerSummary,
+    scope: Option<&SanAllowList>,
+    outcome: NameOutcome,
+    which: &str,
+) -> Check {
+    match (scope, outcome) {
+        (_, NameOutcome::NotAllowed) => skip(CheckName::IssuerScope, "no name was admitted"),
+        (None, _) => pass(CheckName::IssuerScope, format!("{which} has no scope")),
+        (Some(scope), NameOutcome::SubjectUnderScope) => {
+            let shown: Vec<String> = scope.patterns().iter().map(ToString::to_string).collect();
+            fail(
+                CheckName::IssuerScope,
+                Reason::OutsideIssuerScope,
+                format!(
+                    "only the subject was admitted, and a subject match never passes a scoped issuer ({which}'s scope [{}])",
+                    shown.join(", ")
+                ),
+            )
+        }
+        (Some(_), _) => {
+            let sans: Vec<String> = peer.sans.iter().map(San::to_string).collect();
+            pass(
+                CheckName::IssuerScope,
+                format!("every SAN ({}) is inside {which}'s scope", sans.join(", ")),
+            )
+        }
     }
 }
 

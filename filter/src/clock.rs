@@ -1,11 +1,24 @@
 //! RFC 3339 time stamps (UTC) for decision logs and audit reports, without a date library:
 //! the filter only ever needs to print a few instants.
 
-use std::time::SystemTime;
-
-use crate::policy::unix_nanos;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const SECS_PER_DAY: i64 = 86_400;
+
+pub(crate) const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+/// Nanoseconds since the Unix epoch (negative before it).
+pub(crate) fn unix_nanos(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+    }
+}
+
+/// Whole seconds since the Unix epoch (floored), for coarse bookkeeping such as cache expiry.
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    i64::try_from(unix_nanos(t).div_euclid(NANOS_PER_SEC)).unwrap_or(i64::MAX)
+}
 
 /// `2026-11-27T19:56:05.123Z`: an instant with millisecond precision, as decision logs write it.
 pub fn rfc3339_millis(t: SystemTime) -> String {

@@ -19,11 +19,13 @@ pub mod der;
 pub mod directory_string;
 #[cfg(feature = "documents")]
 pub mod document;
+pub mod hex;
 pub mod inspect;
 pub mod pattern;
 pub mod peer;
 pub mod policy;
 pub mod profile;
+pub mod reason;
 pub mod rsa_pkcs1;
 pub mod signature;
 pub mod subject;

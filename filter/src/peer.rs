@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
+pub use crate::hex::{colon_hex, hex, parse_hex};
 use crate::subject::{rfc4514, subject_rdns, SubjectRdns};
 
 /// A subject alternative name, in the forms the allow-list can match.
@@ -98,28 +99,6 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from)
 }
 
-/// Lower-case hex without separators.
-pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-/// Lower-case hex with `:` between bytes (`ab:cd:ef`), as key identifiers are usually shown;
-/// upper-cased, as openssl prints fingerprints.
-pub fn colon_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        use fmt::Write;
-        let separator = if i == 0 { "" } else { ":" };
-        let _ = write!(out, "{separator}{b:02x}");
-    }
-    out
-}
-
 /// The SHA-256 of a certificate's DER.
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
     Sha256::digest(der).into()
@@ -182,21 +161,6 @@ impl PeerSummary {
     }
 }
 
-/// Decodes hex written by a person: either case, optional `:` separators.
-pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = s.bytes().filter(|&b| b != b':').collect();
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let text = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(text, 16).ok()
-        })
-        .collect()
-}
-
 /// A serial number without leading zero bytes, so `00ab` (DER of a positive number with the
 /// high bit set) and `ab` compare equal.
 pub fn normalize_serial(bytes: &[u8]) -> Vec<u8> {
@@ -207,16 +171,6 @@ pub fn normalize_serial(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trip_with_separators_and_case() {
-        assert_eq!(parse_hex("0A:bc:FF"), Some(vec![0x0a, 0xbc, 0xff]));
-        assert_eq!(hex(&[0x0a, 0xbc]), "0abc");
-        assert_eq!(parse_hex("abc"), None);
-        assert_eq!(parse_hex(""), None);
-        assert_eq!(parse_hex("zz"), None);
-        assert_eq!(parse_hex("é1"), None);
-    }
 
     #[test]
     fn serial_normalization_drops_leading_zero_bytes() {

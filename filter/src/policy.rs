@@ -7,13 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
+pub use crate::clock::unix_seconds;
+use crate::clock::{unix_nanos, NANOS_PER_SEC};
 use crate::config::{Layer, Mode, ParseError, PluginConfig};
 use crate::der::{check_certificate_framing, with_signature_value};
 use crate::pattern::{PatternError, SanAllowList};
@@ -22,6 +23,7 @@ use crate::profile::{
     check_basic_constraints, check_critical_extensions, check_key_size, check_key_usage,
     ProfileViolation,
 };
+pub use crate::reason::Reason;
 use crate::signature::{ecdsa_twin, verify_leaf_signature, SignatureFailure};
 use crate::subject::{SubjectAllowList, SubjectPatternError};
 pub(crate) use crate::trust::TrustedIssuer;
@@ -157,168 +159,6 @@ pub enum CompileError {
     /// `denyStatus` with `layer: connection`, where a denial closes the connection.
     #[error("denyStatus: with layer connection a refused peer's connection is closed; there is no HTTP reply to give a status (remove denyStatus or use layer request)")]
     DenyStatusAtConnectionLayer,
-}
-
-/// Why a peer was allowed or denied. `code()` is what logs, counters and reply bodies carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// Every check passed.
-    Allowed,
-    /// The connection carries no client certificate.
-    NoPeerCertificate,
-    /// The forwarded client certificate header does not match the connection's certificate.
-    XfccMismatch,
-    /// The certificate is not parsable DER, or its SAN extension is malformed.
-    UnparsableCertificate,
-    /// No trusted issuer's subject equals the leaf's issuer name.
-    UntrustedIssuer,
-    /// The leaf's authority key identifier differs from the issuer's subject key identifier.
-    IssuerKeyIdMismatch,
-    /// The leaf is signed with an algorithm the filter does not verify.
-    UnsupportedSignatureAlgorithm,
-    /// The leaf's signature does not verify under the trusted issuer's key.
-    BadSignature,
-    /// The leaf is a CA certificate (basicConstraints CA:true).
-    LeafIsCa,
-    /// The leaf's key usages do not allow TLS client authentication.
-    NotClientAuth,
-    /// The leaf has a critical extension the filter does not read.
-    UnknownCriticalExtension,
-    /// The leaf's RSA key has fewer than 2048 bits.
-    WeakKey,
-    /// A name of the leaf is outside its issuer's nameConstraints.
-    OutsideNameConstraints,
-    /// Before notBefore.
-    NotYetValid,
-    /// After notAfter.
-    Expired,
-    /// The issuer that signed the leaf, or a CA above it, is outside its validity window.
-    IssuerExpired,
-    /// The leaf is on its issuer's CRL, or a CA above it is on its parent's.
-    Revoked,
-    /// The serial number is in `deniedSerials`.
-    DeniedSerial,
-    /// The fingerprint is in `deniedFingerprints`.
-    DeniedFingerprint,
-    /// No SAN matches the allow-list for the authority (nor the subject `allowedSubjects`).
-    SanNotAllowed,
-    /// A SAN of the leaf is outside the `scope` of the issuer that signed it, or only its
-    /// subject matched under a scoped issuer.
-    OutsideIssuerScope,
-    /// The authority has no `hosts` entry and there is no top-level `allowedSans`.
-    NoRuleForHost,
-    /// The proxy could not tell the filter what it needs (a failed host call): fail closed.
-    ProxyError,
-}
-
-impl Reason {
-    /// Every reason, for defining counters up front.
-    pub const ALL: [Reason; 23] = [
-        Reason::Allowed,
-        Reason::NoPeerCertificate,
-        Reason::XfccMismatch,
-        Reason::UnparsableCertificate,
-        Reason::UntrustedIssuer,
-        Reason::IssuerKeyIdMismatch,
-        Reason::UnsupportedSignatureAlgorithm,
-        Reason::BadSignature,
-        Reason::LeafIsCa,
-        Reason::NotClientAuth,
-        Reason::UnknownCriticalExtension,
-        Reason::WeakKey,
-        Reason::OutsideNameConstraints,
-        Reason::NotYetValid,
-        Reason::Expired,
-        Reason::IssuerExpired,
-        Reason::Revoked,
-        Reason::DeniedSerial,
-        Reason::DeniedFingerprint,
-        Reason::SanNotAllowed,
-        Reason::OutsideIssuerScope,
-        Reason::NoRuleForHost,
-        Reason::ProxyError,
-    ];
-
-    /// The stable snake_case code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::Allowed => "allowed",
-            Reason::NoPeerCertificate => "no_peer_certificate",
-            Reason::XfccMismatch => "xfcc_mismatch",
-            Reason::UnparsableCertificate => "unparsable_certificate",
-            Reason::UntrustedIssuer => "untrusted_issuer",
-            Reason::IssuerKeyIdMismatch => "issuer_key_id_mismatch",
-            Reason::UnsupportedSignatureAlgorithm => "unsupported_signature_algorithm",
-            Reason::BadSignature => "bad_signature",
-            Reason::LeafIsCa => "leaf_is_ca",
-            Reason::NotClientAuth => "not_client_auth",
-            Reason::UnknownCriticalExtension => "unknown_critical_extension",
-            Reason::WeakKey => "weak_key",
-            Reason::OutsideNameConstraints => "outside_name_constraints",
-            Reason::NotYetValid => "not_yet_valid",
-            Reason::Expired => "expired",
-            Reason::IssuerExpired => "issuer_expired",
-            Reason::Revoked => "revoked",
-            Reason::DeniedSerial => "denied_serial",
-            Reason::DeniedFingerprint => "denied_fingerprint",
-            Reason::SanNotAllowed => "san_not_allowed",
-            Reason::OutsideIssuerScope => "outside_issuer_scope",
-            Reason::NoRuleForHost => "no_rule_for_host",
-            Reason::ProxyError => "proxy_error",
-        }
-    }
-
-    /// A sentence for people (audit reports).
-    pub fn explain(self) -> &'static str {
-        match self {
-            Reason::Allowed => "every check passed",
-            Reason::NoPeerCertificate => "the connection presented no client certificate",
-            Reason::XfccMismatch => {
-                "the x-forwarded-client-cert header does not carry the connection's certificate"
-            }
-            Reason::UnparsableCertificate => "the certificate is not valid X.509 DER",
-            Reason::UntrustedIssuer => "the issuer name is not the subject of any trusted issuer",
-            Reason::IssuerKeyIdMismatch => {
-                "the authority key identifier does not match the trusted issuer's key"
-            }
-            Reason::UnsupportedSignatureAlgorithm => {
-                "the signature algorithm is not supported (RSA PKCS#1 v1.5, ECDSA P-256/P-384, Ed25519)"
-            }
-            Reason::BadSignature => {
-                "the signature does not verify under the trusted issuer's key (a different CA with the same name?)"
-            }
-            Reason::LeafIsCa => "the certificate is a CA certificate, not a client's",
-            Reason::NotClientAuth => {
-                "the certificate's key usages do not allow TLS client authentication (a server certificate?)"
-            }
-            Reason::UnknownCriticalExtension => {
-                "the certificate has a critical extension the filter does not understand"
-            }
-            Reason::WeakKey => "the certificate's RSA key is shorter than 2048 bits",
-            Reason::OutsideNameConstraints => {
-                "a name of the certificate is outside its issuer's name constraints"
-            }
-            Reason::NotYetValid => "the certificate is not valid yet (notBefore is in the future)",
-            Reason::Expired => "the certificate has expired (notAfter is in the past)",
-            Reason::IssuerExpired => {
-                "the trusted issuer that signed the certificate, or a CA above it, is outside its validity period"
-            }
-            Reason::Revoked => {
-                "the certificate, or a CA above it, is on a certificate revocation list"
-            }
-            Reason::DeniedSerial => "the serial number is on the deny list",
-            Reason::DeniedFingerprint => "the fingerprint is on the deny list",
-            Reason::SanNotAllowed => {
-                "no SAN matches the allowed patterns for this authority, nor the subject an allowed subject"
-            }
-            Reason::OutsideIssuerScope => {
-                "a name of the certificate is outside the scope of the issuer that signed it (a scope bounds every SAN, and a subject never passes a scoped issuer)"
-            }
-            Reason::NoRuleForHost => "no rule covers this authority",
-            Reason::ProxyError => "the proxy failed to provide the connection's details",
-        }
-    }
 }
 
 /// The compiled, executable form of a [`PluginConfig`].
@@ -482,7 +322,6 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
             })
         },
     )?;
-
     let default_rule = match (&config.allowed_sans, &config.allowed_subjects) {
         (None, None) if config.hosts.is_empty() => return Err(CompileError::NoAllowList),
         (None, None) => None,
@@ -497,7 +336,40 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
                 .transpose()?,
         }),
     };
+    let hosts = compile_hosts(config)?;
+    let (denied_serials, denied_fingerprints) = compile_deny_lists(config)?;
+    let deny_status = compile_deny_status(config)?;
+    if config.layer == Layer::Connection && config.protected_server_names.is_some() {
+        return Err(CompileError::ProtectedServerNamesAtConnectionLayer);
+    }
+    let protected_server_names = config
+        .protected_server_names
+        .as_deref()
+        .map(compile_server_names)
+        .transpose()?;
+    if config.expiry_warning_days > 3650 {
+        return Err(CompileError::BadExpiryWarningDays(
+            config.expiry_warning_days,
+        ));
+    }
+    Ok(Policy {
+        mode: config.mode,
+        layer: config.layer,
+        trust,
+        default_rule,
+        hosts,
+        denied_serials,
+        denied_fingerprints,
+        deny_status,
+        log_allowed: config.log_allowed,
+        protected_server_names,
+        client_profile: config.client_profile,
+        expiry_window: i64::from(config.expiry_warning_days) * 86_400,
+    })
+}
 
+/// `hosts`, keyed by the normalised host name.
+fn compile_hosts(config: &PluginConfig) -> Result<HashMap<String, NameRule>, CompileError> {
     if config.layer == Layer::Connection {
         check_connection_host_rules(config)?;
     }
@@ -529,7 +401,13 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
             });
         }
     }
+    Ok(hosts)
+}
 
+/// `deniedSerials` (normalised) and `deniedFingerprints`.
+type DenyLists = (HashSet<Vec<u8>>, HashSet<[u8; 32]>);
+
+fn compile_deny_lists(config: &PluginConfig) -> Result<DenyLists, CompileError> {
     let mut denied_serials = HashSet::new();
     for (index, value) in config.denied_serials.iter().enumerate() {
         let bytes = parse_hex(value.trim()).ok_or_else(|| CompileError::BadSerial {
@@ -538,7 +416,6 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         })?;
         denied_serials.insert(normalize_serial(&bytes));
     }
-
     let mut denied_fingerprints = HashSet::new();
     for (index, value) in config.denied_fingerprints.iter().enumerate() {
         let digest = parse_hex(value.trim())
@@ -549,7 +426,10 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
             })?;
         denied_fingerprints.insert(digest);
     }
+    Ok((denied_serials, denied_fingerprints))
+}
 
+fn compile_deny_status(config: &PluginConfig) -> Result<u16, CompileError> {
     if config.layer == Layer::Connection && config.deny_status.is_some() {
         return Err(CompileError::DenyStatusAtConnectionLayer);
     }
@@ -557,35 +437,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
     if !(400..=599).contains(&deny_status) {
         return Err(CompileError::BadDenyStatus(deny_status));
     }
-    if config.layer == Layer::Connection && config.protected_server_names.is_some() {
-        return Err(CompileError::ProtectedServerNamesAtConnectionLayer);
-    }
-    let protected_server_names = config
-        .protected_server_names
-        .as_deref()
-        .map(compile_server_names)
-        .transpose()?;
-
-    Ok(Policy {
-        mode: config.mode,
-        layer: config.layer,
-        trust,
-        default_rule,
-        hosts,
-        denied_serials,
-        denied_fingerprints,
-        deny_status,
-        log_allowed: config.log_allowed,
-        protected_server_names,
-        client_profile: config.client_profile,
-        expiry_window: if config.expiry_warning_days > 3650 {
-            return Err(CompileError::BadExpiryWarningDays(
-                config.expiry_warning_days,
-            ));
-        } else {
-            i64::from(config.expiry_warning_days) * 86_400
-        },
-    })
+    Ok(deny_status)
 }
 
 /// At the connection layer the rule is picked once, by the TLS server name, but every request
@@ -1197,21 +1049,6 @@ impl Policy {
             },
         }
     }
-}
-
-const NANOS_PER_SEC: i128 = 1_000_000_000;
-
-/// Nanoseconds since the Unix epoch (negative before it).
-pub(crate) fn unix_nanos(t: SystemTime) -> i128 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
-        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
-    }
-}
-
-/// Whole seconds since the Unix epoch (floored), for coarse bookkeeping such as cache expiry.
-pub fn unix_seconds(t: SystemTime) -> i64 {
-    i64::try_from(unix_nanos(t).div_euclid(NANOS_PER_SEC)).unwrap_or(i64::MAX)
 }
 
 // Both ends of the validity window are inside it; X.509 times are whole seconds, `now` is not,

@@ -17,7 +17,7 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::RSAPublicKey;
 
-use crate::policy::Reason;
+use crate::reason::Reason;
 use crate::rsa_pkcs1::{modulus_bits, MIN_BITS};
 
 /// The extensions the policy reads, and so may be critical: basicConstraints, keyUsage,

@@ -195,7 +195,7 @@ fn attribute_oid(name: &str) -> Option<String> {
 /// trailing `*`.
 fn pattern_value(raw: &str, oid: &str, pattern: &str) -> Result<Value, SubjectPatternError> {
     if let Some(hex) = raw.strip_prefix('#') {
-        return crate::peer::parse_hex(hex)
+        return crate::hex::parse_hex(hex)
             .filter(|_| !hex.contains(':'))
             .map(Value::Ber)
             .ok_or_else(|| SubjectPatternError::HexString(pattern.to_owned()));
@@ -326,7 +326,7 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
                     let value = AttributeValue::of(ava);
                     let value = match &value.text {
                         Some(text) => escape(text),
-                        None => format!("#{}", crate::peer::hex(&value.ber)),
+                        None => format!("#{}", crate::hex::hex(&value.ber)),
                     };
                     format!("{name}={value}")
                 })

@@ -489,23 +489,47 @@ pub(crate) fn compile_trust(
     let mut issuer_ders = Vec::new();
     for (index, entry) in trusted_issuers.iter().enumerate() {
         let field = format!("trustedIssuers[{index}]");
-        issuer_ders.push((index, pem_blocks(&field, entry.pem(), "CERTIFICATE")?));
+        issuer_ders.push(pem_blocks(&field, entry.pem(), "CERTIFICATE")?);
     }
     let mut anchor_ders = Vec::new();
     for (index, pem) in trust_anchors.iter().enumerate() {
         let field = format!("trustAnchors[{index}]");
         anchor_ders.push(pem_blocks(&field, pem, "CERTIFICATE")?);
     }
-    let mut cas: Vec<Ca<'_>> = Vec::new();
-    for (index, blocks) in &issuer_ders {
-        let scope = trusted_issuers.get(*index).and_then(|e| e.scope());
+    let cas = configured_cas(trusted_issuers, &issuer_ders, &anchor_ders)?;
+    let signed_crls = compile_crls(crls, &cas)?;
+    let anchored = !trust_anchors.is_empty();
+    let mut issuers = Vec::new();
+    let mut on_a_chain = HashSet::new();
+    for position in 0..cas.len() {
+        if let Some((issuer, chain)) =
+            compile_issuer(&cas, position, anchored, &signed_crls, &compile_scope)?
+        {
+            on_a_chain.extend(chain);
+            issuers.push(issuer);
+        }
+    }
+    check_crl_entries_take_effect(&cas, &signed_crls, &on_a_chain)?;
+    Ok(Trust {
+        issuers,
+        anchor_count: anchor_ders.iter().map(Vec::len).sum(),
+        crls: signed_crls.into_iter().map(|signed| signed.crl).collect(),
+    })
+}
+
+/// Every configured CA, parsed and checked: the trusted issuers first (each listed once), then
+/// the anchors.
+fn configured_cas<'a>(
+    trusted_issuers: &'a [crate::config::TrustedIssuerConfig],
+    issuer_ders: &'a [Vec<Vec<u8>>],
+    anchor_ders: &'a [Vec<Vec<u8>>],
+) -> Result<Vec<Ca<'a>>, TrustError> {
+    let mut cas = Vec::new();
+    for (index, blocks) in issuer_ders.iter().enumerate() {
+        let scope = trusted_issuers.get(index).and_then(|e| e.scope());
         for der in blocks {
-            cas.push(parse_ca(
-                format!("trustedIssuers[{index}]"),
-                der,
-                Some(*index),
-                scope,
-            )?);
+            let label = format!("trustedIssuers[{index}]");
+            cas.push(parse_ca(label, der, Some(index), scope)?);
         }
     }
     check_listed_once(&cas)?;
@@ -514,73 +538,76 @@ pub(crate) fn compile_trust(
             cas.push(parse_ca(format!("trustAnchors[{index}]"), der, None, None)?);
         }
     }
-    let mut crl_ders = Vec::new();
-    for (index, pem) in crls.iter().enumerate() {
-        let field = format!("crls[{index}]");
-        crl_ders.push((index, pem_blocks(&field, pem, "X509 CRL")?));
-    }
-    let mut signed_crls = Vec::new();
-    for (index, blocks) in &crl_ders {
-        for der in blocks {
-            signed_crls.push(compile_crl(*index, der, &cas)?);
-        }
-    }
+    Ok(cas)
+}
 
-    let anchored = !trust_anchors.is_empty();
-    let mut issuers = Vec::new();
-    let mut on_a_chain = HashSet::new();
-    for (position, ca) in cas.iter().enumerate() {
-        let Some(index) = ca.issuer_index else {
-            continue;
-        };
-        let chain = if anchored {
-            chain_to_anchor(&cas, position).map_err(|why| TrustError::Chain {
-                field: ca.label.clone(),
-                subject: ca.cert.subject().to_string(),
-                why,
-            })?
-        } else {
-            vec![position]
-        };
-        on_a_chain.extend(chain.iter().copied());
-        let mut links = Vec::new();
-        for &i in &chain {
-            if let Some(link) = cas.get(i) {
-                links.push(link.link()?);
-            }
+/// Every CRL of `crls`, each attributed to the configured CA that signed it.
+fn compile_crls(crls: &[String], cas: &[Ca<'_>]) -> Result<Vec<SignedCrl>, TrustError> {
+    let mut signed = Vec::new();
+    for (index, pem) in crls.iter().enumerate() {
+        for der in pem_blocks(&format!("crls[{index}]"), pem, "X509 CRL")? {
+            signed.push(compile_crl(index, &der, cas)?);
         }
-        let chain_revocation = revocations_of_chain(&cas, &chain, &signed_crls);
-        let own_crls = crls_signed_by(&cas, &signed_crls, position);
-        let mut consulted = chain_revocation.consulted;
-        consulted.extend(own_crls.iter().copied());
-        consulted.sort_unstable();
-        consulted.dedup();
-        let scope = match ca.scope {
-            None => None,
-            Some(patterns) => Some(
-                compile_scope(&format!("{}.scope", ca.label), patterns)
-                    .map_err(|(field, why)| TrustError::Scope { field, why })?,
-            ),
-        };
-        issuers.push(TrustedIssuer {
-            index,
-            subject: ca.cert.subject().to_string(),
-            subject_der: ca.cert.subject().as_raw().to_vec(),
-            key_id: ca.key_id().map(<[u8]>::to_vec),
-            key: ca.key.clone(),
-            scope,
-            chain: links,
-            own_crls,
-            revoked_link: chain_revocation.revoked_link,
-            consulted_crls: consulted,
-        });
     }
-    check_crl_entries_take_effect(&cas, &signed_crls, &on_a_chain)?;
-    Ok(Trust {
-        issuers,
-        anchor_count: anchor_ders.iter().map(Vec::len).sum(),
-        crls: signed_crls.into_iter().map(|signed| signed.crl).collect(),
-    })
+    Ok(signed)
+}
+
+/// The configured CA at `position` as a trusted issuer (`None` for an anchor): its chain to an
+/// anchor (itself alone without `trustAnchors`), what the CRLs say about it, its scope. Also
+/// returns the chain's positions.
+fn compile_issuer(
+    cas: &[Ca<'_>],
+    position: usize,
+    anchored: bool,
+    signed_crls: &[SignedCrl],
+    compile_scope: &impl Fn(&str, &[String]) -> Result<SanAllowList, (String, String)>,
+) -> Result<Option<(TrustedIssuer, Vec<usize>)>, TrustError> {
+    let Some(ca) = cas.get(position) else {
+        return Ok(None);
+    };
+    let Some(index) = ca.issuer_index else {
+        return Ok(None);
+    };
+    let chain = if anchored {
+        chain_to_anchor(cas, position).map_err(|why| TrustError::Chain {
+            field: ca.label.clone(),
+            subject: ca.cert.subject().to_string(),
+            why,
+        })?
+    } else {
+        vec![position]
+    };
+    let links = chain
+        .iter()
+        .filter_map(|&i| cas.get(i))
+        .map(Ca::link)
+        .collect::<Result<Vec<_>, _>>()?;
+    let chain_revocation = revocations_of_chain(cas, &chain, signed_crls);
+    let own_crls = crls_signed_by(cas, signed_crls, position);
+    let mut consulted = chain_revocation.consulted;
+    consulted.extend(own_crls.iter().copied());
+    consulted.sort_unstable();
+    consulted.dedup();
+    let scope = ca
+        .scope
+        .map(|patterns| {
+            compile_scope(&format!("{}.scope", ca.label), patterns)
+                .map_err(|(field, why)| TrustError::Scope { field, why })
+        })
+        .transpose()?;
+    let issuer = TrustedIssuer {
+        index,
+        subject: ca.cert.subject().to_string(),
+        subject_der: ca.cert.subject().as_raw().to_vec(),
+        key_id: ca.key_id().map(<[u8]>::to_vec),
+        key: ca.key.clone(),
+        scope,
+        chain: links,
+        own_crls,
+        revoked_link: chain_revocation.revoked_link,
+        consulted_crls: consulted,
+    };
+    Ok(Some((issuer, chain)))
 }
 
 /// The same CA twice in `trustedIssuers` (in two entries, or twice in one bundle) would make
