@@ -1133,6 +1133,13 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     for (path, pem, _) in &crl_files {
         staging.stage(path, pem.as_bytes(), PUBLIC_MODE)?;
     }
+    staging.stage(
+        &out.join(crate::settings::SETTINGS_FILE),
+        crate::settings::Settings::of(mesh, options.root_key.as_deref())
+            .render()
+            .as_bytes(),
+        PUBLIC_MODE,
+    )?;
     if let Some(stage) = stage {
         staging.stage(
             &rotation_path(out),

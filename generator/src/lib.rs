@@ -17,6 +17,7 @@ pub mod mesh;
 pub mod output;
 pub mod render;
 pub mod revocation;
+pub mod settings;
 
 pub use gen::{generate, GenError, GenOptions, Report};
 pub use mesh::{Mesh, MeshError};

@@ -391,15 +391,57 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
+/// A run's mesh: `mesh.toml` (or the defaults), the flags over it, and what the output
+/// records of how it was made where neither asked; with where it came from, and the root key's
+/// place.
+struct Loaded {
+    mesh: Mesh,
+    source: String,
+    root_key: Option<PathBuf>,
+}
+
+fn load_mesh(args: &GenArgs) -> anyhow::Result<Loaded> {
+    let (mut mesh, source, explicit) = mesh_from_file_and_flags(args)?;
+    let mut root_key = args.root_key.clone();
+    let mut source = source;
+    if let Some(recorded) = peergate::settings::Settings::read(&args.out)? {
+        let used = peergate::settings::complete_from(
+            &recorded,
+            &explicit,
+            args.force,
+            &mut mesh,
+            &mut root_key,
+            &args.out,
+        )?;
+        if !used.is_empty() {
+            source = format!(
+                "{source}, and {} from {}",
+                used.join(", "),
+                args.out.join(peergate::settings::SETTINGS_FILE).display()
+            );
+        }
+    }
+    mesh.validate(&source)?;
+    Ok(Loaded {
+        mesh,
+        source,
+        root_key,
+    })
+}
+
+/// `mesh.toml` (or the defaults) with the flags over it, and which of the recorded settings
+/// were asked for explicitly, and where.
+fn mesh_from_file_and_flags(
+    args: &GenArgs,
+) -> anyhow::Result<(Mesh, String, peergate::settings::Explicit)> {
     let default = PathBuf::from("mesh.toml");
     let path = match &args.config {
         Some(path) => Some(path.clone()),
         None if default.exists() => Some(default),
         None => None,
     };
-    let (mut mesh, source) = match path {
-        Some(path) => (Mesh::load(&path)?, path.display().to_string()),
+    let (mut mesh, source) = match &path {
+        Some(path) => (Mesh::load(path)?, path.display().to_string()),
         None => (Mesh::default(), "defaults".to_owned()),
     };
     let from_file = mesh.clone();
@@ -467,13 +509,70 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<(Mesh, String)> {
             .clone_from(name);
     }
     let overridden = mesh != from_file;
+    let in_file = match &path {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| peergate::settings::set_in_mesh_file(&text))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let explicit = explicit_settings(args, &from_file, &source, &in_file);
     let source = if overridden {
         format!("{source} with command-line flags")
     } else {
         source
     };
-    mesh.validate(&source)?;
-    Ok((mesh, source))
+    Ok((mesh, source, explicit))
+}
+
+/// The recorded settings a flag or `mesh.toml` (whose keys are `in_file`) asks for, each named
+/// as the user wrote it.
+fn explicit_settings(
+    args: &GenArgs,
+    from_file: &Mesh,
+    file: &str,
+    in_file: &[&str],
+) -> peergate::settings::Explicit {
+    let flag_or_file = |flag: Option<String>, key: &str, shown: &str, value: String| {
+        flag.or_else(|| {
+            in_file
+                .contains(&key)
+                .then(|| format!("{file}'s {shown} = {value:?}"))
+        })
+    };
+    let intermediate = from_file.intermediate.as_ref().map(|i| i.name.clone());
+    peergate::settings::Explicit {
+        key_type: flag_or_file(
+            args.key_type.map(|k| format!("--key-type {k}")),
+            "keyType",
+            "keyType",
+            from_file.key_type.to_string(),
+        ),
+        certificates: flag_or_file(
+            args.certificates
+                .map(|c| format!("--certificates {}", c.word())),
+            "certificates",
+            "certificates",
+            from_file.certificates.word().to_owned(),
+        ),
+        istio_version: flag_or_file(
+            args.istio_version.map(|v| format!("--istio-version {v}")),
+            "istioVersion",
+            "istioVersion",
+            from_file.istio_version.to_string(),
+        ),
+        intermediate: flag_or_file(
+            args.intermediate
+                .as_ref()
+                .map(|n| format!("--intermediate {n:?}")),
+            "intermediate",
+            "[intermediate] name",
+            intermediate.unwrap_or_default(),
+        ),
+        root_key: args
+            .root_key
+            .as_ref()
+            .map(|p| format!("--root-key {}", p.display())),
+    }
 }
 
 /// Where `cargo make build-filter` puts the module: cargo's target directory
@@ -496,7 +595,7 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
 
 fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     use peergate::gen::{cert_paths, rotation_path, serial_of, RevokeRequest};
-    let (mesh, _) = load_mesh(&args.gen)?;
+    let Loaded { mesh, .. } = load_mesh(&args.gen)?;
     let out = &args.gen.out;
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
@@ -637,7 +736,15 @@ fn rotate(args: RotateArgs) -> anyhow::Result<()> {
 
 fn run_gen(args: &GenArgs, options: GenOptions, command: &str) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (mut mesh, source) = load_mesh(args)?;
+    let Loaded {
+        mut mesh,
+        source,
+        root_key,
+    } = load_mesh(args)?;
+    let options = GenOptions {
+        root_key,
+        ..options
+    };
     let module = args.wasm.clone().unwrap_or_else(built_module);
     for warning in peergate::gen::resolve_module_source(&mut mesh, &module)? {
         eprintln!("warning: {warning}");

@@ -329,7 +329,7 @@ fn a_changed_configuration_is_refused_without_force_and_nothing_is_touched() {
         ),
         (
             &["--key-type", "ecdsa-p256"][..],
-            "root-cert.pem: the root no longer fits: its key is rsa2048",
+            "--key-type ecdsa-p256 contradicts keyType = \"rsa2048\"",
         ),
         (
             &["--client-san", "spiffe://cluster-a/ns/client/sa/other"][..],

@@ -414,8 +414,9 @@ fn cert_manager_output_asks_for_what_gen_would_issue() {
         client["spec"]["issuerRef"],
         serde_json::json!({"name": "vault", "kind": "ClusterIssuer", "group": "cert-manager.io"})
     );
-    // Back to static: gen's own leaves again, cert-manager's objects gone.
-    std::fs::write(dir.path().join("mesh.toml"), "").unwrap();
+    // Back to static: gen's own leaves again, cert-manager's objects gone. (Asked for: an
+    // empty mesh.toml would keep what the output records, cert-manager.)
+    std::fs::write(dir.path().join("mesh.toml"), "certificates = \"static\"\n").unwrap();
     ok(dir.path(), &["gen", "--out", "out"]);
     assert!(out
         .join("cluster-a/secret-cluster-a-client-cert.yaml")
