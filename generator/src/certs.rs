@@ -405,7 +405,7 @@ impl Misfit {
 
     /// The file to name in an error: `DIR/certs/NAME-cert.pem` or `-key.pem`.
     pub fn path(&self, out: &std::path::Path, name: &str) -> std::path::PathBuf {
-        let (cert, key) = crate::gen::cert_paths(out, name);
+        let (cert, key) = crate::layout::cert_paths(out, name);
         if self.in_key {
             key
         } else {

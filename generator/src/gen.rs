@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::certs::{self, CertAndKey, CertError, Role};
+use crate::layout::{cert_paths, crl_path, retired_dir, rotation_path, settings_path};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
 use crate::mesh::{Certificates, Gateway, KeyType, Mesh, DEFAULT_ISSUER};
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
@@ -269,11 +270,6 @@ impl Stage {
             Some(Stage::Reissue) => "rotation at stage reissue: leaves from the new root, both roots trusted (apply both clusters, let every connection made with an old certificate close, then: peergate rotate --stage retire)",
         }
     }
-}
-
-/// Path of the rotation state.
-pub fn rotation_path(out: &Path) -> PathBuf {
-    out.join("certs").join("rotation")
 }
 
 fn read_stage(out: &Path) -> Result<Option<Stage>, GenError> {
@@ -576,15 +572,6 @@ struct Root {
     key: Option<String>,
 }
 
-/// Paths of one certificate and its key under `DIR/certs/`.
-pub fn cert_paths(out: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let dir = out.join("certs");
-    (
-        dir.join(format!("{name}-cert.pem")),
-        dir.join(format!("{name}-key.pem")),
-    )
-}
-
 fn read_optional(path: &Path) -> Result<Option<String>, GenError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
@@ -611,11 +598,6 @@ fn existing_pair(out: &Path, name: &str) -> Result<Option<CertAndKey>, GenError>
             reason: format!("exists without its certificate {}", cert_path.display()),
         }),
     }
-}
-
-/// Path of a CA's CRL under `DIR/certs/`.
-pub fn crl_path(out: &Path, name: &str) -> PathBuf {
-    out.join("certs").join(format!("{name}-crl.pem"))
 }
 
 /// The revocations in a CA's existing CRL. A CRL its CA did not sign is an error when the CA
@@ -1085,7 +1067,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     }
     if let Some(old) = archived {
         // The retired root (and issuing CA) are kept in certs/retired/, named by serial.
-        let retired = out.join("certs").join("retired");
+        let retired = retired_dir(out);
         let serial = |pem: &str| {
             serial_of(pem)
                 .map(|s| peergate_filter::peer::hex(&s))
@@ -1134,7 +1116,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         staging.stage(path, pem.as_bytes(), PUBLIC_MODE)?;
     }
     staging.stage(
-        &out.join(crate::settings::SETTINGS_FILE),
+        &settings_path(out),
         crate::settings::Settings::of(mesh, options.root_key.as_deref())
             .render()
             .as_bytes(),

@@ -11,6 +11,7 @@ pub mod certs;
 pub mod gen;
 pub mod image;
 pub mod istio;
+pub mod layout;
 pub mod logs;
 pub mod manifests;
 pub mod mesh;

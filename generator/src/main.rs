@@ -417,7 +417,7 @@ fn load_mesh(args: &GenArgs) -> anyhow::Result<Loaded> {
             source = format!(
                 "{source}, and {} from {}",
                 used.join(", "),
-                args.out.join(peergate::settings::SETTINGS_FILE).display()
+                peergate::layout::settings_path(&args.out).display()
             );
         }
     }
@@ -594,7 +594,8 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
 }
 
 fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
-    use peergate::gen::{cert_paths, rotation_path, serial_of, RevokeRequest};
+    use peergate::gen::{serial_of, RevokeRequest};
+    use peergate::layout::{cert_paths, rotation_path};
     let Loaded { mesh, .. } = load_mesh(&args.gen)?;
     let out = &args.gen.out;
     let read = |path: &std::path::Path| {
@@ -658,7 +659,7 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
                 anyhow::bail!(
                     "{}: not issued by the root or the issuing CA in {}",
                     path.display(),
-                    out.join("certs").display()
+                    peergate::layout::certs_dir(out).display()
                 );
             };
             (ca.clone(), serial)

@@ -12,9 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::mesh::{Certificates, IstioVersion, KeyType, Mesh};
 
-/// The file's name in the output folder.
-pub const SETTINGS_FILE: &str = "settings.toml";
-
 /// The version this peergate writes and the newest it reads.
 pub const SETTINGS_VERSION: u32 = 1;
 
@@ -104,7 +101,7 @@ impl Settings {
 
     /// The settings recorded in `out`, if any.
     pub fn read(out: &Path) -> Result<Option<Self>, SettingsError> {
-        let path = out.join(SETTINGS_FILE);
+        let path = crate::layout::settings_path(out);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -172,7 +169,7 @@ pub fn complete_from(
     root_key: &mut Option<PathBuf>,
     out: &Path,
 ) -> Result<Vec<String>, SettingsError> {
-    let path = out.join(SETTINGS_FILE);
+    let path = crate::layout::settings_path(out);
     let contradiction =
         |given: &str, key: &'static str, recorded: String| SettingsError::Contradiction {
             given: given.to_owned(),
@@ -271,7 +268,7 @@ mod tests {
             ..Default::default()
         };
         let settings = Settings::of(&mesh, Some(Path::new("/vault/root-key.pem")));
-        std::fs::write(dir.path().join(SETTINGS_FILE), settings.render()).unwrap();
+        std::fs::write(crate::layout::settings_path(dir.path()), settings.render()).unwrap();
         assert_eq!(Settings::read(dir.path()).unwrap(), Some(settings));
         assert_eq!(Settings::read(&dir.path().join("none")).unwrap(), None);
     }
@@ -279,7 +276,7 @@ mod tests {
     #[test]
     fn a_newer_or_foreign_file_is_refused_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(SETTINGS_FILE);
+        let path = crate::layout::settings_path(dir.path());
         std::fs::write(&path, "version = 2\n").unwrap();
         let err = Settings::read(dir.path()).unwrap_err().to_string();
         assert!(
