@@ -180,3 +180,29 @@ fn wait(mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `--latency-only`: the latencies, printed.
+pub(crate) fn print_latency_only(rounds: usize) -> anyhow::Result<()> {
+    for (what, mut rounds) in latencies(rounds)? {
+        println!(
+            "{what}: median {:.1} ms, rounds {rounds:.1?}",
+            crate::stats::median(&mut rounds)
+        );
+    }
+    Ok(())
+}
+
+/// The latencies the tests only bound, in rounds.
+pub(crate) fn latencies(rounds: usize) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+    eprintln!("peergate-bench: latencies the tests only bound");
+    Ok(vec![
+        (
+            "a policy update reaching the slowest of 4 open keep-alive connections (request layer, ECDS from a watched file)",
+            policy_update(rounds)?,
+        ),
+        (
+            "a refused peer's connection closed after its first request (connection layer)",
+            refused_connection_close(rounds)?,
+        ),
+    ])
+}
