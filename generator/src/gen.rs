@@ -745,14 +745,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
 
     // The CAs: the current root (and issuing CA); during a rotation the next ones too. On
     // retire, the next become the current and the old are archived.
-    let key_path = |next: bool| -> PathBuf {
-        match (&options.root_key, next) {
-            (Some(path), false) => path.clone(),
-            (Some(path), true) => PathBuf::from(format!("{}.next", path.display())),
-            (None, false) => cert_paths(out, "root").1,
-            (None, true) => cert_paths(out, "root-next").1,
-        }
-    };
+    let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
     for next in [false, true] {
         let in_out = cert_paths(out, if next { "root-next" } else { "root" }).1;
         if options.root_key.is_some() && in_out.exists() {
@@ -806,35 +799,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         _ => None,
     };
 
-    // Every CA's CRL once any CA has one (Envoy checks the whole chain: a CA without one fails
-    // every handshake); under an issuing CA, always.
-    let crls_needed =
-        mesh.intermediate.is_some() || generations.iter().any(|g| g.has_revocations());
-    // Each CRL with the root of the generation whose CA signed it.
-    let mut crl_files: Vec<(PathBuf, String, &str)> = Vec::new();
-    if crls_needed {
-        for generation in &generations {
-            for ca in generation.cas() {
-                let path = crl_path(out, &generation.file_name(&ca.name, retiring));
-                let wanted = ca.revocations.clone().unwrap_or_default();
-                // Kept byte for byte unless its revocations change (or it is missing).
-                let existing = read_optional(&crl_path(out, &ca.name))?.filter(|pem| {
-                    revocation::read_crl(pem, &ca.cert).is_ok_and(|listed| listed == wanted)
-                });
-                let pem = match (existing, &ca.signer) {
-                    (Some(pem), _) => pem,
-                    (None, Some(signer)) => revocation::sign_crl(signer, &wanted, now)?,
-                    (None, None) => {
-                        return Err(GenError::RootKeyNeeded {
-                            what: format!("the CRL of {}", ca.name),
-                            path: generation.root_key_path.clone(),
-                        })
-                    }
-                };
-                crl_files.push((path, pem, generation.root.cert.as_str()));
-            }
-        }
-    }
+    let crl_files = crl_files(out, mesh, &generations, retiring, now)?;
     let crls: Vec<String> = crl_files.iter().map(|(_, pem, _)| pem.clone()).collect();
     // A leaf is checked against its own generation's CRLs: the other root has the same name,
     // and its CRLs are signed by a key that generation does not trust.
@@ -935,33 +900,10 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         report.certs.push((server_name.to_owned(), *server_status));
     }
 
-    let mut named: Vec<(String, &str)> = Vec::new();
-    for generation in &generations {
-        for ca in generation.cas() {
-            named.push((generation.file_name(&ca.name, retiring), ca.cert_ref));
-        }
-    }
-    if let Some(((client, _), (server, _))) = &leaves {
-        named.push((client_name.to_owned(), client.cert.as_str()));
-        named.push((server_name.to_owned(), server.cert.as_str()));
-    }
-    for (name, pem) in &named {
-        if let Some((days, not_after)) = certs::days_left(pem, now) {
-            if days <= i64::from(mesh.plugin.expiry_warning_days) {
-                let renew = if name.starts_with("root") {
-                    "peergate rotate --stage trust (then reissue, then retire: see README)"
-                        .to_owned()
-                } else {
-                    format!("peergate gen --renew {name}")
-                };
-                report.warnings.push(format!(
-                    "certificate {name} expires in {days} days ({not_after}), inside plugin.expiryWarningDays ({}): renew it with {renew}",
-                    mesh.plugin.expiry_warning_days
-                ));
-            }
-            report.expiry.push((name.clone(), days, not_after));
-        }
-    }
+    let leaf_pairs = leaves
+        .as_ref()
+        .map(|((client, _), (server, _))| [(client_name, client), (server_name, server)]);
+    expiry_report(mesh, &generations, retiring, leaf_pairs, now, &mut report);
     report.stage = stage;
 
     // cert-manager's default CA Issuer signs with what gen would sign leaves with: the
@@ -999,8 +941,116 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         ca_issuer: ca_issuer.as_ref(),
     };
     let files = manifests::manifests(mesh, &gateway, &pki)?;
+    report
+        .warnings
+        .extend(run_warnings(mesh, ca_issuer.is_some()));
+    if let Some(warning) = self_check(mesh, &gateway, &pki, now)? {
+        report.warnings.push(warning);
+    }
+    report.notes = notes(mesh, &gateway, out);
+
+    report.files = write_output(&Written {
+        out,
+        mesh,
+        options,
+        generations: &generations,
+        retiring,
+        archived,
+        crl_files: &crl_files,
+        stage,
+        leaves: leaves
+            .as_ref()
+            .map(|((client, _), (server, _))| [(client_name, client), (server_name, server)]),
+        files: &files,
+    })?;
+    Ok(report)
+}
+
+/// Every CA's CRL once any CA has one (Envoy checks the whole chain: a CA without one fails
+/// every handshake); under an issuing CA, always. Each with its path and the root of the
+/// generation whose CA signed it.
+fn crl_files<'g>(
+    out: &Path,
+    mesh: &Mesh,
+    generations: &[&'g Generation],
+    retiring: bool,
+    now: SystemTime,
+) -> Result<Vec<(PathBuf, String, &'g str)>, GenError> {
+    let crls_needed =
+        mesh.intermediate.is_some() || generations.iter().any(|g| g.has_revocations());
+    // Each CRL with the root of the generation whose CA signed it.
+    let mut crl_files: Vec<(PathBuf, String, &'g str)> = Vec::new();
+    if crls_needed {
+        for generation in generations {
+            for ca in generation.cas() {
+                let path = crl_path(out, &generation.file_name(&ca.name, retiring));
+                let wanted = ca.revocations.clone().unwrap_or_default();
+                // Kept byte for byte unless its revocations change (or it is missing).
+                let existing = read_optional(&crl_path(out, &ca.name))?.filter(|pem| {
+                    revocation::read_crl(pem, &ca.cert).is_ok_and(|listed| listed == wanted)
+                });
+                let pem = match (existing, &ca.signer) {
+                    (Some(pem), _) => pem,
+                    (None, Some(signer)) => revocation::sign_crl(signer, &wanted, now)?,
+                    (None, None) => {
+                        return Err(GenError::RootKeyNeeded {
+                            what: format!("the CRL of {}", ca.name),
+                            path: generation.root_key_path.clone(),
+                        })
+                    }
+                };
+                crl_files.push((path, pem, generation.root.cert.as_str()));
+            }
+        }
+    }
+    Ok(crl_files)
+}
+
+/// Days left for every certificate of the output, and a warning with the command that renews
+/// each one inside `plugin.expiryWarningDays`.
+fn expiry_report(
+    mesh: &Mesh,
+    generations: &[&Generation],
+    retiring: bool,
+    leaves: Option<[(&str, &CertAndKey); 2]>,
+    now: SystemTime,
+    report: &mut Report,
+) {
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for generation in generations {
+        for ca in generation.cas() {
+            named.push((generation.file_name(&ca.name, retiring), ca.cert_ref));
+        }
+    }
+    for (name, pair) in leaves.into_iter().flatten() {
+        named.push((name.to_owned(), pair.cert.as_str()));
+    }
+    for (name, pem) in &named {
+        if let Some((days, not_after)) = certs::days_left(pem, now) {
+            if days <= i64::from(mesh.plugin.expiry_warning_days) {
+                let renew = if name.starts_with("root") {
+                    "peergate rotate --stage trust (then reissue, then retire: see README)"
+                        .to_owned()
+                } else {
+                    format!("peergate gen --renew {name}")
+                };
+                report.warnings.push(format!(
+                    "certificate {name} expires in {days} days ({not_after}), inside plugin.expiryWarningDays ({}): renew it with {renew}",
+                    mesh.plugin.expiry_warning_days
+                ));
+            }
+            report.expiry.push((name.clone(), days, not_after));
+        }
+    }
+}
+
+/// The warnings a run gives whatever it writes: settings that work against the user (Ed25519
+/// in TLS, cert-manager's default Issuer with a CA key in the clusters, the deprecated listener
+/// port, an Istio newer than tested).
+fn run_warnings(mesh: &Mesh, default_ca_issuer: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
     if mesh.key_type == KeyType::Ed25519 {
-        report.warnings.push(
+        warnings.push(
             "keyType ed25519: Envoy's TLS library (BoringSSL) leaves Ed25519 out of the signature \
              algorithms it offers by default, so Istio's sidecars and gateways do not complete \
              mutual TLS with these certificates (seen with Envoy 1.40: the client is asked for no \
@@ -1008,18 +1058,14 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
                 .into(),
         );
     }
-    if ca_issuer.is_some() {
-        report.warnings.push(format!(
+    if default_ca_issuer {
+        warnings.push(format!(
             "certificates = \"cert-manager\" with the default Issuer: the key of {} is in Secret {DEFAULT_ISSUER} of both clusters, where anyone who can read Secrets there can sign peers the gateway admits; to keep it out, point [certManager.issuerRef] at an issuer of your own (see README)",
             if mesh.intermediate.is_some() { "the issuing CA" } else { "the agreed root" }
         ));
     }
-    if let Some(warning) = self_check(mesh, &gateway, &pki, now)? {
-        report.warnings.push(warning);
-    }
-    report.notes = notes(mesh, &gateway, out);
     if let Some(port) = mesh.cluster_b.plugin_listener_port {
-        report.warnings.push(format!(
+        warnings.push(format!(
             "clusterB.pluginListenerPort is deprecated: it means the shared istio-system gateway `istio: ingressgateway`, as before; say so with [clusterB.gateway] existing = true, namespace = \"istio-system\", labels = {{ istio = \"ingressgateway\" }}, listenerPort = {port}, or leave both out for a gateway of its own"
         ));
     }
@@ -1027,17 +1073,124 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         .istio_version
         .at_least(crate::mesh::NEWEST_ISTIO_MINOR + 1)
     {
-        report.warnings.push(format!(
+        warnings.push(format!(
             "istioVersion {} is newer than Istio 1.{}, the newest peergate is tested with: the output assumes nothing changed since",
             mesh.istio_version,
             crate::mesh::NEWEST_ISTIO_MINOR
         ));
     }
 
-    // Everything is ready: stage every file, then put them all in place.
+    warnings
+}
+
+/// Where the root's key is read and written: `--root-key` (`PATH.next` for the next root of a
+/// rotation), else `certs/`.
+fn root_key_path(out: &Path, root_key: Option<&Path>, next: bool) -> PathBuf {
+    match (root_key, next) {
+        (Some(path), false) => path.to_owned(),
+        (Some(path), true) => PathBuf::from(format!("{}.next", path.display())),
+        (None, false) => cert_paths(out, "root").1,
+        (None, true) => cert_paths(out, "root-next").1,
+    }
+}
+
+/// What a run writes: its last stage's one input.
+struct Written<'a> {
+    out: &'a Path,
+    mesh: &'a Mesh,
+    options: &'a GenOptions,
+    /// The generations in the output after the run (the next one alone after retire).
+    generations: &'a [&'a Generation],
+    retiring: bool,
+    /// The generation a retire archives.
+    archived: Option<&'a Generation>,
+    /// Each CRL's path and PEM (and the root of its generation).
+    crl_files: &'a [(PathBuf, String, &'a str)],
+    stage: Option<Stage>,
+    /// The client's and the server's name and pair (static certificates).
+    leaves: Option<[(&'a str, &'a CertAndKey); 2]>,
+    files: &'a [Manifest],
+}
+
+/// On retire: the old root (and issuing CA) archived in `certs/retired/`, named by serial (the
+/// key beside `--root-key` when it is kept there). Returns the next generation's own files,
+/// which go once their content is in place under the current names.
+fn stage_archive(
+    staging: &mut Staging,
+    out: &Path,
+    mesh: &Mesh,
+    options: &GenOptions,
+    old: &Generation,
+) -> Result<Vec<PathBuf>, GenError> {
+    let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
+    let mut stale = Vec::new();
+    // The retired root (and issuing CA) are kept in certs/retired/, named by serial.
+    let retired = retired_dir(out);
+    let serial = |pem: &str| {
+        serial_of(pem)
+            .map(|s| peergate_filter::peer::hex(&s))
+            .unwrap_or_default()
+    };
+    let root_serial = serial(&old.root.cert);
+    staging.stage(
+        &retired.join(format!("root-{root_serial}-cert.pem")),
+        old.root.cert.as_bytes(),
+        PUBLIC_MODE,
+    )?;
+    if let Some(key) = &old.root.key {
+        let target = match &options.root_key {
+            Some(path) => PathBuf::from(format!("{}.retired-{root_serial}", path.display())),
+            None => retired.join(format!("root-{root_serial}-key.pem")),
+        };
+        staging.stage(&target, key.as_bytes(), KEY_MODE)?;
+    }
+    if let Some((name, pair, _)) = &old.intermediate {
+        let serial = serial(&pair.cert);
+        staging.stage(
+            &retired.join(format!("{name}-{serial}-cert.pem")),
+            pair.cert.as_bytes(),
+            PUBLIC_MODE,
+        )?;
+        staging.stage(
+            &retired.join(format!("{name}-{serial}-key.pem")),
+            pair.key.as_bytes(),
+            KEY_MODE,
+        )?;
+    }
+    // The next generation's own files go once their content is in place.
+    let mut next_names = vec!["root-next".to_owned()];
+    if let Some(section) = &mesh.intermediate {
+        next_names.push(format!("{}-next", section.name));
+    }
+    for name in next_names {
+        let (cert_path, key_path) = cert_paths(out, &name);
+        stale.extend([cert_path, key_path, crl_path(out, &name)]);
+    }
+    if options.root_key.is_some() {
+        stale.push(key_path(true));
+    }
+    Ok(stale)
+}
+
+/// Everything is ready: stage every file, then put them all in place, then remove what the run
+/// made stale. Returns each file and what happened to it.
+fn write_output(w: &Written<'_>) -> Result<Vec<(PathBuf, FileStatus)>, GenError> {
+    let Written {
+        out,
+        mesh,
+        options,
+        generations,
+        retiring,
+        archived,
+        crl_files,
+        stage,
+        leaves,
+        files,
+    } = *w;
+    let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
     let mut staging = Staging::new();
     let mut stale_after: Vec<PathBuf> = Vec::new();
-    for generation in &generations {
+    for generation in generations {
         let root_file = generation.file_name(generation.root_name(), retiring);
         staging.stage(
             &cert_paths(out, &root_file).0,
@@ -1066,53 +1219,9 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         }
     }
     if let Some(old) = archived {
-        // The retired root (and issuing CA) are kept in certs/retired/, named by serial.
-        let retired = retired_dir(out);
-        let serial = |pem: &str| {
-            serial_of(pem)
-                .map(|s| peergate_filter::peer::hex(&s))
-                .unwrap_or_default()
-        };
-        let root_serial = serial(&old.root.cert);
-        staging.stage(
-            &retired.join(format!("root-{root_serial}-cert.pem")),
-            old.root.cert.as_bytes(),
-            PUBLIC_MODE,
-        )?;
-        if let Some(key) = &old.root.key {
-            let target = match &options.root_key {
-                Some(path) => PathBuf::from(format!("{}.retired-{root_serial}", path.display())),
-                None => retired.join(format!("root-{root_serial}-key.pem")),
-            };
-            staging.stage(&target, key.as_bytes(), KEY_MODE)?;
-        }
-        if let Some((name, pair, _)) = &old.intermediate {
-            let serial = serial(&pair.cert);
-            staging.stage(
-                &retired.join(format!("{name}-{serial}-cert.pem")),
-                pair.cert.as_bytes(),
-                PUBLIC_MODE,
-            )?;
-            staging.stage(
-                &retired.join(format!("{name}-{serial}-key.pem")),
-                pair.key.as_bytes(),
-                KEY_MODE,
-            )?;
-        }
-        // The next generation's own files go once their content is in place.
-        let mut next_names = vec!["root-next".to_owned()];
-        if let Some(section) = &mesh.intermediate {
-            next_names.push(format!("{}-next", section.name));
-        }
-        for name in next_names {
-            let (cert_path, key_path) = cert_paths(out, &name);
-            stale_after.extend([cert_path, key_path, crl_path(out, &name)]);
-        }
-        if options.root_key.is_some() {
-            stale_after.push(key_path(true));
-        }
+        stale_after.extend(stage_archive(&mut staging, out, mesh, options, old)?);
     }
-    for (path, pem, _) in &crl_files {
+    for (path, pem, _) in crl_files {
         staging.stage(path, pem.as_bytes(), PUBLIC_MODE)?;
     }
     staging.stage(
@@ -1129,10 +1238,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
             PUBLIC_MODE,
         )?;
     }
-    let pairs = leaves
-        .iter()
-        .flat_map(|((client, _), (server, _))| [(client_name, client), (server_name, server)]);
-    for (name, pair) in pairs {
+    for (name, pair) in leaves.into_iter().flatten() {
         let (cert_path, key_path) = cert_paths(out, name);
         staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
         staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
@@ -1142,15 +1248,15 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         file,
         yaml,
         secret,
-    } in &files
+    } in files
     {
         let mode = if *secret { KEY_MODE } else { PUBLIC_MODE };
         staging.stage(&out.join(cluster.dir()).join(file), yaml.as_bytes(), mode)?;
     }
-    report.files = staging.commit()?;
+    let mut written = staging.commit()?;
     for path in stale_after {
         if let Some(status) = remove_stale(&path)? {
-            report.files.push((path, status));
+            written.push((path, status));
         }
     }
     // A file of another mode (the other plugin API, the RBAC of credentialName, a gateway of
@@ -1164,10 +1270,10 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         }
         let path = out.join(cluster.dir()).join(file);
         if let Some(status) = remove_stale(&path)? {
-            report.files.push((path, status));
+            written.push((path, status));
         }
     }
-    Ok(report)
+    Ok(written)
 }
 
 /// What to do after a run: check the policy before applying it (the very first
