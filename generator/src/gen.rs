@@ -677,36 +677,8 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     let client_name = mesh.cluster_a.client_name.as_str();
     let server_name = mesh.cluster_b.server_name.as_str();
 
+    check_renew(mesh, &options.renew)?;
     let intermediate_name = mesh.intermediate.as_ref().map(|i| i.name.as_str());
-    for name in &options.renew {
-        if name == "root" || name == &mesh.root.name {
-            return Err(GenError::Renew {
-                name: name.clone(),
-                why: "the root is renewed by a staged rotation, so neither mesh loses the other: peergate rotate --stage trust".into(),
-            });
-        }
-        if mesh.certificates == Certificates::CertManager
-            && [client_name, server_name].contains(&name.as_str())
-        {
-            return Err(GenError::Renew {
-                name: name.clone(),
-                why: "cert-manager issues and renews it (certificates = \"cert-manager\"): cmctl renew, or kubectl cert-manager renew, on its Certificate".into(),
-            });
-        }
-        if ![client_name, server_name].contains(&name.as_str())
-            && intermediate_name != Some(name.as_str())
-        {
-            return Err(GenError::Renew {
-                name: name.clone(),
-                why: format!(
-                    "not a certificate of this output (it has {client_name}, {server_name}{})",
-                    intermediate_name
-                        .map(|n| format!(", {n}"))
-                        .unwrap_or_default()
-                ),
-            });
-        }
-    }
     let renewing = |name: &str| options.renew.iter().any(|n| n == name);
     // A renewed issuing CA renews the leaves it signs.
     let renew_leaves = intermediate_name.is_some_and(renewing);
@@ -723,38 +695,14 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
 
     // Where a rotation of the root stands (`certs/rotation`), and where this run takes it.
     let current_stage = read_stage(out)?;
-    let stage = match (current_stage, options.rotate) {
-        (stage, None) => stage,
-        (None | Some(Stage::Retire), Some(Stage::Trust))
-        | (Some(Stage::Trust), Some(Stage::Trust)) => Some(Stage::Trust),
-        (Some(Stage::Trust | Stage::Reissue), Some(Stage::Reissue)) => Some(Stage::Reissue),
-        (Some(Stage::Reissue | Stage::Retire), Some(Stage::Retire)) => Some(Stage::Retire),
-        (current, Some(requested)) => {
-            return Err(GenError::RotationOrder {
-                requested,
-                next: match current {
-                    None | Some(Stage::Retire) => Stage::Trust,
-                    Some(Stage::Trust) => Stage::Reissue,
-                    Some(Stage::Reissue) => Stage::Retire,
-                },
-            })
-        }
-    };
+    let stage = next_stage(current_stage, options.rotate)?;
     let retiring = current_stage == Some(Stage::Reissue) && stage == Some(Stage::Retire);
     let rotating = matches!(stage, Some(Stage::Trust | Stage::Reissue));
 
     // The CAs: the current root (and issuing CA); during a rotation the next ones too. On
     // retire, the next become the current and the old are archived.
     let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
-    for next in [false, true] {
-        let in_out = cert_paths(out, if next { "root-next" } else { "root" }).1;
-        if options.root_key.is_some() && in_out.exists() {
-            return Err(GenError::WouldOverwrite {
-                path: in_out,
-                reason: "holds a root key, and --root-key says the root keys are kept elsewhere: move it there, or leave --root-key out".into(),
-            });
-        }
-    }
+    check_root_key_place(out, options)?;
     let current = load_generation(
         out,
         mesh,
@@ -964,6 +912,83 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         files: &files,
     })?;
     Ok(report)
+}
+
+/// `--renew NAME` names a leaf or the issuing CA of this output, one gen may issue (the root
+/// is renewed by a rotation, cert-manager's leaves by cert-manager).
+fn check_renew(mesh: &Mesh, renew: &[String]) -> Result<(), GenError> {
+    let client_name = mesh.cluster_a.client_name.as_str();
+    let server_name = mesh.cluster_b.server_name.as_str();
+    let intermediate_name = mesh.intermediate.as_ref().map(|i| i.name.as_str());
+    for name in renew {
+        if name == "root" || name == &mesh.root.name {
+            return Err(GenError::Renew {
+                name: name.clone(),
+                why: "the root is renewed by a staged rotation, so neither mesh loses the other: peergate rotate --stage trust".into(),
+            });
+        }
+        if mesh.certificates == Certificates::CertManager
+            && [client_name, server_name].contains(&name.as_str())
+        {
+            return Err(GenError::Renew {
+                name: name.clone(),
+                why: "cert-manager issues and renews it (certificates = \"cert-manager\"): cmctl renew, or kubectl cert-manager renew, on its Certificate".into(),
+            });
+        }
+        if ![client_name, server_name].contains(&name.as_str())
+            && intermediate_name != Some(name.as_str())
+        {
+            return Err(GenError::Renew {
+                name: name.clone(),
+                why: format!(
+                    "not a certificate of this output (it has {client_name}, {server_name}{})",
+                    intermediate_name
+                        .map(|n| format!(", {n}"))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The rotation stage a run takes the output to, from where it stands: each stage may be run
+/// again, and only the next one may follow it.
+fn next_stage(
+    current_stage: Option<Stage>,
+    requested: Option<Stage>,
+) -> Result<Option<Stage>, GenError> {
+    Ok(match (current_stage, requested) {
+        (stage, None) => stage,
+        (None | Some(Stage::Retire), Some(Stage::Trust))
+        | (Some(Stage::Trust), Some(Stage::Trust)) => Some(Stage::Trust),
+        (Some(Stage::Trust | Stage::Reissue), Some(Stage::Reissue)) => Some(Stage::Reissue),
+        (Some(Stage::Reissue | Stage::Retire), Some(Stage::Retire)) => Some(Stage::Retire),
+        (current, Some(requested)) => {
+            return Err(GenError::RotationOrder {
+                requested,
+                next: match current {
+                    None | Some(Stage::Retire) => Stage::Trust,
+                    Some(Stage::Trust) => Stage::Reissue,
+                    Some(Stage::Reissue) => Stage::Retire,
+                },
+            })
+        }
+    })
+}
+
+/// With `--root-key` the root keys live there: one in `certs/` too is refused, not guessed.
+fn check_root_key_place(out: &Path, options: &GenOptions) -> Result<(), GenError> {
+    for next in [false, true] {
+        let in_out = cert_paths(out, if next { "root-next" } else { "root" }).1;
+        if options.root_key.is_some() && in_out.exists() {
+            return Err(GenError::WouldOverwrite {
+                path: in_out,
+                reason: "holds a root key, and --root-key says the root keys are kept elsewhere: move it there, or leave --root-key out".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every CA's CRL once any CA has one (Envoy checks the whole chain: a CA without one fails
