@@ -759,81 +759,28 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
             .collect()
     };
 
-    let signer_status = signing.leaf_signer_status();
-    let signer = signing.leaf_signer();
-    let issue = |role: Role, name: &str| -> Result<CertAndKey, GenError> {
-        let signer = signer.as_ref().ok_or_else(|| GenError::RootKeyNeeded {
-            what: format!("the {name} certificate"),
-            path: signing.root_key_path.clone(),
-        })?;
-        let leaf = certs::issue_leaf(mesh, role, signer, now)?;
-        if signer_status == CertStatus::Reused {
-            if let Some((ca_end, leaf_end)) = certs::outlives_root(&leaf.cert, &signer.cert) {
-                return Err(GenError::RootExpiresFirst {
-                    path: cert_paths(out, &signing.leaf_signer_name()).0,
-                    root_not_after: ca_end,
-                    leaf: name.to_owned(),
-                    leaf_not_after: leaf_end,
-                });
-            }
-        }
-        Ok(leaf)
-    };
-    let generation_crls: Vec<(&Generation, Vec<String>)> = [Some(&current), next.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|generation| (generation, crls_of(generation)))
-        .collect();
-    fn own_trust<'a>(
-        generation_crls: &'a [(&Generation, Vec<String>)],
-        generation: &'a Generation,
-    ) -> certs::LeafTrust<'a> {
-        let own = generation_crls
-            .iter()
-            .find(|(g, _)| std::ptr::eq(*g, generation))
-            .map_or(&[][..], |(_, crls)| crls.as_slice());
-        leaf_trust(generation, own)
-    }
-    // A leaf is reused only under the reused signer, and only while it still fits; at stage
-    // reissue, a leaf of the current generation is what the stage replaces.
-    let leaf = |existing: Option<CertAndKey>, role: Role, name: &str| match existing {
-        Some(pair)
-            if other.is_some_and(|old| {
-                certs::check_leaf(&pair, role, own_trust(&generation_crls, old), mesh, now).is_ok()
-            }) =>
-        {
-            issue(role, name).map(|leaf| (leaf, CertStatus::Issued))
-        }
-        Some(_) if !options.force && signer_status == CertStatus::Issued => {
-            Err(GenError::WouldOverwrite {
-                path: cert_paths(out, name).0,
-                reason: if mesh.intermediate.is_some() {
-                    "exists, but its issuing CA is new and did not issue it".into()
-                } else {
-                    "exists, but the root is missing and a new one would not have issued it".into()
-                },
-            })
-        }
-        Some(pair) if !options.force => {
-            match certs::check_leaf(&pair, role, own_trust(&generation_crls, signing), mesh, now) {
-                Ok(()) => Ok((pair, CertStatus::Reused)),
-                Err(misfit) if misfit.revoked && options.replace_revoked => {
-                    issue(role, name).map(|leaf| (leaf, CertStatus::Issued))
-                }
-                Err(misfit) => Err(GenError::WouldOverwrite {
-                    path: misfit.path(out, name),
-                    reason: format!("no longer fits: {}", misfit.reason),
-                }),
-            }
-        }
-        _ => issue(role, name).map(|leaf| (leaf, CertStatus::Issued)),
+    let issuer = LeafIssuer {
+        mesh,
+        options,
+        now,
+        signing,
+        signer: signing.leaf_signer(),
+        signer_status: signing.leaf_signer_status(),
+        other,
+        generation_crls: [Some(&current), next.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|generation| (generation, crls_of(generation)))
+            .collect(),
     };
     // With cert-manager the leaves are its to issue: gen issues none and puts no leaf key in
     // any Secret (leaf files an earlier static run left in certs/ stay, unused).
     let leaves = match mesh.certificates {
         Certificates::Static => {
-            let (client, client_status) = leaf(existing_client, Role::Client, client_name)?;
-            let (server, server_status) = leaf(existing_server, Role::Server, server_name)?;
+            let (client, client_status) =
+                issuer.leaf(existing_client, Role::Client, client_name)?;
+            let (server, server_status) =
+                issuer.leaf(existing_server, Role::Server, server_name)?;
             Some(((client, client_status), (server, server_status)))
         }
         Certificates::CertManager => None,
@@ -854,25 +801,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     expiry_report(mesh, &generations, retiring, leaf_pairs, now, &mut report);
     report.stage = stage;
 
-    // cert-manager's default CA Issuer signs with what gen would sign leaves with: the
-    // issuing CA (with the root, so cert-manager's ca.crt is the root), else the root.
-    let ca_issuer = match (mesh.certificates, mesh.issuer_ref()) {
-        (Certificates::CertManager, (_, true)) => {
-            let pair = signer.as_ref().ok_or_else(|| GenError::RootKeyNeeded {
-                what: "cert-manager's default CA Issuer (it signs with the root's key; or point [certManager.issuerRef] at an issuer of your own)".into(),
-                path: signing.root_key_path.clone(),
-            })?;
-            let chain = match &signing.intermediate {
-                Some(_) => format!("{}{}", pair.cert, signing.root.cert),
-                None => pair.cert.clone(),
-            };
-            Some(manifests::CaIssuerKey {
-                cert_chain: chain,
-                key: pair.key.clone(),
-            })
-        }
-        _ => None,
-    };
+    let ca_issuer = default_ca_issuer(mesh, signing, issuer.signer.as_ref())?;
     let roots: Vec<&str> = generations.iter().map(|g| g.root.cert.as_str()).collect();
     let issuers: Vec<&str> = generations.iter().map(|g| g.leaf_signer_cert()).collect();
     let pki = Pki {
@@ -912,6 +841,128 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         files: &files,
     })?;
     Ok(report)
+}
+
+/// What issues or reuses the leaves: the generation that signs them, its signer, and the
+/// CRLs each generation's leaves are checked against (a leaf is checked against its own
+/// generation's CRLs: the other root has the same name, and its CRLs are signed by a key that
+/// generation does not trust).
+struct LeafIssuer<'a> {
+    mesh: &'a Mesh,
+    options: &'a GenOptions,
+    now: SystemTime,
+    signing: &'a Generation,
+    signer: Option<CertAndKey>,
+    signer_status: CertStatus,
+    /// At stage reissue, the generation whose leaves the stage replaces.
+    other: Option<&'a Generation>,
+    generation_crls: Vec<(&'a Generation, Vec<String>)>,
+}
+
+impl LeafIssuer<'_> {
+    /// A new leaf; under a reused signer it must not outlive it.
+    fn issue(&self, role: Role, name: &str) -> Result<CertAndKey, GenError> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| GenError::RootKeyNeeded {
+                what: format!("the {name} certificate"),
+                path: self.signing.root_key_path.clone(),
+            })?;
+        let leaf = certs::issue_leaf(self.mesh, role, signer, self.now)?;
+        if self.signer_status == CertStatus::Reused {
+            if let Some((ca_end, leaf_end)) = certs::outlives_root(&leaf.cert, &signer.cert) {
+                return Err(GenError::RootExpiresFirst {
+                    path: cert_paths(&self.options.out, &self.signing.leaf_signer_name()).0,
+                    root_not_after: ca_end,
+                    leaf: name.to_owned(),
+                    leaf_not_after: leaf_end,
+                });
+            }
+        }
+        Ok(leaf)
+    }
+
+    fn own_trust<'g>(&'g self, generation: &'g Generation) -> certs::LeafTrust<'g> {
+        let own = self
+            .generation_crls
+            .iter()
+            .find(|(g, _)| std::ptr::eq(*g, generation))
+            .map_or(&[][..], |(_, crls)| crls.as_slice());
+        leaf_trust(generation, own)
+    }
+
+    /// A leaf is reused only under the reused signer, and only while it still fits; at stage
+    /// reissue, a leaf of the current generation is what the stage replaces.
+    fn leaf(
+        &self,
+        existing: Option<CertAndKey>,
+        role: Role,
+        name: &str,
+    ) -> Result<(CertAndKey, CertStatus), GenError> {
+        let (mesh, options, now) = (self.mesh, self.options, self.now);
+        let issued = || {
+            self.issue(role, name)
+                .map(|leaf| (leaf, CertStatus::Issued))
+        };
+        match existing {
+            Some(pair)
+                if self.other.is_some_and(|old| {
+                    certs::check_leaf(&pair, role, self.own_trust(old), mesh, now).is_ok()
+                }) =>
+            {
+                issued()
+            }
+            Some(_) if !options.force && self.signer_status == CertStatus::Issued => {
+                Err(GenError::WouldOverwrite {
+                    path: cert_paths(&options.out, name).0,
+                    reason: if mesh.intermediate.is_some() {
+                        "exists, but its issuing CA is new and did not issue it".into()
+                    } else {
+                        "exists, but the root is missing and a new one would not have issued it"
+                            .into()
+                    },
+                })
+            }
+            Some(pair) if !options.force => {
+                match certs::check_leaf(&pair, role, self.own_trust(self.signing), mesh, now) {
+                    Ok(()) => Ok((pair, CertStatus::Reused)),
+                    Err(misfit) if misfit.revoked && options.replace_revoked => issued(),
+                    Err(misfit) => Err(GenError::WouldOverwrite {
+                        path: misfit.path(&options.out, name),
+                        reason: format!("no longer fits: {}", misfit.reason),
+                    }),
+                }
+            }
+            _ => issued(),
+        }
+    }
+}
+
+/// cert-manager's default CA Issuer signs with what gen would sign leaves with: the issuing CA
+/// (with the root, so cert-manager's ca.crt is the root), else the root.
+fn default_ca_issuer(
+    mesh: &Mesh,
+    signing: &Generation,
+    signer: Option<&CertAndKey>,
+) -> Result<Option<manifests::CaIssuerKey>, GenError> {
+    match (mesh.certificates, mesh.issuer_ref()) {
+        (Certificates::CertManager, (_, true)) => {
+            let pair = signer.ok_or_else(|| GenError::RootKeyNeeded {
+                what: "cert-manager's default CA Issuer (it signs with the root's key; or point [certManager.issuerRef] at an issuer of your own)".into(),
+                path: signing.root_key_path.clone(),
+            })?;
+            let chain = match &signing.intermediate {
+                Some(_) => format!("{}{}", pair.cert, signing.root.cert),
+                None => pair.cert.clone(),
+            };
+            Ok(Some(manifests::CaIssuerKey {
+                cert_chain: chain,
+                key: pair.key.clone(),
+            }))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// `--renew NAME` names a leaf or the issuing CA of this output, one gen may issue (the root
