@@ -697,40 +697,10 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     let current_stage = read_stage(out)?;
     let stage = next_stage(current_stage, options.rotate)?;
     let retiring = current_stage == Some(Stage::Reissue) && stage == Some(Stage::Retire);
-    let rotating = matches!(stage, Some(Stage::Trust | Stage::Reissue));
 
     // The CAs: the current root (and issuing CA); during a rotation the next ones too. On
     // retire, the next become the current and the old are archived.
-    let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
-    check_root_key_place(out, options)?;
-    let current = load_generation(
-        out,
-        mesh,
-        options,
-        false,
-        &key_path(false),
-        now,
-        &mut report,
-    )?;
-    let next = if rotating || retiring {
-        let issue_allowed = current_stage.is_none()
-            || current_stage == Some(Stage::Retire)
-            || options.rotate == Some(Stage::Trust) && current_stage != Some(Stage::Trust);
-        let generation =
-            load_generation(out, mesh, options, true, &key_path(true), now, &mut report)?;
-        if generation.root_status == CertStatus::Issued && !issue_allowed && !options.force {
-            return Err(GenError::WouldOverwrite {
-                path: cert_paths(out, "root-next").0,
-                reason: format!(
-                    "is missing, and the rotation is at stage {}: the next root comes from `peergate rotate --stage trust` only",
-                    current_stage.map_or("none", Stage::word)
-                ),
-            });
-        }
-        Some(generation)
-    } else {
-        None
-    };
+    let (current, next) = load_generations(out, mesh, options, current_stage, stage, &mut report)?;
     // After retire the next generation is the only one; the old one is archived.
     let (generations, archived): (Vec<&Generation>, Option<&Generation>) = match (&next, retiring) {
         (Some(next), true) => (vec![next], Some(&current)),
@@ -841,6 +811,43 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         files: &files,
     })?;
     Ok(report)
+}
+
+/// The current generation, and during a rotation (or on retire) the next one; a next root
+/// is issued only by `rotate --stage trust`.
+fn load_generations(
+    out: &Path,
+    mesh: &Mesh,
+    options: &GenOptions,
+    current_stage: Option<Stage>,
+    stage: Option<Stage>,
+    report: &mut Report,
+) -> Result<(Generation, Option<Generation>), GenError> {
+    let now = options.now;
+    let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
+    check_root_key_place(out, options)?;
+    let current = load_generation(out, mesh, options, false, &key_path(false), now, report)?;
+    let retiring = current_stage == Some(Stage::Reissue) && stage == Some(Stage::Retire);
+    let rotating = matches!(stage, Some(Stage::Trust | Stage::Reissue));
+    let next = if rotating || retiring {
+        let issue_allowed = current_stage.is_none()
+            || current_stage == Some(Stage::Retire)
+            || options.rotate == Some(Stage::Trust) && current_stage != Some(Stage::Trust);
+        let generation = load_generation(out, mesh, options, true, &key_path(true), now, report)?;
+        if generation.root_status == CertStatus::Issued && !issue_allowed && !options.force {
+            return Err(GenError::WouldOverwrite {
+                path: cert_paths(out, "root-next").0,
+                reason: format!(
+                    "is missing, and the rotation is at stage {}: the next root comes from `peergate rotate --stage trust` only",
+                    current_stage.map_or("none", Stage::word)
+                ),
+            });
+        }
+        Some(generation)
+    } else {
+        None
+    };
+    Ok((current, next))
 }
 
 /// What issues or reuses the leaves: the generation that signs them, its signer, and the
