@@ -678,20 +678,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     let server_name = mesh.cluster_b.server_name.as_str();
 
     check_renew(mesh, &options.renew)?;
-    let intermediate_name = mesh.intermediate.as_ref().map(|i| i.name.as_str());
-    let renewing = |name: &str| options.renew.iter().any(|n| n == name);
-    // A renewed issuing CA renews the leaves it signs.
-    let renew_leaves = intermediate_name.is_some_and(renewing);
-    let existing_client = if renewing(client_name) || renew_leaves {
-        None
-    } else {
-        existing_pair(out, client_name)?
-    };
-    let existing_server = if renewing(server_name) || renew_leaves {
-        None
-    } else {
-        existing_pair(out, server_name)?
-    };
+    let (existing_client, existing_server) = existing_leaves(out, mesh, &options.renew)?;
 
     // Where a rotation of the root stands (`certs/rotation`), and where this run takes it.
     let current_stage = read_stage(out)?;
@@ -743,22 +730,9 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
             .map(|generation| (generation, crls_of(generation)))
             .collect(),
     };
-    // With cert-manager the leaves are its to issue: gen issues none and puts no leaf key in
-    // any Secret (leaf files an earlier static run left in certs/ stay, unused).
-    let leaves = match mesh.certificates {
-        Certificates::Static => {
-            let (client, client_status) =
-                issuer.leaf(existing_client, Role::Client, client_name)?;
-            let (server, server_status) =
-                issuer.leaf(existing_server, Role::Server, server_name)?;
-            Some(((client, client_status), (server, server_status)))
-        }
-        Certificates::CertManager => None,
-    };
+    let leaves = issue_leaves(&issuer, existing_client, existing_server)?;
     for generation in &generations {
-        for (name, status) in generation.statuses(retiring) {
-            report.certs.push((name, status));
-        }
+        report.certs.extend(generation.statuses(retiring));
     }
     if let Some(((_, client_status), (_, server_status))) = &leaves {
         report.certs.push((client_name.to_owned(), *client_status));
@@ -848,6 +822,58 @@ fn load_generations(
         None
     };
     Ok((current, next))
+}
+
+/// The leaves already in the output, except those `--renew` asks to reissue (a renewed
+/// issuing CA renews the leaves it signs).
+fn existing_leaves(
+    out: &Path,
+    mesh: &Mesh,
+    renew: &[String],
+) -> Result<(Option<CertAndKey>, Option<CertAndKey>), GenError> {
+    let client_name = mesh.cluster_a.client_name.as_str();
+    let server_name = mesh.cluster_b.server_name.as_str();
+    let intermediate_name = mesh.intermediate.as_ref().map(|i| i.name.as_str());
+    let renewing = |name: &str| renew.iter().any(|n| n == name);
+    // A renewed issuing CA renews the leaves it signs.
+    let renew_leaves = intermediate_name.is_some_and(renewing);
+    let existing_client = if renewing(client_name) || renew_leaves {
+        None
+    } else {
+        existing_pair(out, client_name)?
+    };
+    let existing_server = if renewing(server_name) || renew_leaves {
+        None
+    } else {
+        existing_pair(out, server_name)?
+    };
+
+    Ok((existing_client, existing_server))
+}
+
+/// The client's and the server's leaf, issued or reused, with what happened to each; none with
+/// cert-manager.
+type Leaves = Option<((CertAndKey, CertStatus), (CertAndKey, CertStatus))>;
+
+fn issue_leaves(
+    issuer: &LeafIssuer<'_>,
+    existing_client: Option<CertAndKey>,
+    existing_server: Option<CertAndKey>,
+) -> Result<Leaves, GenError> {
+    let client_name = issuer.mesh.cluster_a.client_name.as_str();
+    let server_name = issuer.mesh.cluster_b.server_name.as_str();
+    // With cert-manager the leaves are its to issue: gen issues none and puts no leaf key in
+    // any Secret (leaf files an earlier static run left in certs/ stay, unused).
+    Ok(match issuer.mesh.certificates {
+        Certificates::Static => {
+            let (client, client_status) =
+                issuer.leaf(existing_client, Role::Client, client_name)?;
+            let (server, server_status) =
+                issuer.leaf(existing_server, Role::Server, server_name)?;
+            Some(((client, client_status), (server, server_status)))
+        }
+        Certificates::CertManager => None,
+    })
 }
 
 /// What issues or reuses the leaves: the generation that signs them, its signer, and the
