@@ -688,34 +688,14 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     // The CAs: the current root (and issuing CA); during a rotation the next ones too. On
     // retire, the next become the current and the old are archived.
     let (current, next) = load_generations(out, mesh, options, current_stage, stage, &mut report)?;
-    // After retire the next generation is the only one; the old one is archived.
-    let (generations, archived): (Vec<&Generation>, Option<&Generation>) = match (&next, retiring) {
-        (Some(next), true) => (vec![next], Some(&current)),
-        (Some(next), false) => (vec![&current, next], None),
-        (None, _) => (vec![&current], None),
-    };
-    // What signs the leaves: the next generation from `reissue` on, else the current.
-    let signing: &Generation = match (&next, stage) {
-        (Some(next), Some(Stage::Reissue | Stage::Retire)) => next,
-        _ => &current,
-    };
-    let other: Option<&Generation> = match (&next, stage) {
-        (Some(_), Some(Stage::Reissue)) => Some(&current),
-        _ => None,
-    };
-
+    let Views {
+        generations,
+        archived,
+        signing,
+        other,
+    } = views(&current, next.as_ref(), stage, retiring);
     let crl_files = crl_files(out, mesh, &generations, retiring, now)?;
     let crls: Vec<String> = crl_files.iter().map(|(_, pem, _)| pem.clone()).collect();
-    // A leaf is checked against its own generation's CRLs: the other root has the same name,
-    // and its CRLs are signed by a key that generation does not trust.
-    let crls_of = |generation: &Generation| -> Vec<String> {
-        crl_files
-            .iter()
-            .filter(|(_, _, root)| *root == generation.root.cert)
-            .map(|(_, pem, _)| pem.clone())
-            .collect()
-    };
-
     let issuer = LeafIssuer {
         mesh,
         options,
@@ -724,11 +704,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         signer: signing.leaf_signer(),
         signer_status: signing.leaf_signer_status(),
         other,
-        generation_crls: [Some(&current), next.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|generation| (generation, crls_of(generation)))
-            .collect(),
+        generation_crls: crls_by_generation(&[Some(&current), next.as_ref()], &crl_files),
     };
     let leaves = issue_leaves(&issuer, existing_client, existing_server)?;
     for generation in &generations {
@@ -874,6 +850,65 @@ fn issue_leaves(
         }
         Certificates::CertManager => None,
     })
+}
+
+/// A run's view of its generations.
+struct Views<'g> {
+    /// Those in the output after the run: after retire the next one alone.
+    generations: Vec<&'g Generation>,
+    /// The one a retire archives.
+    archived: Option<&'g Generation>,
+    /// What signs the leaves: the next generation from `reissue` on, else the current.
+    signing: &'g Generation,
+    /// At stage reissue, the generation whose leaves the stage replaces.
+    other: Option<&'g Generation>,
+}
+
+fn views<'g>(
+    current: &'g Generation,
+    next: Option<&'g Generation>,
+    stage: Option<Stage>,
+    retiring: bool,
+) -> Views<'g> {
+    let (generations, archived) = match (next, retiring) {
+        (Some(next), true) => (vec![next], Some(current)),
+        (Some(next), false) => (vec![current, next], None),
+        (None, _) => (vec![current], None),
+    };
+    let signing = match (next, stage) {
+        (Some(next), Some(Stage::Reissue | Stage::Retire)) => next,
+        _ => current,
+    };
+    let other = match (next, stage) {
+        (Some(_), Some(Stage::Reissue)) => Some(current),
+        _ => None,
+    };
+    Views {
+        generations,
+        archived,
+        signing,
+        other,
+    }
+}
+
+/// Each generation's own CRLs: a leaf is checked against its own generation's, since the other
+/// root has the same name and its CRLs are signed by a key that generation does not trust.
+fn crls_by_generation<'g>(
+    generations: &[Option<&'g Generation>],
+    crl_files: &[(PathBuf, String, &str)],
+) -> Vec<(&'g Generation, Vec<String>)> {
+    generations
+        .iter()
+        .flatten()
+        .map(|generation| {
+            let own = crl_files
+                .iter()
+                .filter(|(_, _, root)| *root == generation.root.cert)
+                .map(|(_, pem, _)| pem.clone())
+                .collect();
+            (*generation, own)
+        })
+        .collect()
 }
 
 /// What issues or reuses the leaves: the generation that signs them, its signer, and the
