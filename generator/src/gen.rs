@@ -663,14 +663,7 @@ pub fn serial_of(pem: &str) -> Option<Vec<u8>> {
 
 /// Runs the whole generation.
 pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
-    mesh.validate("the mesh description")?;
-    let gateway = mesh
-        .gateway()
-        .map_err(|(field, message)| crate::mesh::MeshError::Invalid {
-            source_name: "the mesh description".into(),
-            field,
-            message,
-        })?;
+    let gateway = validated_gateway(mesh)?;
     let out = &options.out;
     let now = options.now;
     let mut report = Report::default();
@@ -710,9 +703,11 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     for generation in &generations {
         report.certs.extend(generation.statuses(retiring));
     }
-    if let Some(((_, client_status), (_, server_status))) = &leaves {
-        report.certs.push((client_name.to_owned(), *client_status));
-        report.certs.push((server_name.to_owned(), *server_status));
+    if let Some(((_, client), (_, server))) = &leaves {
+        report.certs.extend([
+            (client_name.to_owned(), *client),
+            (server_name.to_owned(), *server),
+        ]);
     }
 
     let leaf_pairs = leaves
@@ -722,30 +717,20 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     report.stage = stage;
 
     let ca_issuer = default_ca_issuer(mesh, signing, issuer.signer.as_ref())?;
-    let roots: Vec<&str> = generations.iter().map(|g| g.root.cert.as_str()).collect();
-    let issuers: Vec<&str> = generations.iter().map(|g| g.leaf_signer_cert()).collect();
-    let pki = Pki {
-        roots: &roots,
-        issuers: &issuers,
-        anchored: mesh.intermediate.is_some(),
-        intermediate: signing
-            .intermediate
-            .as_ref()
-            .map(|(_, pair, _)| pair.cert.as_str()),
-        client: leaves.as_ref().map(|((client, _), _)| client),
-        server: leaves.as_ref().map(|(_, (server, _))| server),
-        crls: &crls,
-        ca_issuer: ca_issuer.as_ref(),
-    };
-    let files = manifests::manifests(mesh, &gateway, &pki)?;
-    report
-        .warnings
-        .extend(run_warnings(mesh, ca_issuer.is_some()));
-    if let Some(warning) = self_check(mesh, &gateway, &pki, now)? {
-        report.warnings.push(warning);
-    }
+    let files = objects(
+        mesh,
+        &gateway,
+        &MadePki {
+            generations: &generations,
+            signing,
+            leaves: &leaves,
+            crls: &crls,
+            ca_issuer: ca_issuer.as_ref(),
+        },
+        now,
+        &mut report,
+    )?;
     report.notes = notes(mesh, &gateway, out);
-
     report.files = write_output(&Written {
         out,
         mesh,
@@ -755,9 +740,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         archived,
         crl_files: &crl_files,
         stage,
-        leaves: leaves
-            .as_ref()
-            .map(|((client, _), (server, _))| [(client_name, client), (server_name, server)]),
+        leaves: leaf_pairs,
         files: &files,
     })?;
     Ok(report)
@@ -909,6 +892,70 @@ fn crls_by_generation<'g>(
             (*generation, own)
         })
         .collect()
+}
+
+/// What the objects embed of the PKI a run made.
+struct MadePki<'a> {
+    generations: &'a [&'a Generation],
+    signing: &'a Generation,
+    leaves: &'a Leaves,
+    crls: &'a [String],
+    ca_issuer: Option<&'a manifests::CaIssuerKey>,
+}
+
+/// Both clusters' objects from the mesh and the PKI, checked by the filter's own policy (the
+/// generated client must pass it), with the run's warnings.
+fn objects(
+    mesh: &Mesh,
+    gateway: &Gateway,
+    made: &MadePki<'_>,
+    now: SystemTime,
+    report: &mut Report,
+) -> Result<Vec<Manifest>, GenError> {
+    let roots: Vec<&str> = made
+        .generations
+        .iter()
+        .map(|g| g.root.cert.as_str())
+        .collect();
+    let issuers: Vec<&str> = made
+        .generations
+        .iter()
+        .map(|g| g.leaf_signer_cert())
+        .collect();
+    let pki = Pki {
+        roots: &roots,
+        issuers: &issuers,
+        anchored: mesh.intermediate.is_some(),
+        intermediate: made
+            .signing
+            .intermediate
+            .as_ref()
+            .map(|(_, pair, _)| pair.cert.as_str()),
+        client: made.leaves.as_ref().map(|((client, _), _)| client),
+        server: made.leaves.as_ref().map(|(_, (server, _))| server),
+        crls: made.crls,
+        ca_issuer: made.ca_issuer,
+    };
+    let files = manifests::manifests(mesh, gateway, &pki)?;
+    report
+        .warnings
+        .extend(run_warnings(mesh, made.ca_issuer.is_some()));
+    if let Some(warning) = self_check(mesh, gateway, &pki, now)? {
+        report.warnings.push(warning);
+    }
+    Ok(files)
+}
+
+/// The mesh checked again (a library caller may not have), and the gateway it targets.
+fn validated_gateway(mesh: &Mesh) -> Result<Gateway, GenError> {
+    mesh.validate("the mesh description")?;
+    Ok(mesh
+        .gateway()
+        .map_err(|(field, message)| crate::mesh::MeshError::Invalid {
+            source_name: "the mesh description".into(),
+            field,
+            message,
+        })?)
 }
 
 /// What issues or reuses the leaves: the generation that signs them, its signer, and the
