@@ -1,7 +1,7 @@
 //! The `peergate` command line: argument types here, the work in the library.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
@@ -445,6 +445,25 @@ fn mesh_from_file_and_flags(
         None => (Mesh::default(), "defaults".to_owned()),
     };
     let from_file = mesh.clone();
+    apply_flags(args, &mut mesh);
+    let overridden = mesh != from_file;
+    let in_file = match &path {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| peergate::settings::set_in_mesh_file(&text))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let explicit = explicit_settings(args, &from_file, &source, &in_file);
+    let source = if overridden {
+        format!("{source} with command-line flags")
+    } else {
+        source
+    };
+    Ok((mesh, source, explicit))
+}
+
+/// The flags over `mesh.toml`'s values.
+fn apply_flags(args: &GenArgs, mesh: &mut Mesh) {
     if let Some(domain) = &args.domain {
         mesh.cluster_b.domain.clone_from(domain);
     }
@@ -508,20 +527,6 @@ fn mesh_from_file_and_flags(
             .name
             .clone_from(name);
     }
-    let overridden = mesh != from_file;
-    let in_file = match &path {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|text| peergate::settings::set_in_mesh_file(&text))
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let explicit = explicit_settings(args, &from_file, &source, &in_file);
-    let source = if overridden {
-        format!("{source} with command-line flags")
-    } else {
-        source
-    };
-    Ok((mesh, source, explicit))
 }
 
 /// The recorded settings a flag or `mesh.toml` (whose keys are `in_file`) asks for, each named
@@ -593,16 +598,10 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
     run_gen(&args, options, "gen")
 }
 
-fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
-    use peergate::gen::{serial_of, RevokeRequest};
+/// The output's CAs with their PEMs, the ones that sign leaves first: the issuing CA, else the
+/// root; and during a rotation the next ones (those sign leaves from stage reissue on).
+fn output_cas(out: &Path, mesh: &Mesh) -> anyhow::Result<Vec<(String, String)>> {
     use peergate::layout::{cert_paths, rotation_path};
-    let Loaded { mesh, .. } = load_mesh(&args.gen)?;
-    let out = &args.gen.out;
-    let read = |path: &std::path::Path| {
-        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
-    };
-    // The output's CAs, the ones that sign leaves first: the issuing CA, else the root; and
-    // during a rotation the next ones (those sign leaves from stage reissue on).
     let reissued = std::fs::read_to_string(rotation_path(out)).is_ok_and(|s| s.trim() == "reissue");
     let mut cas: Vec<String> = Vec::new();
     for suffix in if reissued {
@@ -628,7 +627,21 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
             cert_paths(out, "root").0.display()
         );
     }
-    let (ca, serial) = match (&args.cert, &args.serial) {
+    Ok(cas)
+}
+
+/// Whose CRL and which serial: the CA of the output that issued `--cert` (its signature
+/// verifies), or for `--serial` the CA that signs leaves now.
+fn revocation_target(
+    args: &RevokeArgs,
+    out: &Path,
+    cas: &[(String, String)],
+) -> anyhow::Result<(String, Vec<u8>)> {
+    use peergate::gen::serial_of;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+    };
+    Ok(match (&args.cert, &args.serial) {
         (Some(path), _) => {
             let pem = read(path)?;
             let serial = serial_of(&pem)
@@ -678,7 +691,16 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
             )
         }
         (None, None) => anyhow::bail!("give --cert FILE or --serial HEX"),
-    };
+    })
+}
+
+fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    use peergate::gen::{serial_of, RevokeRequest};
+    use peergate::layout::cert_paths;
+    let Loaded { mesh, .. } = load_mesh(&args.gen)?;
+    let out = &args.gen.out;
+    let cas = output_cas(out, &mesh)?;
+    let (ca, serial) = revocation_target(&args, out, &cas)?;
     // Revoking the output's own certificates cuts the mesh off until it is reissued.
     let mut own = vec![
         ("cluster A's client", mesh.cluster_a.client_name.clone()),
