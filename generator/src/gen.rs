@@ -1363,6 +1363,46 @@ fn stage_archive(
     Ok(stale)
 }
 
+/// A generation's CA files: the root's certificate and key (a root key stays where it was
+/// found, certs/ or --root-key; a new one goes there too, and on retire the next one takes the
+/// current one's place), and the issuing CA's certificate and key.
+fn stage_generation(
+    staging: &mut Staging,
+    out: &Path,
+    options: &GenOptions,
+    generation: &Generation,
+    retiring: bool,
+) -> Result<(), GenError> {
+    let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
+    let root_file = generation.file_name(generation.root_name(), retiring);
+    staging.stage(
+        &cert_paths(out, &root_file).0,
+        generation.root.cert.as_bytes(),
+        PUBLIC_MODE,
+    )?;
+    if let Some(key) = &generation.root.key {
+        let target = if generation.next && retiring {
+            key_path(false)
+        } else {
+            generation.root_key_path.clone()
+        };
+        // A root key stays where it was found (certs/, or --root-key); a new one goes
+        // there too, and on retire the next one takes the current one's place.
+        if generation.root_key_written
+            || options.root_key.is_none()
+            || target != generation.root_key_path
+        {
+            staging.stage(&target, key.as_bytes(), KEY_MODE)?;
+        }
+    }
+    if let Some((name, pair, _)) = &generation.intermediate {
+        let (cert_path, key_path) = cert_paths(out, &generation.file_name(name, retiring));
+        staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
+        staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
+    }
+    Ok(())
+}
+
 /// Everything is ready: stage every file, then put them all in place, then remove what the run
 /// made stale. Returns each file and what happened to it.
 fn write_output(w: &Written<'_>) -> Result<Vec<(PathBuf, FileStatus)>, GenError> {
@@ -1378,36 +1418,10 @@ fn write_output(w: &Written<'_>) -> Result<Vec<(PathBuf, FileStatus)>, GenError>
         leaves,
         files,
     } = *w;
-    let key_path = |next: bool| root_key_path(out, options.root_key.as_deref(), next);
     let mut staging = Staging::new();
     let mut stale_after: Vec<PathBuf> = Vec::new();
     for generation in generations {
-        let root_file = generation.file_name(generation.root_name(), retiring);
-        staging.stage(
-            &cert_paths(out, &root_file).0,
-            generation.root.cert.as_bytes(),
-            PUBLIC_MODE,
-        )?;
-        if let Some(key) = &generation.root.key {
-            let target = if generation.next && retiring {
-                key_path(false)
-            } else {
-                generation.root_key_path.clone()
-            };
-            // A root key stays where it was found (certs/, or --root-key); a new one goes
-            // there too, and on retire the next one takes the current one's place.
-            if generation.root_key_written
-                || options.root_key.is_none()
-                || target != generation.root_key_path
-            {
-                staging.stage(&target, key.as_bytes(), KEY_MODE)?;
-            }
-        }
-        if let Some((name, pair, _)) = &generation.intermediate {
-            let (cert_path, key_path) = cert_paths(out, &generation.file_name(name, retiring));
-            staging.stage(&key_path, pair.key.as_bytes(), KEY_MODE)?;
-            staging.stage(&cert_path, pair.cert.as_bytes(), PUBLIC_MODE)?;
-        }
+        stage_generation(&mut staging, out, options, generation, retiring)?;
     }
     if let Some(old) = archived {
         stale_after.extend(stage_archive(&mut staging, out, mesh, options, old)?);
