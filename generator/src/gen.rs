@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::layout::{cert_paths, crl_path, retired_dir, rotation_path, settings_path};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
-use crate::mesh::{Certificates, Gateway, KeyType, Mesh, DEFAULT_ISSUER};
+use crate::mesh::{Certificates, Gateway, IntermediateSection, KeyType, Mesh, DEFAULT_ISSUER};
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 use crate::revocation::{self, Reason, Revocation};
 
@@ -409,17 +409,16 @@ fn leaf_trust<'a>(generation: &'a Generation, crls: &'a [String]) -> certs::Leaf
     }
 }
 
-/// Loads (or issues) a generation's root and issuing CA, with their revocations.
-fn load_generation(
+/// The root of a generation: reused while it fits, or issued (for a key kept elsewhere, a new
+/// certificate for that key). Returns it, its status, and whether its key is new.
+fn load_root(
     out: &Path,
     mesh: &Mesh,
     options: &GenOptions,
-    next: bool,
+    root_name: &str,
     root_key_path: &Path,
     now: SystemTime,
-    report: &mut Report,
-) -> Result<Generation, GenError> {
-    let root_name = if next { "root-next" } else { "root" };
+) -> Result<(Root, CertStatus, bool), GenError> {
     let root_cert_path = cert_paths(out, root_name).0;
     let key_elsewhere = options.root_key.is_some();
     let existing_root_cert = read_optional(&root_cert_path)?;
@@ -470,6 +469,101 @@ fn load_generation(
             )
         }
     };
+    Ok((root, root_status, root_key_written))
+}
+
+/// The issuing CA of a generation: reused while it fits and is not revoked by its root, or
+/// issued by the root. `root` is the generation's root, its status and its revocations.
+#[allow(clippy::too_many_arguments)]
+fn load_intermediate(
+    out: &Path,
+    mesh: &Mesh,
+    options: &GenOptions,
+    section: &IntermediateSection,
+    next: bool,
+    root: (&Root, CertStatus, Option<&[Revocation]>),
+    root_key_path: &Path,
+    now: SystemTime,
+) -> Result<(String, CertAndKey, CertStatus), GenError> {
+    let name = if next {
+        format!("{}-next", section.name)
+    } else {
+        section.name.clone()
+    };
+    let (root, root_status, root_revocations) = root;
+    let revoked_by_root = |pair: &CertAndKey| {
+        serial_of(&pair.cert).is_some_and(|serial| {
+            root_revocations.is_some_and(|list| list.iter().any(|r| r.serial == serial))
+        })
+    };
+    let existing = if options.renew.contains(&name) {
+        None
+    } else {
+        existing_pair(out, &name)?
+    };
+    let root_signer = || match &root.key {
+        Some(key) => Ok(CertAndKey {
+            cert: root.cert.clone(),
+            key: key.clone(),
+        }),
+        None => Err(GenError::RootKeyNeeded {
+            what: format!("the issuing CA {name}"),
+            path: root_key_path.to_owned(),
+        }),
+    };
+    let (pair, status) = match existing {
+        Some(_) if !options.force && root_status == CertStatus::Issued => {
+            return Err(GenError::WouldOverwrite {
+                path: cert_paths(out, &name).0,
+                reason: "exists, but the root is new and did not issue it".into(),
+            })
+        }
+        Some(pair)
+            if !options.force && revoked_by_root(&pair) && !options.replace_revoked =>
+        {
+            return Err(GenError::WouldOverwrite {
+                path: cert_paths(out, &name).0,
+                reason: "is revoked on the root's CRL: a new issuing CA (and new leaves) would replace it".into(),
+            })
+        }
+        Some(pair) if !options.force && !revoked_by_root(&pair) => {
+            match certs::check_intermediate(&pair, &section.name, &root.cert, mesh, now) {
+                Ok(()) => (pair, CertStatus::Reused),
+                Err(misfit) => {
+                    return Err(GenError::WouldOverwrite {
+                        path: misfit.path(out, &name),
+                        reason: format!("no longer fits: {}", misfit.reason),
+                    })
+                }
+            }
+        }
+        _ => (
+            certs::issue_intermediate(
+                mesh,
+                &section.name,
+                section.validity.0,
+                &root_signer()?,
+                now,
+            )?,
+            CertStatus::Issued,
+        ),
+    };
+    Ok((name, pair, status))
+}
+
+/// Loads (or issues) a generation's root and issuing CA, with their revocations.
+fn load_generation(
+    out: &Path,
+    mesh: &Mesh,
+    options: &GenOptions,
+    next: bool,
+    root_key_path: &Path,
+    now: SystemTime,
+    report: &mut Report,
+) -> Result<Generation, GenError> {
+    let root_name = if next { "root-next" } else { "root" };
+    let (root, root_status, root_key_written) =
+        load_root(out, mesh, options, root_name, root_key_path, now)?;
     let mut root_revocations = read_revocations(out, root_name, &root.cert, root_status, report)?;
     if let Some(request) = options.revoke.as_ref().filter(|r| r.ca == root_name) {
         add_revocation(&mut root_revocations, request, now, report);
@@ -477,73 +571,16 @@ fn load_generation(
 
     let intermediate = match &mesh.intermediate {
         None => None,
-        Some(section) => {
-            let name = if next {
-                format!("{}-next", section.name)
-            } else {
-                section.name.clone()
-            };
-            let revoked_by_root = |pair: &CertAndKey| {
-                serial_of(&pair.cert).is_some_and(|serial| {
-                    root_revocations
-                        .as_ref()
-                        .is_some_and(|list| list.iter().any(|r| r.serial == serial))
-                })
-            };
-            let existing = if options.renew.contains(&name) {
-                None
-            } else {
-                existing_pair(out, &name)?
-            };
-            let root_signer = || match &root.key {
-                Some(key) => Ok(CertAndKey {
-                    cert: root.cert.clone(),
-                    key: key.clone(),
-                }),
-                None => Err(GenError::RootKeyNeeded {
-                    what: format!("the issuing CA {name}"),
-                    path: root_key_path.to_owned(),
-                }),
-            };
-            let (pair, status) = match existing {
-                Some(_) if !options.force && root_status == CertStatus::Issued => {
-                    return Err(GenError::WouldOverwrite {
-                        path: cert_paths(out, &name).0,
-                        reason: "exists, but the root is new and did not issue it".into(),
-                    })
-                }
-                Some(pair)
-                    if !options.force && revoked_by_root(&pair) && !options.replace_revoked =>
-                {
-                    return Err(GenError::WouldOverwrite {
-                        path: cert_paths(out, &name).0,
-                        reason: "is revoked on the root's CRL: a new issuing CA (and new leaves) would replace it".into(),
-                    })
-                }
-                Some(pair) if !options.force && !revoked_by_root(&pair) => {
-                    match certs::check_intermediate(&pair, &section.name, &root.cert, mesh, now) {
-                        Ok(()) => (pair, CertStatus::Reused),
-                        Err(misfit) => {
-                            return Err(GenError::WouldOverwrite {
-                                path: misfit.path(out, &name),
-                                reason: format!("no longer fits: {}", misfit.reason),
-                            })
-                        }
-                    }
-                }
-                _ => (
-                    certs::issue_intermediate(
-                        mesh,
-                        &section.name,
-                        section.validity.0,
-                        &root_signer()?,
-                        now,
-                    )?,
-                    CertStatus::Issued,
-                ),
-            };
-            Some((name, pair, status))
-        }
+        Some(section) => Some(load_intermediate(
+            out,
+            mesh,
+            options,
+            section,
+            next,
+            (&root, root_status, root_revocations.as_deref()),
+            root_key_path,
+            now,
+        )?),
     };
     let mut intermediate_revocations = match &intermediate {
         Some((name, pair, status)) => read_revocations(out, name, &pair.cert, *status, report)?,
