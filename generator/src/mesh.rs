@@ -795,6 +795,19 @@ impl Mesh {
             field: field.to_owned(),
             message,
         };
+        self.check_pki_sections(&invalid)?;
+        self.check_names(&invalid)?;
+        self.check_plugin_source(&invalid)?;
+        self.check_istio_release(&invalid)?;
+        self.check_gateway_and_failure(&invalid)?;
+        Ok(())
+    }
+
+    /// `[certManager]` only with cert-manager, and an issuing CA that fits under the root.
+    fn check_pki_sections(
+        &self,
+        invalid: &dyn Fn(&str, String) -> MeshError,
+    ) -> Result<(), MeshError> {
         if let Some(section) = &self.cert_manager {
             if self.certificates != Certificates::CertManager {
                 return Err(invalid(
@@ -858,6 +871,11 @@ impl Mesh {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Names usable as Kubernetes names, the domain, the leaves' validity, the port, the SANs.
+    fn check_names(&self, invalid: &dyn Fn(&str, String) -> MeshError) -> Result<(), MeshError> {
         for (field, value) in [
             ("root.name", &self.root.name),
             ("clusterA.clientName", &self.cluster_a.client_name),
@@ -949,6 +967,14 @@ impl Mesh {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Where the module comes from: one source, a usable URL or image, a digest of the right form.
+    fn check_plugin_source(
+        &self,
+        invalid: &dyn Fn(&str, String) -> MeshError,
+    ) -> Result<(), MeshError> {
         if self.plugin.wasm_image.is_some() && self.plugin.wasm_url.is_some() {
             return Err(invalid(
                 "plugin.wasmImage",
@@ -992,6 +1018,14 @@ impl Mesh {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The Istio release and its feature gates, the revision, the image pull Secret.
+    fn check_istio_release(
+        &self,
+        invalid: &dyn Fn(&str, String) -> MeshError,
+    ) -> Result<(), MeshError> {
         if !self.istio_version.at_least(OLDEST_ISTIO_MINOR) {
             return Err(invalid(
                 "istioVersion",
@@ -1032,6 +1066,14 @@ impl Mesh {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The gateway (a connection layer only on one of its own) and the fail-open opt-in.
+    fn check_gateway_and_failure(
+        &self,
+        invalid: &dyn Fn(&str, String) -> MeshError,
+    ) -> Result<(), MeshError> {
         let gateway = self
             .gateway()
             .map_err(|(field, message)| invalid(&field, message))?;
