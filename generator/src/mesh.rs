@@ -928,6 +928,12 @@ impl Mesh {
         if self.cluster_b.port == 0 {
             return Err(invalid("clusterB.port", "0 is not a port".into()));
         }
+        self.check_sans(invalid)
+    }
+
+    /// Cluster A's SANs (at least one, each an exact pattern the filter accepts) and the
+    /// gateway's allow-list.
+    fn check_sans(&self, invalid: &dyn Fn(&str, String) -> MeshError) -> Result<(), MeshError> {
         if self.cluster_a.sans.is_empty() {
             return Err(invalid(
                 "clusterA.sans",
