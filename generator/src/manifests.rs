@@ -361,16 +361,26 @@ pub fn manifests(
 fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
     let a = &mesh.cluster_a;
     let ns = a.namespace.as_str();
-    let domain = &mesh.cluster_b.domain;
-    let app = labels(&[("app", &a.deployment)]);
     let secret_name = mesh.client_secret_name();
-
     e.emit(Cluster::A, "namespace.yaml", &namespace(mesh, ns), false);
     let sa = ServiceAccount {
         metadata: meta(&a.service_account, Some(ns)),
         ..Default::default()
     };
     e.emit(Cluster::A, "serviceaccount.yaml", &sa, false);
+    client_credential(e, mesh, pki, &secret_name);
+    client_deployment(e, mesh, &secret_name);
+    egress_routing(e, mesh);
+    client_destination_rule(e, mesh, &secret_name);
+    if a.client_cert_mode == ClientCertMode::CredentialName {
+        credential_reader(e, mesh);
+    }
+}
+
+/// The client's certificate: a Secret of gen's leaf, or cert-manager's objects that make one.
+fn client_credential(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>, secret_name: &str) {
+    let ns = mesh.cluster_a.namespace.as_str();
+    let secret_name = secret_name.to_owned();
     match pki.client {
         Some(client) => {
             let client_secret = secret(
@@ -392,7 +402,13 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         }
         None => cert_manager(e, Cluster::A, mesh, pki, LeafRole::Client, ns, &secret_name),
     }
+}
 
+/// The client workload, with the certificate mounted into its sidecar in the Mounted mode.
+fn client_deployment(e: &mut Emitter, mesh: &Mesh, secret_name: &str) {
+    let a = &mesh.cluster_a;
+    let ns = a.namespace.as_str();
+    let app = labels(&[("app", &a.deployment)]);
     let annotations = match a.client_cert_mode {
         ClientCertMode::Mounted => {
             // The map form Istio's injector reads: the key names the volume and its mount
@@ -440,7 +456,13 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         container,
     );
     e.emit(Cluster::A, "deployment.yaml", &dep, false);
+}
 
+/// Cluster B's host as a mesh-external service, and the route that sends its plain HTTP to the
+/// mutual-TLS subset.
+fn egress_routing(e: &mut Emitter, mesh: &Mesh) {
+    let ns = mesh.cluster_a.namespace.as_str();
+    let domain = &mesh.cluster_b.domain;
     let name = object_name(domain);
     let se = Object {
         api_version: "networking.istio.io/v1",
@@ -488,7 +510,16 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         },
     };
     e.emit(Cluster::A, "virtualservice.yaml", &vs, false);
+}
 
+/// The DestinationRule that originates mutual TLS with the client's certificate.
+fn client_destination_rule(e: &mut Emitter, mesh: &Mesh, secret_name: &str) {
+    let a = &mesh.cluster_a;
+    let ns = a.namespace.as_str();
+    let domain = &mesh.cluster_b.domain;
+    let name = object_name(domain);
+    let app = labels(&[("app", &a.deployment)]);
+    let secret_name = secret_name.to_owned();
     let file = |f: &str| Some(format!("{CLIENT_CERT_DIR}/{f}"));
     let tls = match a.client_cert_mode {
         ClientCertMode::Mounted => ClientTls {
@@ -535,26 +566,29 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
         },
     };
     e.emit(Cluster::A, "destinationrule.yaml", &dr, false);
+}
 
-    if a.client_cert_mode == ClientCertMode::CredentialName {
-        let role_name = format!("{}-credential-reader", a.service_account);
-        let role = Role {
-            metadata: meta(&role_name, Some(ns)),
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["secrets".into()]),
-                verbs: vec!["get".into(), "list".into(), "watch".into()],
-                ..Default::default()
-            }]),
-        };
-        e.emit(Cluster::A, "role.yaml", &role, false);
-        e.emit(
-            Cluster::A,
-            "rolebinding.yaml",
-            &role_binding(&role_name, ns, &a.service_account),
-            false,
-        );
-    }
+/// In the credentialName mode, the client's sidecar reads its Secret: a Role and its binding.
+fn credential_reader(e: &mut Emitter, mesh: &Mesh) {
+    let a = &mesh.cluster_a;
+    let ns = a.namespace.as_str();
+    let role_name = format!("{}-credential-reader", a.service_account);
+    let role = Role {
+        metadata: meta(&role_name, Some(ns)),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["secrets".into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..Default::default()
+        }]),
+    };
+    e.emit(Cluster::A, "role.yaml", &role, false);
+    e.emit(
+        Cluster::A,
+        "rolebinding.yaml",
+        &role_binding(&role_name, ns, &a.service_account),
+        false,
+    );
 }
 
 /// cert-manager's objects for one leaf: its `Certificate` (cert-manager writes `secret_name`),
