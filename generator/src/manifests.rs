@@ -664,14 +664,36 @@ fn cert_manager(
 }
 
 fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
-    let b = &mesh.cluster_b;
-    let ns = b.namespace.as_str();
-    let domain = &b.domain;
-    let secret_name = mesh.server_secret_name();
-    let app = labels(&[("app", &b.service)]);
-    // Istio's SDS serves a gateway only the credentials of its own namespace.
-    let gateway_ns = gateway.namespace();
+    server_credential(e, mesh, gateway, pki);
+    if let Gateway::Own {
+        name,
+        namespace: gw_ns,
+        labels: gw_labels,
+        replicas,
+    } = gateway
+    {
+        own_gateway(e, mesh, name, gw_ns, gw_labels, *replicas);
+    }
 
+    e.emit(
+        Cluster::B,
+        "namespace.yaml",
+        &namespace(mesh, &mesh.cluster_b.namespace),
+        false,
+    );
+    backend(e, mesh);
+    gateway_routing(e, mesh, gateway);
+    peergate_plugin(e, mesh, gateway, pki);
+    if let Gateway::Existing { .. } = gateway {
+        xfcc_patch(e);
+    }
+}
+
+/// The gateway's credential: a Secret of gen's server leaf (with the client CAs and CRLs), or
+/// cert-manager's objects that make one; in the gateway's namespace, where Istio's SDS reads it.
+fn server_credential(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
+    let secret_name = mesh.server_secret_name();
+    let gateway_ns = gateway.namespace();
     // The kubernetes.io/tls layout: Istio reads a CRL as `ca.crl` only beside `tls.crt` and
     // `tls.key` (an Opaque `cert`/`key` secret's would be `crl`), and `ca.crt` is the client CA
     // (pilot/pkg/credentials/kube/secrets.go, ExtractCertInfo and ExtractRoot).
@@ -706,17 +728,13 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
             &secret_name,
         ),
     }
-    if let Gateway::Own {
-        name,
-        namespace: gw_ns,
-        labels: gw_labels,
-        replicas,
-    } = gateway
-    {
-        own_gateway(e, mesh, name, gw_ns, gw_labels, *replicas);
-    }
-    e.emit(Cluster::B, "namespace.yaml", &namespace(mesh, ns), false);
+}
 
+/// The backend behind the gateway: helloworld's Service and Deployment.
+fn backend(e: &mut Emitter, mesh: &Mesh) {
+    let b = &mesh.cluster_b;
+    let ns = b.namespace.as_str();
+    let app = labels(&[("app", &b.service)]);
     let service = Service {
         metadata: ObjectMeta {
             labels: Some(app.clone()),
@@ -749,7 +767,15 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     };
     let dep = deployment(&b.service, ns, pod_labels, None, None, container);
     e.emit(Cluster::B, "deployment.yaml", &dep, false);
+}
 
+/// The Gateway terminating mutual TLS for our host, and the route to the backend.
+fn gateway_routing(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway) {
+    let b = &mesh.cluster_b;
+    let ns = b.namespace.as_str();
+    let domain = &b.domain;
+    let secret_name = mesh.server_secret_name();
+    let gateway_ns = gateway.namespace();
     // The Gateway lives with the gateway Pods and their credential, so it also holds where
     // Istio scopes Gateways to their namespace (PILOT_SCOPE_GATEWAY_TO_NAMESPACE).
     let gateway_name = format!("{}-gateway", b.service);
@@ -817,7 +843,12 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
         },
     };
     e.emit(Cluster::B, "virtualservice.yaml", &vs, false);
+}
 
+/// The WasmPlugin (or TrafficExtension) that puts peergate on the gateway's HTTPS listener.
+fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
+    let gateway_ns = gateway.namespace();
+    let selector = gateway.labels().clone();
     // A connection-layer plugin is a network filter (Istio >= 1.20); HTTP is the default and
     // is left unsaid so the object reads as it always did.
     let plugin_type =
@@ -892,16 +923,17 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
             );
         }
     }
+}
 
-    if let Gateway::Existing { .. } = gateway {
-        // Not applied by the kustomization: the existing gateway's Deployment is not ours.
-        let patch = serde_json::json!({
-            "spec": { "template": { "metadata": { "annotations": {
-                (PROXY_CONFIG_ANNOTATION): XFCC_PROXY_CONFIG
-            }}}}
-        });
-        e.emit(Cluster::B, XFCC_PATCH_FILE, &patch, false);
-    }
+/// For an existing gateway: the patch that makes it forward the client certificate (not applied
+/// by the kustomization: the existing gateway's Deployment is not ours).
+fn xfcc_patch(e: &mut Emitter) {
+    let patch = serde_json::json!({
+        "spec": { "template": { "metadata": { "annotations": {
+            (PROXY_CONFIG_ANNOTATION): XFCC_PROXY_CONFIG
+        }}}}
+    });
+    e.emit(Cluster::B, XFCC_PATCH_FILE, &patch, false);
 }
 
 /// What the gateway forwards to the backend about the client certificate: Istio's gateway
