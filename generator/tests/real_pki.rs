@@ -17,7 +17,7 @@ use std::time::SystemTime;
 mod support;
 
 use peergate_filter::{Reason, TrustedIssuerConfig};
-use support::{ok, peergate, plugin_config, read, refused, secret_value, yaml};
+use support::{ok, peergate, plugin_config, read, refused, secret_value, snapshot_bytes, yaml};
 
 const CLIENT_ID: &str = "spiffe://cluster-a/ns/client/sa/sleep";
 const DOMAIN: &str = "helloworld.zufar.io";
@@ -186,23 +186,6 @@ fn an_issuing_ca_signs_the_leaves_and_each_side_gets_the_right_chain() {
         "{again}"
     );
     assert_eq!(snapshot_bytes(&out), before);
-}
-
-fn snapshot_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 #[test]

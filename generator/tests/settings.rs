@@ -9,29 +9,9 @@
     clippy::indexing_slicing
 )]
 
-use std::path::Path;
-
 mod support;
 
-use support::{ok, read, refused};
-
-/// Every file under `dir` with its bytes, to show a refused run changed nothing.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
-}
+use support::{ok, read, refused, snapshot_bytes};
 
 #[test]
 fn revoke_and_rotate_work_on_an_issuing_ca_output_without_repeating_its_flags() {
@@ -94,7 +74,7 @@ fn a_flag_that_contradicts_the_record_is_refused_naming_both_unless_forced() {
         &["gen", "--out", "out", "--intermediate", "issuing"],
     );
     let out = dir.path().join("out");
-    let before = snapshot(&out);
+    let before = snapshot_bytes(&out);
     for (args, given, recorded) in [
         (
             &["--intermediate", "other"][..],
@@ -114,7 +94,11 @@ fn a_flag_that_contradicts_the_record_is_refused_naming_both_unless_forced() {
             stderr.contains(given) && stderr.contains(recorded) && stderr.contains("--force"),
             "{args:?}: {stderr}"
         );
-        assert_eq!(snapshot(&out), before, "{args:?} must not touch the output");
+        assert_eq!(
+            snapshot_bytes(&out),
+            before,
+            "{args:?} must not touch the output"
+        );
     }
     // mesh.toml asking for another issuing CA is a contradiction too.
     std::fs::write(

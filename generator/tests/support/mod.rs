@@ -68,3 +68,21 @@ pub fn secret_value(path: &Path, key: &str) -> Option<String> {
         .unwrap(),
     )
 }
+
+/// Every file under `dir` with its bytes, sorted: to show a run changed nothing.
+pub fn snapshot_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
