@@ -988,6 +988,19 @@ fn own_gateway(
         false,
     );
 
+    gateway_deployment(e, mesh, name, ns, pod_labels, replicas);
+    gateway_service(e, name, ns, pod_labels);
+}
+
+/// The gateway's Deployment, injected with Istio's `gateway` template.
+fn gateway_deployment(
+    e: &mut Emitter,
+    mesh: &Mesh,
+    name: &str,
+    ns: &str,
+    pod_labels: &BTreeMap<String, String>,
+    replicas: u32,
+) {
     let mut template_labels = pod_labels.clone();
     match &mesh.istio_revision {
         Some(revision) => template_labels.insert(REVISION_LABEL.into(), revision.clone()),
@@ -1048,7 +1061,10 @@ fn own_gateway(
         ..Default::default()
     };
     e.emit(Cluster::B, "gateway-deployment.yaml", &dep, false);
+}
 
+/// The gateway's LoadBalancer Service (80 and 443).
+fn gateway_service(e: &mut Emitter, name: &str, ns: &str, pod_labels: &BTreeMap<String, String>) {
     let port = |number: u16, port_name: &str| ServicePort {
         name: Some(port_name.into()),
         port: i32::from(number),
