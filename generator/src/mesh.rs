@@ -1161,55 +1161,69 @@ impl Mesh {
             }
         }
         if section.existing {
-            for (field, set) in [
-                ("clusterB.gateway.name", section.name.is_some()),
-                ("clusterB.gateway.replicas", section.replicas.is_some()),
-            ] {
-                if set {
-                    return err(field, "only for a gateway of its own: an existing gateway is selected by namespace and labels".into());
-                }
-            }
-            let Some(listener_port) = section.listener_port.filter(|p| *p != 0) else {
-                return err(
-                    "clusterB.gateway.listenerPort",
-                    "required for an existing gateway: the port Istio builds for its Service port 443, the Service's targetPort (kubectl -n NAMESPACE get service -l LABEL=VALUE -o jsonpath='{.items[*].spec.ports[?(@.port==443)].targetPort}'; 8443 for istioctl's istio-ingressgateway, 443 for the istio/gateway chart)".into(),
-                );
-            };
-            return Ok(Gateway::Existing {
-                namespace: section.namespace,
-                labels: section.labels,
-                listener_port,
-            });
+            return existing_gateway(section);
         }
-        if section.listener_port.is_some() {
-            return err(
-                "clusterB.gateway.listenerPort",
-                format!("only for an existing gateway (existing = true): the generated gateway listens on {OWN_GATEWAY_HTTPS_PORT} itself"),
-            );
-        }
-        let name = section
-            .name
-            .unwrap_or_else(|| DEFAULT_GATEWAY_NAME.to_owned());
-        if !is_dns_label(&name) {
-            return err(
-                "clusterB.gateway.name",
-                format!("{name:?} is not a Kubernetes name"),
-            );
-        }
-        let replicas = section.replicas.unwrap_or(DEFAULT_GATEWAY_REPLICAS);
-        if replicas == 0 {
-            return err(
-                "clusterB.gateway.replicas",
-                "0 replicas would leave the partner's traffic nowhere to go".into(),
-            );
-        }
-        Ok(Gateway::Own {
-            name,
-            namespace: section.namespace,
-            labels: section.labels,
-            replicas,
-        })
+        own_gateway(section)
     }
+}
+
+/// `[clusterB.gateway]` with `existing = true`: selected by namespace and labels, its listener
+/// port given. Errors name the field.
+fn existing_gateway(section: GatewaySection) -> Result<Gateway, (String, String)> {
+    let err = |field: &str, message: String| Err((field.to_owned(), message));
+    for (field, set) in [
+        ("clusterB.gateway.name", section.name.is_some()),
+        ("clusterB.gateway.replicas", section.replicas.is_some()),
+    ] {
+        if set {
+            return err(field, "only for a gateway of its own: an existing gateway is selected by namespace and labels".into());
+        }
+    }
+    let Some(listener_port) = section.listener_port.filter(|p| *p != 0) else {
+        return err(
+            "clusterB.gateway.listenerPort",
+            "required for an existing gateway: the port Istio builds for its Service port 443, the Service's targetPort (kubectl -n NAMESPACE get service -l LABEL=VALUE -o jsonpath='{.items[*].spec.ports[?(@.port==443)].targetPort}'; 8443 for istioctl's istio-ingressgateway, 443 for the istio/gateway chart)".into(),
+        );
+    };
+    Ok(Gateway::Existing {
+        namespace: section.namespace,
+        labels: section.labels,
+        listener_port,
+    })
+}
+
+/// A gateway of its own: its name and replicas (the listener port is its own). Errors name the
+/// field.
+fn own_gateway(section: GatewaySection) -> Result<Gateway, (String, String)> {
+    let err = |field: &str, message: String| Err((field.to_owned(), message));
+    if section.listener_port.is_some() {
+        return err(
+            "clusterB.gateway.listenerPort",
+            format!("only for an existing gateway (existing = true): the generated gateway listens on {OWN_GATEWAY_HTTPS_PORT} itself"),
+        );
+    }
+    let name = section
+        .name
+        .unwrap_or_else(|| DEFAULT_GATEWAY_NAME.to_owned());
+    if !is_dns_label(&name) {
+        return err(
+            "clusterB.gateway.name",
+            format!("{name:?} is not a Kubernetes name"),
+        );
+    }
+    let replicas = section.replicas.unwrap_or(DEFAULT_GATEWAY_REPLICAS);
+    if replicas == 0 {
+        return err(
+            "clusterB.gateway.replicas",
+            "0 replicas would leave the partner's traffic nowhere to go".into(),
+        );
+    }
+    Ok(Gateway::Own {
+        name,
+        namespace: section.namespace,
+        labels: section.labels,
+        replicas,
+    })
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
