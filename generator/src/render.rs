@@ -132,7 +132,10 @@ pub fn audit_text(run: &AuditRun, style: Style) -> String {
                     p.deny_status,
                     p.protected_server_names
                         .as_ref()
-                        .map(|names| format!(", only for server names {}", names.join(", ")))
+                        .map(|names| format!(
+                            ", only for hosts {} (SNI or authority)",
+                            names.join(", ")
+                        ))
                         .unwrap_or_default()
                 ),
             ],
