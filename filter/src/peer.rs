@@ -147,6 +147,7 @@ impl PeerSummary {
             Err(_) => return Err(BadSanExtension),
         };
         let validity = cert.validity();
+        let subject_rdns = subject_rdns(cert.subject());
         Ok(Self {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
@@ -155,8 +156,8 @@ impl PeerSummary {
             fingerprint: hex(fingerprint),
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
-            subject_rdns: subject_rdns(cert.subject()),
-            subject_rfc4514: rfc4514(cert.subject()),
+            subject_rfc4514: rfc4514(&subject_rdns),
+            subject_rdns,
         })
     }
 }

@@ -309,21 +309,19 @@ impl SubjectAllowList {
     }
 }
 
-/// A subject in RFC 4514 form (most specific RDN first), for people and for copying into
-/// `allowedSubjects`.
-pub fn rfc4514(name: &X509Name<'_>) -> String {
-    let mut rdns: Vec<String> = name
-        .iter_rdn()
+/// A subject (as [`subject_rdns`] read it, so each value is decoded once) in RFC 4514 form
+/// (most specific RDN first), for people and for copying into `allowedSubjects`.
+pub fn rfc4514(subject: &SubjectRdns) -> String {
+    let mut rdns: Vec<String> = subject
+        .iter()
         .map(|rdn| {
             let avas: Vec<String> = rdn
                 .iter()
-                .map(|ava| {
-                    let oid = ava.attr_type().to_id_string();
+                .map(|(oid, value)| {
                     let name = SHORT_NAMES
                         .iter()
-                        .find(|(o, _)| *o == oid)
-                        .map_or(oid.clone(), |(_, n)| (*n).to_owned());
-                    let value = AttributeValue::of(ava);
+                        .find(|(o, _)| o == oid)
+                        .map_or(oid.as_str(), |(_, n)| n);
                     let value = match &value.text {
                         Some(text) => escape(text),
                         None => format!("#{}", crate::hex::hex(&value.ber)),
