@@ -737,15 +737,7 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         generation_crls: crls_by_generation(&[Some(&current), next.as_ref()], &crl_files),
     };
     let leaves = issue_leaves(&issuer, existing_client, existing_server)?;
-    for generation in &generations {
-        report.certs.extend(generation.statuses(retiring));
-    }
-    if let Some(((_, client), (_, server))) = &leaves {
-        report.certs.extend([
-            (client_name.to_owned(), *client),
-            (server_name.to_owned(), *server),
-        ]);
-    }
+    report.certs = cert_statuses(mesh, &generations, retiring, &leaves);
 
     let leaf_pairs = leaves
         .as_ref()
@@ -993,6 +985,25 @@ fn validated_gateway(mesh: &Mesh) -> Result<Gateway, GenError> {
             field,
             message,
         })?)
+}
+
+/// What happened to each certificate of the output: the CAs of every generation, then the
+/// leaves (none with cert-manager).
+fn cert_statuses(
+    mesh: &Mesh,
+    generations: &[&Generation],
+    retiring: bool,
+    leaves: &Leaves,
+) -> Vec<(String, CertStatus)> {
+    let mut statuses: Vec<(String, CertStatus)> = generations
+        .iter()
+        .flat_map(|generation| generation.statuses(retiring))
+        .collect();
+    if let Some(((_, client), (_, server))) = leaves {
+        statuses.push((mesh.cluster_a.client_name.clone(), *client));
+        statuses.push((mesh.cluster_b.server_name.clone(), *server));
+    }
+    statuses
 }
 
 /// What issues or reuses the leaves: the generation that signs them, its signer, and the
