@@ -98,6 +98,18 @@ type EnvoyOptions struct {
 	// AllowWarming: start even if some listeners stay warming (waiting for a resource
 	// Envoy refused).
 	AllowWarming bool
+	// ShiftPrivilegedPorts binds a listener of a port below 1024 at that port + 10000, for
+	// a user who cannot bind them (a sidecar's outbound port 80 is reached through iptables
+	// in a Pod, never bound).
+	ShiftPrivilegedPorts bool
+}
+
+// BoundPort is where a listener istiod generated for port binds on this machine.
+func (o EnvoyOptions) BoundPort(port uint32) uint32 {
+	if o.ShiftPrivilegedPorts && port < 1024 {
+		return port + 10000
+	}
+	return port
 }
 
 // Envoy is a real Envoy serving what istiod generated for one proxy: listeners and clusters
@@ -128,7 +140,16 @@ func nextLoopback() string {
 // StartEnvoy serves x to a new Envoy (binary envoy) and waits until it is ready.
 func StartEnvoy(t testing.TB, binary string, x *XDS, opts EnvoyOptions) *Envoy {
 	t.Helper()
-	e := &Envoy{t: t, dir: t.TempDir(), IP: nextLoopback(), files: map[string]string{}, x: x, opts: opts}
+	e := PrepareEnvoy(t, t.TempDir(), x, opts)
+	e.Start(binary)
+	return e
+}
+
+// PrepareEnvoy writes what an Envoy serving x reads into dir: its bootstrap (bootstrap.json)
+// and every resource as a file the bootstrap's config sources name. Nothing runs yet.
+func PrepareEnvoy(t testing.TB, dir string, x *XDS, opts EnvoyOptions) *Envoy {
+	t.Helper()
+	e := &Envoy{t: t, dir: dir, IP: nextLoopback(), files: map[string]string{}, x: x, opts: opts}
 	addresses := map[string]string{"0.0.0.0": e.IP}
 	var listeners, clusters, routes, endpoints, secrets, extensions []proto.Message
 	for _, l := range x.Listeners {
@@ -191,16 +212,26 @@ func StartEnvoy(t testing.TB, binary string, x *XDS, opts EnvoyOptions) *Envoy {
 	slices.Sort(e.Removed)
 	e.Removed = slices.Compact(e.Removed)
 	t.Logf("%s: removed istio-proxy-only extensions %v", opts.Node, e.Removed)
-	var names []string
-	for _, l := range x.Listeners {
-		names = append(names, l.GetName())
-	}
-	if opts.AllowWarming {
-		names = nil
-	}
-	e.start(binary, opts, names)
+	e.writeBootstrap()
 	return e
 }
+
+// Start runs the prepared Envoy (binary envoy) and waits until it is ready with every
+// listener istiod generated (unless AllowWarming).
+func (e *Envoy) Start(binary string) {
+	e.t.Helper()
+	var names []string
+	for _, l := range e.x.Listeners {
+		names = append(names, l.GetName())
+	}
+	if e.opts.AllowWarming {
+		names = nil
+	}
+	e.start(binary, e.opts, names)
+}
+
+// Bootstrap is the prepared bootstrap file.
+func (e *Envoy) Bootstrap() string { return filepath.Join(e.dir, "bootstrap.json") }
 
 // Update serves a new push of istiod's config for this proxy, with agentSecrets the agent's
 // own (mounted files) anew: the secrets over SDS and the extension configs over ECDS, the
@@ -350,7 +381,8 @@ func (e *Envoy) write(path string, resources ...proto.Message) {
 		e.t.Fatal(err)
 	}
 	tmp := full + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	// 0600: the secrets carry private keys.
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := os.Rename(tmp, full); err != nil {
@@ -409,6 +441,7 @@ func (e *Envoy) rewrite(m proto.Message, addresses map[string]string, opts Envoy
 					addresses[sa.GetAddress()] = ip
 				}
 				sa.Address = ip
+				sa.PortSpecifier = &core.SocketAddress_PortValue{PortValue: opts.BoundPort(sa.GetPortValue())}
 			}
 			// No iptables here: the virtual listeners a sidecar reaches through its
 			// redirect are bound themselves, and nothing is transparent.
@@ -505,9 +538,11 @@ func (e *Envoy) checkAccepted(listeners []string) {
 	}
 }
 
-func (e *Envoy) start(binary string, opts EnvoyOptions, want []string) {
+// writeBootstrap writes bootstrap.json: the listeners and clusters from the files, as
+// Istio's bootstrap takes them from istiod's ADS.
+func (e *Envoy) writeBootstrap() {
 	e.t.Helper()
-	node := opts.Node
+	node := e.opts.Node
 	if node == "" {
 		node = "peergate-oracle"
 	}
@@ -530,10 +565,14 @@ func (e *Envoy) start(binary string, opts EnvoyOptions, want []string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	config := filepath.Join(e.dir, "bootstrap.json")
-	if err := os.WriteFile(config, data, 0o644); err != nil {
+	if err := os.WriteFile(e.Bootstrap(), data, 0o600); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+func (e *Envoy) start(binary string, opts EnvoyOptions, want []string) {
+	e.t.Helper()
+	config := e.Bootstrap()
 	logLevel := opts.LogLevel
 	if logLevel == "" {
 		logLevel = "warning"
@@ -624,7 +663,7 @@ func (e *Envoy) Log() string {
 
 // Address is where a listener of istiod's config (by its port) is reached.
 func (e *Envoy) Address(port int) string {
-	return net.JoinHostPort(e.IP, strconv.Itoa(port))
+	return net.JoinHostPort(e.IP, strconv.Itoa(int(e.opts.BoundPort(uint32(port)))))
 }
 
 // Stats reads every counter and gauge whose name contains filter; a stat Envoy does not

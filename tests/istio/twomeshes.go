@@ -16,6 +16,7 @@ import (
 	"time"
 
 	tls "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -66,6 +67,8 @@ type TwoMeshes struct {
 	Gateway *Envoy
 	// GatewayPort is the listener port of our gateway for Service port 443.
 	GatewayPort int
+	// GatewayHTTPPort is its listener port for Service port 80 (0: no such port).
+	GatewayHTTPPort int
 	// Shared is istio-ingressgateway when it is not our gateway.
 	Shared *Envoy
 	// UnrelatedAddr is where the other team's host is served (istio-ingressgateway's
@@ -82,6 +85,15 @@ type TwoMeshes struct {
 	clusterBChange func([]*unstructured.Unstructured)
 	addObjects     func([]*unstructured.Unstructured) []*unstructured.Unstructured
 	ours           *unstructured.Unstructured
+	allowWarming   bool
+	shiftPorts     bool
+	// onlyOurs launches our gateway and the sidecar, not a shared gateway beside ours.
+	onlyOurs bool
+	meshB    Keypair
+	// launch starts (or only prepares) a proxy's Envoy; name says which proxy.
+	launch func(name string, x *XDS, opts EnvoyOptions) *Envoy
+	// fetchWasm is istio-agent's Wasm step on the gateway's extension configs.
+	fetchWasm func(t testing.TB, resources []*anypb.Any)
 }
 
 // MeshOption changes how StartTwoMeshes builds the clusters.
@@ -113,21 +125,55 @@ func AllowingWarmListeners() MeshOption {
 // pinned Envoy.
 func StartTwoMeshes(t *testing.T, pin Pin, out Output, options ...MeshOption) *TwoMeshes {
 	t.Helper()
+	binary := EnvoyBin(t)
+	m := newTwoMeshes(pin, out, options)
+	m.launch = func(_ string, x *XDS, opts EnvoyOptions) *Envoy { return StartEnvoy(t, binary, x, opts) }
+	m.Helloworld = StartBackend(t, HelloBody)
+	m.Other = StartBackend(t, "other team\n")
+	m.build(t, m.Helloworld.Addr, m.Other.Addr)
+	return m
+}
+
+func newTwoMeshes(pin Pin, out Output, options []MeshOption) *TwoMeshes {
 	var opts meshOptions
 	for _, o := range options {
 		o(&opts)
 	}
-	binary := EnvoyBin(t)
-	m := &TwoMeshes{Out: out, pin: pin, clusterBChange: opts.clusterB, addObjects: opts.addObjects}
+	return &TwoMeshes{Out: out, pin: pin, clusterBChange: opts.clusterB, addObjects: opts.addObjects,
+		allowWarming: opts.allowWarming, fetchWasm: func(t testing.TB, resources []*anypb.Any) { AgentFetch(t, resources) }}
+}
+
+// build makes both clusters from the output and launches their proxies, with helloworld's
+// Pods served at helloworld and the other team's at other.
+func (m *TwoMeshes) build(t *testing.T, helloworld, other string) {
+	t.Helper()
 	m.OtherCert = Issue(t, nil, CertificateTemplate{CommonName: UnrelatedHostName, DNSNames: []string{UnrelatedHostName}})
-	objectsB, world, clB := m.clusterB(t, out)
+	objectsB, world, clB := m.clusterB(t, m.Out)
 	m.Plugin = ReadPlugin(t, objectsB)
 	gatewayObject, ours := ourGateway(t, objectsB, world.Objects())
 	m.Domain = gatewayHosts(t, gatewayObject)[0]
 	m.ours = ours
+	upstreams := podUpstreams(t, world, clB, helloworld, other)
+	m.meshB = NewCA(t, "cluster-b-mesh-ca")
+	oursGenerated := slices.ContainsFunc(objectsB, func(o *unstructured.Unstructured) bool {
+		return o.GetKind() == "Deployment" && o.GetName() == ours.GetName() && o.GetNamespace() == ours.GetNamespace()
+	})
+	m.Gateway, m.GatewayX = m.launchGateway(t, "gateway", clB, ours, oursGenerated, upstreams)
+	m.GatewayPort = targetPort(t, world.Objects(), ours, 443)
+	m.GatewayHTTPPort, _ = servicePort(world.Objects(), ours, 80)
+	shared := Find(t, world.Objects(), "Deployment", "istio-ingressgateway")
+	m.UnrelatedAddr = m.Gateway.Address(targetPort(t, world.Objects(), shared, 443))
+	if shared != ours && !m.onlyOurs {
+		m.Shared, _ = m.launchGateway(t, "shared-gateway", clB, shared, false, upstreams)
+		m.UnrelatedAddr = m.Shared.Address(targetPort(t, world.Objects(), shared, 443))
+	}
+	m.Sidecar = m.StartSidecar(t, m.ClusterAObjects(t))
+}
 
-	m.Helloworld = StartBackend(t, HelloBody)
-	m.Other = StartBackend(t, "other team\n")
+// podUpstreams maps every container port of cluster B's Pods to where it is served here:
+// the other team's at other, every other at helloworld.
+func podUpstreams(t *testing.T, world *World, clB *Cluster, helloworld, other string) map[string]string {
+	t.Helper()
 	upstreams := map[string]string{}
 	for _, dep := range OfKind(world.Objects(), "Deployment") {
 		pod := clB.Pod(t, dep.GetNamespace(), dep.GetName())
@@ -137,51 +183,41 @@ func StartTwoMeshes(t *testing.T, pin Pin, out Output, options ...MeshOption) *T
 			ports, _, _ := unstructured.NestedSlice(c.(map[string]any), "ports")
 			for _, p := range ports {
 				number, _ := toInt64(p.(map[string]any)["containerPort"])
-				target := m.Helloworld.Addr
+				target := helloworld
 				if dep.GetNamespace() == "other-team" {
-					target = m.Other.Addr
+					target = other
 				}
 				upstreams[net.JoinHostPort(ip, strconv.FormatInt(number, 10))] = target
 			}
 		}
 	}
+	return upstreams
+}
 
-	meshB := NewCA(t, "cluster-b-mesh-ca")
-	startGateway := func(dep *unstructured.Unstructured, generated bool) (*Envoy, *XDS) {
-		proxy := clB.Proxy(t, dep.GetNamespace(), dep.GetName(), true)
-		x := clB.Generate(t, proxy)
-		AgentFetch(t, x.ExtensionsRaw)
-		envoyOpts := EnvoyOptions{
-			Upstreams:    upstreams,
-			Node:         dep.GetName() + "." + dep.GetNamespace(),
-			AgentSecrets: WorkloadSecrets(t, meshB, dep.GetNamespace(), proxy.VerifiedIdentity.ServiceAccount),
-			AllowWarming: opts.allowWarming,
-		}
-		if generated {
-			// pilot-agent starts Envoy with the log levels its injected arguments say.
-			injected := Inject(t, dep)
-			if args := ProxyArgs(injected); !slices.Contains(args, "router") {
-				t.Fatalf("Istio's injector did not make %s a gateway (istio-proxy args %v)", dep.GetName(), args)
-			}
-			envoyOpts.LogLevel, envoyOpts.ComponentLogLevel = agentLogLevels(ProxyArgs(injected))
-		} else {
-			envoyOpts.LogLevel, envoyOpts.ComponentLogLevel = agentLogLevels(nil)
-		}
-		return StartEnvoy(t, binary, x, envoyOpts), x
+// launchGateway launches the gateway Pod of dep (name says which gateway it is here): istiod's config for it after the agent's
+// Wasm step, with the log levels pilot-agent would pass (from the injected arguments when
+// generated is true: the Deployment is ours).
+func (m *TwoMeshes) launchGateway(t *testing.T, name string, clB *Cluster, dep *unstructured.Unstructured, generated bool, upstreams map[string]string) (*Envoy, *XDS) {
+	t.Helper()
+	proxy := clB.Proxy(t, dep.GetNamespace(), dep.GetName(), true)
+	x := clB.Generate(t, proxy)
+	m.fetchWasm(t, x.ExtensionsRaw)
+	envoyOpts := EnvoyOptions{
+		Upstreams:            upstreams,
+		Node:                 dep.GetName() + "." + dep.GetNamespace(),
+		AgentSecrets:         WorkloadSecrets(t, m.meshB, dep.GetNamespace(), proxy.VerifiedIdentity.ServiceAccount),
+		AllowWarming:         m.allowWarming,
+		ShiftPrivilegedPorts: m.shiftPorts,
 	}
-	oursGenerated := slices.ContainsFunc(objectsB, func(o *unstructured.Unstructured) bool {
-		return o.GetKind() == "Deployment" && o.GetName() == ours.GetName() && o.GetNamespace() == ours.GetNamespace()
-	})
-	m.Gateway, m.GatewayX = startGateway(ours, oursGenerated)
-	m.GatewayPort = targetPort(t, world.Objects(), ours, 443)
-	shared := Find(t, world.Objects(), "Deployment", "istio-ingressgateway")
-	m.UnrelatedAddr = m.Gateway.Address(targetPort(t, world.Objects(), shared, 443))
-	if shared != ours {
-		m.Shared, _ = startGateway(shared, false)
-		m.UnrelatedAddr = m.Shared.Address(targetPort(t, world.Objects(), shared, 443))
+	var args []string
+	if generated {
+		args = ProxyArgs(Inject(t, dep))
+		if !slices.Contains(args, "router") {
+			t.Fatalf("Istio's injector did not make %s a gateway (istio-proxy args %v)", dep.GetName(), args)
+		}
 	}
-	m.Sidecar = m.StartSidecar(t, m.ClusterAObjects(t))
-	return m
+	envoyOpts.LogLevel, envoyOpts.ComponentLogLevel = agentLogLevels(args)
+	return m.launch(name, x, envoyOpts), x
 }
 
 // clusterB is cluster B as applied from the output: its objects (after a ChangingClusterB
@@ -225,14 +261,15 @@ func (m *TwoMeshes) StartSidecar(t *testing.T, objectsA []*unstructured.Unstruct
 	agentSecrets := append(fileSecrets,
 		WorkloadSecrets(t, NewCA(t, "cluster-a-mesh-ca"), sleep.GetNamespace(), serviceAccount)...)
 	logLevel, componentLogLevel := agentLogLevels(ProxyArgs(injected))
-	return StartEnvoy(t, EnvoyBin(t), xA, EnvoyOptions{
+	return m.launch("sidecar", xA, EnvoyOptions{
 		// DNS for the domain leads to our gateway's load balancer, which forwards Service
 		// port 443 to the gateway Pod's listener port.
-		Upstreams:         map[string]string{net.JoinHostPort(m.Domain, "443"): m.Gateway.Address(m.GatewayPort)},
-		AgentSecrets:      agentSecrets,
-		LogLevel:          logLevel,
-		ComponentLogLevel: componentLogLevel,
-		Node:              sleep.GetName() + "." + sleep.GetNamespace(),
+		Upstreams:            map[string]string{net.JoinHostPort(m.Domain, "443"): m.Gateway.Address(m.GatewayPort)},
+		AgentSecrets:         agentSecrets,
+		LogLevel:             logLevel,
+		ComponentLogLevel:    componentLogLevel,
+		Node:                 sleep.GetName() + "." + sleep.GetNamespace(),
+		ShiftPrivilegedPorts: m.shiftPorts,
 	})
 }
 
@@ -243,7 +280,7 @@ func (m *TwoMeshes) ApplyClusterB(t *testing.T, out Output) (changedSecrets, cha
 	t.Helper()
 	_, _, clB := m.clusterB(t, out)
 	x := clB.Generate(t, clB.Proxy(t, m.ours.GetNamespace(), m.ours.GetName(), true))
-	AgentFetch(t, x.ExtensionsRaw)
+	m.fetchWasm(t, x.ExtensionsRaw)
 	return m.Gateway.Update(x, nil)
 }
 
@@ -295,6 +332,15 @@ func agentLogLevels(args []string) (string, string) {
 // targetPort is the container port a gateway Deployment's Service maps port to.
 func targetPort(t testing.TB, objects []*unstructured.Unstructured, deployment *unstructured.Unstructured, port int64) int {
 	t.Helper()
+	target, ok := servicePort(objects, deployment, port)
+	if !ok {
+		t.Fatalf("no Service selects %s/%s with port %d", deployment.GetNamespace(), deployment.GetName(), port)
+	}
+	return target
+}
+
+// servicePort is targetPort, or false when no Service of the Deployment has that port.
+func servicePort(objects []*unstructured.Unstructured, deployment *unstructured.Unstructured, port int64) (int, bool) {
 	labels, _, _ := unstructured.NestedStringMap(deployment.Object, "spec", "template", "metadata", "labels")
 	for _, svc := range OfKind(objects, "Service") {
 		selector, _, _ := unstructured.NestedStringMap(svc.Object, "spec", "selector")
@@ -309,12 +355,11 @@ func targetPort(t testing.TB, objects []*unstructured.Unstructured, deployment *
 				if !ok {
 					target = port
 				}
-				return int(target)
+				return int(target), true
 			}
 		}
 	}
-	t.Fatalf("no Service selects %s/%s with port %d", deployment.GetNamespace(), deployment.GetName(), port)
-	return 0
+	return 0, false
 }
 
 // Hello is what the application in cluster A does: plain HTTP to the domain, which its
