@@ -8,6 +8,6 @@ pub mod ecds;
 pub mod envoy;
 pub mod gateway;
 pub mod http;
+pub mod istio_xds;
 pub mod pki;
 pub mod scenario;
-pub mod translate;

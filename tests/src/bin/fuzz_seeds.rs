@@ -1,6 +1,8 @@
 //! `cargo make fuzz-seeds`: writes the fuzzers' seed corpora and fixed roots under `fuzz/` from
-//! real material: certificates and pluginConfigs made by `peergate gen` for every key type, and
-//! `x-forwarded-client-cert` values captured from a real Envoy gateway running the filter.
+//! real material: certificates made by `peergate gen` for every key type, the pluginConfig as
+//! Istio delivers it to the gateway, and `x-forwarded-client-cert` values captured from a real
+//! Envoy gateway running the filter: Istio's own gateway configuration (the Istio oracle's
+//! export), and a gateway in append mode for a forged header kept.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
@@ -11,7 +13,7 @@ use peergate_e2e::client::TlsClient;
 use peergate_e2e::envoy::{filter_wasm, peergate_binary, workspace_root, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::http::url_encode;
-use peergate_e2e::translate::{client_side, gateway_side};
+use peergate_e2e::istio_xds::{self, Placement};
 
 const KEY_TYPES: [&str; 4] = ["rsa2048", "ecdsa-p256", "ecdsa-p384", "ed25519"];
 
@@ -56,13 +58,16 @@ fn main() {
             write(&fuzz.join("roots/rsa2048-client-cert.pem"), &client);
         }
 
-        let gateway = gateway_side(&out);
+        let export = work.path().join(format!("{kind}-xds"));
+        std::fs::create_dir(&export).unwrap();
+        let backend = Backend::start();
+        let placement = istio_xds::export(&out, &export, backend.addr);
         write(
             &corpus.join(format!("compile_config/{kind}.json")),
-            gateway.plugin_config.as_bytes(),
+            placement.plugin_config.as_bytes(),
         );
         let mut every_field: serde_json::Value =
-            serde_json::from_str(&gateway.plugin_config).unwrap();
+            serde_json::from_str(&placement.plugin_config).unwrap();
         every_field["mode"] = "audit".into();
         every_field["hosts"] = serde_json::json!({
             "helloworld.zufar.io": { "allowedSans": ["spiffe://cluster-a/ns/*"] },
@@ -80,50 +85,55 @@ fn main() {
         // Envoy offers no Ed25519 signature algorithm for client certificates by default (the
         // generator warns about it), so there is no Ed25519 connection to capture.
         if kind != "ed25519" {
-            capture_xfcc(&out, kind, &corpus.join("xfcc"));
+            capture_xfcc(&out, &placement, &backend, kind, &corpus.join("xfcc"));
         }
     }
     println!("seeds written under {}", fuzz.display());
 }
 
-/// Requests through a real gateway (the filter admitting the generated client), in Istio's
-/// XFCC mode and in append mode with a forged client header; the backend's view is the seed.
-fn capture_xfcc(out: &Path, kind: &str, dir: &Path) {
-    let gateway = gateway_side(out);
-    let client = client_side(out);
+/// Requests through a real gateway admitting the generated client; the backend's view is the
+/// seed. Istio's gateway (its XFCC mode) with and without a forged client header, and a gateway
+/// in append mode, which keeps the forged header.
+fn capture_xfcc(out: &Path, placement: &Placement, backend: &Backend, kind: &str, dir: &Path) {
     let certs = out.join("certs");
     let read = |name: &str| std::fs::read_to_string(certs.join(name)).unwrap();
-    let backend = Backend::start();
-    let listeners =
-        [("set", Xfcc::SanitizeSet), ("append", Xfcc::AppendForward)].map(|(name, xfcc)| {
-            MtlsListener {
-                name: name.into(),
-                plugin_config: gateway.plugin_config.clone(),
-                xfcc,
-            }
-        });
+    let istio_gateway = istio_xds::start(&placement.gateway.bootstrap)
+        .unwrap_or_else(|f| panic!("Istio's gateway did not start ({kind}):\n{}", f.log));
+    let listeners = [MtlsListener {
+        name: "append".into(),
+        plugin_config: placement.plugin_config.clone(),
+        xfcc: Xfcc::AppendForward,
+    }];
     let tls = GatewayTls {
         cert: &read("cluster-b-server-cert.pem"),
         key: &read("cluster-b-server-key.pem"),
         client_ca_bundle: &read("root-cert.pem"),
     };
-    let envoy = Envoy::start(&bootstrap(&listeners, &tls, &filter_wasm(), backend.addr))
+    let append_gateway = Envoy::start(&bootstrap(&listeners, &tls, &filter_wasm(), backend.addr))
         .unwrap_or_else(|f| panic!("Envoy did not start ({kind}):\n{}", f.log));
-    let tls_client = TlsClient::new(&client.tls.ca, Some((&client.tls.cert, &client.tls.key)));
+    let tls_client = TlsClient::new(
+        &read("root-cert.pem"),
+        Some((
+            &read("cluster-a-client-cert.pem"),
+            &read("cluster-a-client-key.pem"),
+        )),
+    );
     let forged = format!(
         "By=spiffe://cluster-b/ns/istio-system/sa/gw;Hash={};Cert=\"{}\";Subject=\"CN=cluster-a-client\";URI=spiffe://cluster-a/ns/client/sa/sleep",
         "ab".repeat(32),
         url_encode(&read("cluster-a-client-cert.pem")),
     );
-    for (listener, name, headers) in [
-        ("set", "set", vec![]),
+    let at_istio = placement.gateway_https();
+    let at_append = append_gateway.listener("append");
+    for (address, name, headers) in [
+        (at_istio, "set", vec![]),
         (
-            "set",
+            at_istio,
             "set-forged",
             vec![("x-forwarded-client-cert", forged.as_str())],
         ),
         (
-            "append",
+            at_append,
             "append-forged",
             vec![("x-forwarded-client-cert", forged.as_str())],
         ),
@@ -131,9 +141,9 @@ fn capture_xfcc(out: &Path, kind: &str, dir: &Path) {
         let before = backend.count();
         let response = tls_client
             .get(
-                envoy.listener(listener),
-                &client.sni,
-                &client.sni,
+                address,
+                &placement.domain,
+                &placement.domain,
                 "/hello",
                 &headers,
             )
@@ -148,4 +158,5 @@ fn capture_xfcc(out: &Path, kind: &str, dir: &Path) {
             .expect("the gateway sets XFCC");
         write(&dir.join(format!("{kind}-{name}.txt")), value.as_bytes());
     }
+    drop(istio_gateway);
 }
