@@ -1,7 +1,6 @@
 //! `peergate audit --logs` on decision lines the real filter wrote inside a real Envoy, in the
 //! log formats an operator meets: Istio's proxy text format (what `kubectl logs` prints for
 //! istio-ingressgateway), Istio's JSON format, and Envoy's default format.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

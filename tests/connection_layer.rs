@@ -3,7 +3,6 @@
 //! closed before anything reaches the connection manager or the backend, the same counters and
 //! decision lines as the HTTP layer, host rules keyed on SNI, bad configurations failing
 //! closed.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::time::Duration;
 

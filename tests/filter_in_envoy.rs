@@ -1,6 +1,5 @@
 //! The built peergate module inside a real Envoy, with real TLS, real client certificates and
 //! real HTTP: a gateway set up like Istio's ingress gateway with `tls.mode: MUTUAL`.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

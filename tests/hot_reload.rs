@@ -1,7 +1,6 @@
 //! Policy updates under load, the way Istio delivers a WasmPlugin's `pluginConfig`: the
 //! filter's configuration comes from Envoy's extension config discovery (ECDS), here from a
 //! file Envoy watches, while allowed clients keep sending requests on kept-alive connections.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,6 @@
 //! their own names, identities in the subject, and CRLs, decided by the built module behind
 //! Istio-style MUTUAL termination. (Envoy's own CRL check, through the credential's `ca.crl`
 //! as Istio delivers it, is the oracle's: `tests/istio`.)
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! `x-forwarded-client-cert` values, bytes that are not UTF-8, forged headers, more distinct
 //! client certificates than the decision cache holds. Envoy must keep answering allowed peers,
 //! refuse the others, and never lose or restart the VM (checked in `/stats` and the log).
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

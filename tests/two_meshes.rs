@@ -2,7 +2,6 @@
 //! Istio oracle (istiod's config generation and istio-agent's steps, `TestExportXDS`) into what
 //! cluster A's sidecar and cluster B's gateway are served, run by real Envoys here; the same
 //! path `cargo make demo` takes. In both client modes and for an existing gateway.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::io::BufReader;
 use std::net::TcpStream;

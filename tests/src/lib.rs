@@ -1,6 +1,5 @@
 //! Test support for peergate: certificates made at test time, and a real Envoy driven from
 //! tests (process ownership, configuration, a TLS client and a recording backend).
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod backend;
 pub mod client;

@@ -2,7 +2,6 @@
 //! foreground. Cluster A's sidecar and cluster B's ingress gateway are real Envoys running the
 //! configuration Istio itself generates for them (the Istio oracle's export, see
 //! `peergate_e2e::istio_xds`); helloworld is a local stand-in.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

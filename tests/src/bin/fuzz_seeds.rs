@@ -3,7 +3,6 @@
 //! Istio delivers it to the gateway, and `x-forwarded-client-cert` values captured from a real
 //! Envoy gateway running the filter: Istio's own gateway configuration (the Istio oracle's
 //! export), and a gateway in append mode for a forged header kept.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;
