@@ -192,6 +192,67 @@ impl AuditReport {
     }
 }
 
+/// The authority key id against the chosen issuer's subject key id.
+fn key_id_check(cert: &X509Certificate<'_>, chosen: &IssuerAttempt<'_>, which: &str) -> Check {
+    let leaf_aki = authority_key_id(cert).map(colon_hex);
+    let issuer_ski = chosen.issuer.key_id.as_deref().map(colon_hex);
+    match (chosen.key_id, &leaf_aki, &issuer_ski) {
+        (KeyIdComparison::Match, Some(aki), _) => pass(
+            CheckName::IssuerKeyId,
+            format!("authority key id {aki} is {which}'s subject key id"),
+        ),
+        (KeyIdComparison::Mismatch, Some(aki), Some(ski)) => fail(
+            CheckName::IssuerKeyId,
+            Reason::IssuerKeyIdMismatch,
+            format!(
+                "authority key id {aki} is not {which}'s subject key id {ski}: another key issued this certificate"
+            ),
+        ),
+        (_, None, _) => skip(
+            CheckName::IssuerKeyId,
+            "the certificate has no authority key identifier: the signature decides",
+        ),
+        (_, Some(_), _) => skip(
+            CheckName::IssuerKeyId,
+            "the trusted issuer has no subject key identifier: the signature decides",
+        ),
+    }
+}
+
+/// The signature under the chosen issuer's key, as the policy verified it.
+fn signature_check(cert: &X509Certificate<'_>, chosen: &IssuerAttempt<'_>, which: &str) -> Check {
+    let algorithm = signature_algorithm_name(cert);
+    match chosen.signature {
+        None => skip(
+            CheckName::IssuerSignature,
+            "not verified: the key identifiers already differ",
+        ),
+        Some(Ok(())) => pass(
+            CheckName::IssuerSignature,
+            format!("{algorithm} signature verifies under {which}'s key"),
+        ),
+        Some(Err(SignatureFailure::UnsupportedAlgorithm)) => fail(
+            CheckName::IssuerSignature,
+            Reason::UnsupportedSignatureAlgorithm,
+            format!(
+                "{algorithm} with {which}'s key is not verifiable here (RSA PKCS#1 v1.5, ECDSA P-256/P-384, Ed25519)"
+            ),
+        ),
+        Some(Err(SignatureFailure::AlgorithmMismatch)) => fail(
+            CheckName::IssuerSignature,
+            Reason::BadSignature,
+            "the signature algorithm outside the signed part differs from the one inside".into(),
+        ),
+        Some(Err(SignatureFailure::Invalid)) => fail(
+            CheckName::IssuerSignature,
+            Reason::BadSignature,
+            format!(
+                "{algorithm} signature does not verify under {which}'s key: a different CA with the same name issued it"
+            ),
+        ),
+    }
+}
+
 fn pass(check: CheckName, detail: String) -> Check {
     Check {
         check,
@@ -423,26 +484,7 @@ impl Policy {
         chosen: Option<IssuerAttempt<'_>>,
     ) -> [Check; 3] {
         let Some(chosen) = chosen else {
-            let trusted: Vec<&str> = self
-                .trust
-                .issuers
-                .iter()
-                .map(|i| i.subject.as_str())
-                .collect();
-            let why = "no trusted issuer has this name";
-            return [
-                fail(
-                    CheckName::IssuerName,
-                    Reason::UntrustedIssuer,
-                    format!(
-                        "issuer {:?} is not the subject of any trusted issuer (trusted: {})",
-                        peer.issuer,
-                        trusted.join("; ")
-                    ),
-                ),
-                skip(CheckName::IssuerKeyId, why),
-                skip(CheckName::IssuerSignature, why),
-            ];
+            return self.no_issuer_checks(peer);
         };
         let which = format!("trustedIssuers[{}]", chosen.issuer.index);
         let also = match same_named.len() {
@@ -453,61 +495,35 @@ impl Policy {
             CheckName::IssuerName,
             format!("issuer {:?} is the subject of {which}{also}", peer.issuer),
         );
-        let leaf_aki = authority_key_id(cert).map(colon_hex);
-        let issuer_ski = chosen.issuer.key_id.as_deref().map(colon_hex);
-        let key_id = match (chosen.key_id, &leaf_aki, &issuer_ski) {
-            (KeyIdComparison::Match, Some(aki), _) => pass(
-                CheckName::IssuerKeyId,
-                format!("authority key id {aki} is {which}'s subject key id"),
-            ),
-            (KeyIdComparison::Mismatch, Some(aki), Some(ski)) => fail(
-                CheckName::IssuerKeyId,
-                Reason::IssuerKeyIdMismatch,
+        [
+            name,
+            key_id_check(cert, &chosen, &which),
+            signature_check(cert, &chosen, &which),
+        ]
+    }
+
+    /// The issuer checks when no trusted issuer has the certificate's issuer name.
+    fn no_issuer_checks(&self, peer: &PeerSummary) -> [Check; 3] {
+        let trusted: Vec<&str> = self
+            .trust
+            .issuers
+            .iter()
+            .map(|i| i.subject.as_str())
+            .collect();
+        let why = "no trusted issuer has this name";
+        [
+            fail(
+                CheckName::IssuerName,
+                Reason::UntrustedIssuer,
                 format!(
-                    "authority key id {aki} is not {which}'s subject key id {ski}: another key issued this certificate"
+                    "issuer {:?} is not the subject of any trusted issuer (trusted: {})",
+                    peer.issuer,
+                    trusted.join("; ")
                 ),
             ),
-            (_, None, _) => skip(
-                CheckName::IssuerKeyId,
-                "the certificate has no authority key identifier: the signature decides",
-            ),
-            (_, Some(_), _) => skip(
-                CheckName::IssuerKeyId,
-                "the trusted issuer has no subject key identifier: the signature decides",
-            ),
-        };
-        let algorithm = signature_algorithm_name(cert);
-        let signature = match chosen.signature {
-            None => skip(
-                CheckName::IssuerSignature,
-                "not verified: the key identifiers already differ",
-            ),
-            Some(Ok(())) => pass(
-                CheckName::IssuerSignature,
-                format!("{algorithm} signature verifies under {which}'s key"),
-            ),
-            Some(Err(SignatureFailure::UnsupportedAlgorithm)) => fail(
-                CheckName::IssuerSignature,
-                Reason::UnsupportedSignatureAlgorithm,
-                format!(
-                    "{algorithm} with {which}'s key is not verifiable here (RSA PKCS#1 v1.5, ECDSA P-256/P-384, Ed25519)"
-                ),
-            ),
-            Some(Err(SignatureFailure::AlgorithmMismatch)) => fail(
-                CheckName::IssuerSignature,
-                Reason::BadSignature,
-                "the signature algorithm outside the signed part differs from the one inside"
-                    .into(),
-            ),
-            Some(Err(SignatureFailure::Invalid)) => fail(
-                CheckName::IssuerSignature,
-                Reason::BadSignature,
-                format!(
-                    "{algorithm} signature does not verify under {which}'s key: a different CA with the same name issued it"
-                ),
-            ),
-        };
-        [name, key_id, signature]
+            skip(CheckName::IssuerKeyId, why),
+            skip(CheckName::IssuerSignature, why),
+        ]
     }
 
     fn deny_list_checks(
