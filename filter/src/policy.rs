@@ -832,8 +832,30 @@ impl Policy {
                 }
             }
         };
-        let profile_failure = self
-            .profile_checks(&cert)
+        Assessment {
+            fingerprint,
+            issuer_failure: None,
+            profile_failure: self.profile_failure(&cert, issuer),
+            issuer_window: Some(issuer.window()),
+            signer: self
+                .trust
+                .issuers
+                .iter()
+                .position(|i| std::ptr::eq(i, issuer)),
+            revoked: self.is_revoked(&cert, issuer),
+            crl_next_update: self.crl_next_update(issuer),
+            denial: self.denial(der, &cert, &fingerprint, issuer),
+            peer: Some(peer),
+        }
+    }
+
+    /// The first client-profile violation, or a name outside a chain CA's nameConstraints.
+    fn profile_failure(
+        &self,
+        cert: &X509Certificate<'_>,
+        issuer: &TrustedIssuer,
+    ) -> Option<Reason> {
+        self.profile_checks(cert)
             .find_map(Result::err)
             .map(|violation| violation.reason())
             .or_else(|| {
@@ -841,44 +863,48 @@ impl Policy {
                     .chain
                     .iter()
                     .filter_map(|link| link.name_constraints.as_ref())
-                    .any(|constraints| constraints.check(&cert).is_err())
+                    .any(|constraints| constraints.check(cert).is_err())
                     .then_some(Reason::OutsideNameConstraints)
-            });
-        let revoked = issuer.revoked_link.is_some()
+            })
+    }
+
+    /// Whether a CA on the issuer's chain is revoked, or the certificate is on the issuer's
+    /// own CRLs.
+    fn is_revoked(&self, cert: &X509Certificate<'_>, issuer: &TrustedIssuer) -> bool {
+        issuer.revoked_link.is_some()
             || issuer
                 .own_crls
                 .iter()
                 .filter_map(|&i| self.trust.crls.get(i))
-                .any(|crl| crl.lists(cert.raw_serial()));
-        let crl_next_update = issuer
+                .any(|crl| crl.lists(cert.raw_serial()))
+    }
+
+    /// The earliest nextUpdate of the CRLs the decision consulted.
+    fn crl_next_update(&self, issuer: &TrustedIssuer) -> Option<i64> {
+        issuer
             .consulted_crls
             .iter()
             .filter_map(|&i| self.trust.crls.get(i).and_then(|crl| crl.next_update))
-            .min();
-        let denial = if self.serial_is_denied(cert.raw_serial()) {
+            .min()
+    }
+
+    /// The deny lists' verdict: the serial, then the certificate in any encoding.
+    fn denial(
+        &self,
+        der: &[u8],
+        cert: &X509Certificate<'_>,
+        fingerprint: &[u8; 32],
+        issuer: &TrustedIssuer,
+    ) -> Option<Reason> {
+        if self.serial_is_denied(cert.raw_serial()) {
             Some(Reason::DeniedSerial)
         } else if self
-            .denied_encoding(der, &cert, &fingerprint, issuer)
+            .denied_encoding(der, cert, fingerprint, issuer)
             .is_some()
         {
             Some(Reason::DeniedFingerprint)
         } else {
             None
-        };
-        Assessment {
-            fingerprint,
-            issuer_failure: None,
-            profile_failure,
-            issuer_window: Some(issuer.window()),
-            signer: self
-                .trust
-                .issuers
-                .iter()
-                .position(|i| std::ptr::eq(i, issuer)),
-            revoked,
-            crl_next_update,
-            denial,
-            peer: Some(peer),
         }
     }
 

@@ -102,15 +102,7 @@ pub fn summarize(input: impl BufRead) -> std::io::Result<LogSummary> {
         let raw = String::from_utf8_lossy(&line);
         let (line, envelope_time) = unwrap_json_envelope(&raw);
         let line_time = || envelope_time.or_else(|| prefix_time(&raw));
-        if let Some(at) = line.find(REJECTION_MARK) {
-            let message = line
-                .get(at + REJECTION_MARK.len()..)
-                .unwrap_or_default()
-                .split('\t')
-                .next()
-                .unwrap_or_default()
-                .trim_end()
-                .to_owned();
+        if let Some(message) = rejection_in(&line) {
             summary.rejected_configurations.push(Rejection {
                 time: line_time().and_then(|t| t.format(&Rfc3339).ok()),
                 message,
@@ -125,15 +117,80 @@ pub fn summarize(input: impl BufRead) -> std::io::Result<LogSummary> {
             continue;
         };
         summary.decisions += 1;
+        match record.decision {
+            Verdict::Allow => summary.allowed += 1,
+            Verdict::Deny => summary.denied += 1,
+        }
         let time = record
             .time
             .as_deref()
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
             .or_else(line_time);
         let key = record.fingerprint.as_deref().map(str::to_owned);
-        let tally = tallies.entry(key.clone()).or_default();
-        let activity = tally.activity.get_or_insert_with(|| PeerActivity {
-            fingerprint: key,
+        tallies
+            .entry(key.clone())
+            .or_default()
+            .count(key, record, time);
+    }
+    summary.peers = peers_of(tallies);
+    Ok(summary)
+}
+
+/// The message of a line that says the filter refused a configuration.
+fn rejection_in(line: &str) -> Option<String> {
+    let at = line.find(REJECTION_MARK)?;
+    let message = line
+        .get(at + REJECTION_MARK.len()..)
+        .unwrap_or_default()
+        .split('\t')
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned();
+    Some(message)
+}
+
+impl Tally {
+    /// Counts one decision about the peer `key` names.
+    fn count(
+        &mut self,
+        key: Option<String>,
+        record: DecisionRecord<'_>,
+        time: Option<OffsetDateTime>,
+    ) {
+        let activity = self
+            .activity
+            .get_or_insert_with(|| PeerActivity::first_seen_in(key, &record));
+        if let Some(days) = record.days_left {
+            // The latest line says the least time left.
+            activity.days_left = Some(activity.days_left.map_or(days, |d| d.min(days)));
+        }
+        match record.decision {
+            Verdict::Allow => activity.allowed += 1,
+            Verdict::Deny => {
+                activity.denied += 1;
+                activity.enforced += u64::from(record.enforced);
+                *activity
+                    .reasons
+                    .entry(record.reason.code().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        if !activity.authorities.iter().any(|a| *a == record.authority) {
+            activity.authorities.push(record.authority.into_owned());
+        }
+        if let Some(t) = time {
+            self.first = Some(self.first.map_or(t, |f| f.min(t)));
+            self.last = Some(self.last.map_or(t, |l| l.max(t)));
+        }
+    }
+}
+
+impl PeerActivity {
+    /// A peer as its first decision line names it, nothing counted yet.
+    fn first_seen_in(fingerprint: Option<String>, record: &DecisionRecord<'_>) -> Self {
+        PeerActivity {
+            fingerprint,
             subject: record.subject.as_deref().map(str::to_owned),
             issuer: record.issuer.as_deref().map(str::to_owned),
             sans: record
@@ -149,34 +206,12 @@ pub fn summarize(input: impl BufRead) -> std::io::Result<LogSummary> {
             first_seen: None,
             last_seen: None,
             days_left: None,
-        });
-        if let Some(days) = record.days_left {
-            // The latest line says the least time left.
-            activity.days_left = Some(activity.days_left.map_or(days, |d| d.min(days)));
-        }
-        match record.decision {
-            Verdict::Allow => {
-                summary.allowed += 1;
-                activity.allowed += 1;
-            }
-            Verdict::Deny => {
-                summary.denied += 1;
-                activity.denied += 1;
-                activity.enforced += u64::from(record.enforced);
-                *activity
-                    .reasons
-                    .entry(record.reason.code().to_owned())
-                    .or_default() += 1;
-            }
-        }
-        if !activity.authorities.iter().any(|a| *a == record.authority) {
-            activity.authorities.push(record.authority.into_owned());
-        }
-        if let Some(t) = time {
-            tally.first = Some(tally.first.map_or(t, |f| f.min(t)));
-            tally.last = Some(tally.last.map_or(t, |l| l.max(t)));
         }
     }
+}
+
+/// Every peer seen: expiring first (soonest first), then the most denied, the most allowed.
+fn peers_of(tallies: HashMap<Option<String>, Tally>) -> Vec<PeerActivity> {
     let mut peers: Vec<PeerActivity> = tallies
         .into_values()
         .filter_map(|tally| {
@@ -188,7 +223,7 @@ pub fn summarize(input: impl BufRead) -> std::io::Result<LogSummary> {
         })
         .collect();
     peers.sort_by(|a, b| {
-        // Expiring first, soonest first; `None` (not expiring) sorts after every `Some`.
+        // `None` (not expiring) sorts after every `Some`.
         let expiry = |p: &PeerActivity| p.days_left.map_or((1, 0), |d| (0, d));
         expiry(a)
             .cmp(&expiry(b))
@@ -196,8 +231,7 @@ pub fn summarize(input: impl BufRead) -> std::io::Result<LogSummary> {
             .then(b.allowed.cmp(&a.allowed))
             .then_with(|| a.fingerprint.cmp(&b.fingerprint))
     });
-    summary.peers = peers;
-    Ok(summary)
+    peers
 }
 
 /// Istio's proxy with JSON logging (`--log_as_json`) writes each line as
