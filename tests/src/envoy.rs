@@ -145,13 +145,33 @@ impl Envoy {
         bootstrap: &Value,
         extra_args: &[&str],
     ) -> Result<Self, StartFailure> {
+        Self::start_under(&[], binary, bootstrap, extra_args, Duration::from_secs(60))
+    }
+
+    /// As [`Envoy::start_with_args`], run by `wrapper` (a program and its arguments, such as
+    /// valgrind's, that then runs Envoy), waiting at most `ready_within` for it to be ready.
+    pub fn start_under(
+        wrapper: &[std::ffi::OsString],
+        binary: &Path,
+        bootstrap: &Value,
+        extra_args: &[&str],
+        ready_within: Duration,
+    ) -> Result<Self, StartFailure> {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("envoy.json");
         std::fs::write(&config, serde_json::to_vec_pretty(bootstrap).expect("json"))
             .expect("write config");
         let admin_path = dir.path().join("admin-address");
         let log_path = dir.path().join("envoy.log");
-        let child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("-c")
             .arg(&config)
             .arg("--use-dynamic-base-id")
@@ -180,7 +200,7 @@ impl Envoy {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listeners: BTreeMap::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + ready_within;
         loop {
             if let Ok(Some(_)) = envoy.child.try_wait() {
                 // Give the log a moment to be flushed by the exiting process.
