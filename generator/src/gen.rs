@@ -10,7 +10,9 @@ use std::time::SystemTime;
 use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::layout::{cert_paths, crl_path, retired_dir, rotation_path, settings_path};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
-use crate::mesh::{Certificates, Gateway, IntermediateSection, KeyType, Mesh, DEFAULT_ISSUER};
+use crate::mesh::{
+    Certificates, ChosenLayer, Gateway, IntermediateSection, KeyType, Mesh, DEFAULT_ISSUER,
+};
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 use crate::revocation::{self, Reason, Revocation};
 
@@ -37,6 +39,8 @@ pub struct Report {
     pub expiry: Vec<(String, i64, String)>,
     /// Where a root rotation stands after the run.
     pub stage: Option<Stage>,
+    /// The layer the filter runs at, and why.
+    pub layer: Option<ChosenLayer>,
     /// Every file written, left alone or removed.
     pub files: Vec<(PathBuf, FileStatus)>,
     /// Things the user should know (e.g. the client is not admitted by the gateway).
@@ -759,7 +763,12 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
         now,
         &mut report,
     )?;
+    let layer = mesh.layer(&gateway);
+    report.layer = Some(layer);
     report.notes = notes(mesh, &gateway, out);
+    if let (Some(note), Some(_)) = (open_connections_note(&gateway, layer), &options.revoke) {
+        report.notes.push(note);
+    }
     report.files = write_output(&Written {
         out,
         mesh,
@@ -1575,6 +1584,20 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// At the connection layer a revocation reaches new connections only (Envoy's handshake and
+/// the filter both decide once per connection): how to cut the ones already open.
+fn open_connections_note(gateway: &Gateway, layer: ChosenLayer) -> Option<String> {
+    let Gateway::Own {
+        name, namespace, ..
+    } = gateway
+    else {
+        return None;
+    };
+    (layer.layer == peergate_filter::Layer::Connection).then(|| format!(
+        "the filter decides once per connection (layer connection): connections opened before the revocation is applied stay open until they close; cut them with kubectl -n {namespace} rollout restart deployment {name}"
+    ))
 }
 
 /// The generated pluginConfig must compile in the filter. Whether it admits the generated

@@ -193,11 +193,12 @@ struct GenArgs {
     /// The filter's mode (plugin.mode): enforce, audit.
     #[arg(long, value_parser = mesh_value::<peergate_filter::Mode>)]
     mode: Option<peergate_filter::Mode>,
-    /// Where the filter decides (plugin.layer): request (HTTP filter, a 403 per refused
+    /// Where the filter decides (plugin.layer): auto (the default: connection where that
+    /// decides what request would, else request), request (HTTP filter, a 403 per refused
     /// request) or connection (network filter, once per TLS connection, refused connections
     /// are closed).
-    #[arg(long, value_parser = mesh_value::<peergate_filter::Layer>)]
-    layer: Option<peergate_filter::Layer>,
+    #[arg(long, value_parser = mesh_value::<peergate::mesh::LayerChoice>)]
+    layer: Option<peergate::mesh::LayerChoice>,
     /// Where the gateway fetches the module (plugin.url).
     #[arg(long, conflicts_with_all = ["wasm_image", "wasm_url"])]
     plugin_url: Option<String>,
@@ -816,6 +817,9 @@ fn run_gen(args: &GenArgs, options: GenOptions, command: &str) -> anyhow::Result
         started.elapsed()
     );
     println!("  {}", peergate::gen::Stage::describe(report.stage));
+    if let Some(chosen) = report.layer {
+        println!("  layer {}: {}", chosen.layer.as_str(), chosen.why);
+    }
     for note in &report.notes {
         println!("next: {note}");
     }

@@ -306,7 +306,7 @@ pub fn plugin_config(
 ) -> peergate_filter::PluginConfig {
     peergate_filter::PluginConfig {
         mode: mesh.plugin.mode,
-        layer: mesh.plugin.layer,
+        layer: mesh.layer(gateway).layer,
         // Under an issuing CA: it is the trusted issuer, scoped to the client's names, and the
         // agreed root is the anchor it must chain to.
         // During a rotation both generations, each with the same scope.
@@ -851,8 +851,8 @@ fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_
     let selector = gateway.labels().clone();
     // A connection-layer plugin is a network filter (Istio >= 1.20); HTTP is the default and
     // is left unsaid so the object reads as it always did.
-    let plugin_type =
-        (mesh.plugin.layer == peergate_filter::Layer::Connection).then(|| "NETWORK".to_owned());
+    let plugin_type = (mesh.layer(gateway).layer == peergate_filter::Layer::Connection)
+        .then(|| "NETWORK".to_owned());
     // Istio puts a plugin on every listener of the selected Pods that its `match` admits
     // (pilot/pkg/model/extensions.go): scoped to the HTTPS listener, the port-80 redirect
     // stays a redirect. `ports` is the listener port, after the Service's port -> targetPort.

@@ -176,6 +176,29 @@ impl PluginApi {
     }
 }
 
+/// `plugin.layer`: where the filter decides, or `auto` to let `gen` choose (see
+/// [`Mesh::layer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerChoice {
+    /// The connection layer where it is correct and the release has it, else the request layer.
+    #[default]
+    Auto,
+    /// An HTTP filter: every request is decided, a refused one gets a 403 with the reason.
+    Request,
+    /// A network filter: each TLS connection is decided once, a refused one is closed.
+    Connection,
+}
+
+/// The layer the filter runs at, and why it is that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChosenLayer {
+    /// The layer.
+    pub layer: peergate_filter::Layer,
+    /// Why, for people: what decided it and what a refused peer sees.
+    pub why: &'static str,
+}
+
 /// The Istio release the clusters run, `1.MINOR` or `1.MINOR.PATCH`. Features are refused
 /// before the release that introduced them (see [`Mesh::validate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -265,14 +288,18 @@ pub struct FeatureGate {
     pub asked: fn(&Mesh) -> Option<&'static str>,
 }
 
+/// The Istio release whose Envoy first has `connection.peer_certificate`, which the connection
+/// layer reads.
+pub const CONNECTION_LAYER_SINCE: u32 = 30;
+
 /// Features an older Istio cannot run, checked by [`Mesh::validate`]. The Istio oracle
 /// (tests/istio) checks every gate against each pinned release's own CRDs and proxies.
 pub const FEATURE_GATES: [FeatureGate; 3] = [
     FeatureGate {
         field: "plugin.layer",
-        since: 30,
+        since: CONNECTION_LAYER_SINCE,
         why: "layer connection reads the connection.peer_certificate property, first in the Envoy of Istio 1.30 (1.38); before it every connection would be refused",
-        asked: |mesh| (mesh.plugin.layer == peergate_filter::Layer::Connection).then_some("connection"),
+        asked: |mesh| (mesh.plugin.layer == LayerChoice::Connection).then_some("connection"),
     },
     FeatureGate {
         field: "plugin.api",
@@ -544,9 +571,9 @@ pub struct PluginSection {
     pub allow_fail_open: bool,
     /// `enforce` or `audit`.
     pub mode: peergate_filter::Mode,
-    /// `request` (an HTTP filter, the default) or `connection` (a network filter,
-    /// `type: NETWORK`, one decision per TLS connection).
-    pub layer: peergate_filter::Layer,
+    /// `auto` (the default: see [`Mesh::layer`]), `request` (an HTTP filter) or `connection`
+    /// (a network filter, `type: NETWORK`, one decision per TLS connection).
+    pub layer: LayerChoice,
     /// The module as an OCI image, `REF[@sha256:HEX]`: `url` becomes `oci://REF` and `sha256`
     /// the image's manifest digest (what Istio checks for `oci://` URLs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -669,7 +696,7 @@ impl Default for PluginSection {
             fail_strategy: FailStrategy::FailClose,
             allow_fail_open: false,
             mode: peergate_filter::Mode::Enforce,
-            layer: peergate_filter::Layer::Request,
+            layer: LayerChoice::Auto,
             wasm_image: None,
             wasm_url: None,
             api: PluginApi::WasmPlugin,
@@ -784,6 +811,26 @@ impl Mesh {
                 message: e.message().trim().to_owned(),
             }
         })
+    }
+
+    /// The layer the filter runs at. `auto` picks the connection layer (one decision per TLS
+    /// connection, cheaper per request than Envoy's native RBAC, see BENCHMARKS.md) wherever it
+    /// decides exactly what the request layer would: on a gateway of peergate's own (on a
+    /// shared one only the request layer can tell our host's requests from the others') and
+    /// with an Envoy that has `connection.peer_certificate` (Istio 1.30; before it the request
+    /// layer reads the certificate from XFCC). `gen` emits no `hosts`, `denyStatus` or
+    /// `protectedServerNames` on a gateway of its own, the other things only the request layer
+    /// can do.
+    pub fn layer(&self, gateway: &Gateway) -> ChosenLayer {
+        use peergate_filter::Layer;
+        let (layer, why) = match self.plugin.layer {
+            LayerChoice::Request => (Layer::Request, "plugin.layer = \"request\": an HTTP filter deciding every request; a refused peer gets a 403 with the reason"),
+            LayerChoice::Connection => (Layer::Connection, "plugin.layer = \"connection\": a network filter deciding once per TLS connection; a refused peer's connection is closed"),
+            LayerChoice::Auto if matches!(gateway, Gateway::Existing { .. }) => (Layer::Request, "auto: the gateway is shared with other hosts, where only the request layer tells this host's requests from theirs; a refused peer gets a 403 with the reason"),
+            LayerChoice::Auto if !self.istio_version.at_least(CONNECTION_LAYER_SINCE) => (Layer::Request, "auto: this Istio's Envoy has no connection.peer_certificate (first in Istio 1.30), so the request layer reads the certificate; a refused peer gets a 403 with the reason"),
+            LayerChoice::Auto => (Layer::Connection, "auto: a gateway of its own on Istio 1.30 or newer, where one decision per TLS connection decides what the request layer would, for fewer instructions per request than Envoy's native RBAC; a refused peer's connection is closed (plugin.layer = \"request\" or --layer request for a 403 with the reason)"),
+        };
+        ChosenLayer { layer, why }
     }
 
     /// Checks what serde cannot: names usable as Kubernetes names, a domain, SANs the filter
@@ -1084,7 +1131,7 @@ impl Mesh {
             .gateway()
             .map_err(|(field, message)| invalid(&field, message))?;
         if matches!(gateway, Gateway::Existing { .. })
-            && self.plugin.layer == peergate_filter::Layer::Connection
+            && self.plugin.layer == LayerChoice::Connection
         {
             return Err(invalid(
                 "plugin.layer",
@@ -1393,7 +1440,7 @@ mod tests {
         for gate in &FEATURE_GATES {
             let mut mesh = Mesh::default();
             match gate.field {
-                "plugin.layer" => mesh.plugin.layer = peergate_filter::Layer::Connection,
+                "plugin.layer" => mesh.plugin.layer = LayerChoice::Connection,
                 "plugin.api" => mesh.plugin.api = PluginApi::TrafficExtension,
                 "plugin.failStrategy" => mesh.plugin.fail_strategy = FailStrategy::FailReload,
                 other => panic!("a gate this test does not know: {other}"),

@@ -685,12 +685,64 @@ fn an_existing_gateway_is_only_selected() {
         "{stdout}"
     );
     assert!(stdout.contains("-l istio=ingressgateway"), "{stdout}");
+    // A shared gateway keeps the request layer under `auto`: only it tells our host's
+    // requests from the other hosts'.
+    assert_eq!(plugin["spec"]["type"], Value::Null);
+    assert!(
+        stdout.contains("layer request: auto: the gateway is shared"),
+        "{stdout}"
+    );
     // And back (gen reads ./mesh.toml unless told otherwise): the gateway's objects come
     // back, the patch goes.
     std::fs::remove_file(dir.path().join("mesh.toml")).unwrap();
     gen_ok(dir.path(), &[]);
     assert!(b.join("gateway-deployment.yaml").exists());
     assert!(!b.join("ingressgateway-xfcc-patch.yaml").exists());
+}
+
+/// `layer = "auto"` (the default): the connection layer on a gateway of its own with Istio
+/// 1.30 or newer, the request layer before 1.30 and on a shared gateway; an explicit layer is
+/// kept; `gen` says which and why.
+#[test]
+fn the_layer_is_chosen_by_the_release_and_the_gateway() {
+    let cases: [(&[&str], Option<&str>, peergate_filter::Layer, &str); 4] = [
+        (
+            &[],
+            Some("NETWORK"),
+            peergate_filter::Layer::Connection,
+            "layer connection: auto: a gateway of its own on Istio 1.30 or newer",
+        ),
+        (
+            &["--istio-version", "1.30"],
+            Some("NETWORK"),
+            peergate_filter::Layer::Connection,
+            "layer connection: auto:",
+        ),
+        (
+            &["--istio-version", "1.29"],
+            None,
+            peergate_filter::Layer::Request,
+            "layer request: auto: this Istio's Envoy has no connection.peer_certificate",
+        ),
+        (
+            &["--layer", "request"],
+            None,
+            peergate_filter::Layer::Request,
+            "layer request: plugin.layer = \"request\"",
+        ),
+    ];
+    for (args, plugin_type, layer, said) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let stdout = gen_ok(dir.path(), args);
+        let plugin = yaml_file(&dir.path().join("out/cluster-b/wasmplugin.yaml"));
+        assert_eq!(plugin["spec"]["type"].as_str(), plugin_type, "{args:?}");
+        assert_eq!(
+            plugin_config(&dir.path().join("out")).layer,
+            layer,
+            "{args:?}"
+        );
+        assert!(stdout.contains(said), "{args:?}: {stdout}");
+    }
 }
 
 /// Revision-based installs, private registries, the injector's map form, and a client route

@@ -417,8 +417,16 @@ fn without_an_issuing_ca_the_roots_crl_appears_with_the_first_revocation() {
     assert!(plugin_config(&out).crls.is_empty());
     let credential = out.join("cluster-b/secret-cluster-b-server-cert.yaml");
     assert_eq!(secret_value(&credential, "ca.crl"), None);
-    ok(dir.path(), &["revoke", "--out", "out", "--serial", "01:23"]);
+    let stdout = ok(dir.path(), &["revoke", "--out", "out", "--serial", "01:23"]);
     assert_eq!(plugin_config(&out).crls.len(), 1);
+    // The default layer on Istio 1.32 decides once per connection: revoke says how to cut
+    // the connections a revoked peer already holds.
+    assert!(
+        stdout.contains(
+            "kubectl -n peergate-ingress rollout restart deployment peergate-ingressgateway"
+        ),
+        "{stdout}"
+    );
     let ca_crl = secret_value(&credential, "ca.crl").unwrap();
     assert_eq!(ca_crl, read(&out.join("certs/root-crl.pem")));
     assert_eq!(
