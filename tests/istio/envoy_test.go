@@ -96,8 +96,10 @@ func TestTwoMeshesOnRealEnvoy(t *testing.T) {
 		}
 	})
 
+	// The request layer's refusals (a 403 with the reason); the connection layer's, which
+	// `auto` picks from Istio 1.30 on a gateway of its own, are in "connection layer" below.
 	t.Run("refusals by the filter, pattern allow-list", func(t *testing.T) {
-		m := StartTwoMeshes(t, pin, genServed(t, pin, url, "--allowed-san", "spiffe://cluster-a/ns/client/*"))
+		m := StartTwoMeshes(t, pin, genServed(t, pin, url, "--layer", "request", "--allowed-san", "spiffe://cluster-a/ns/client/*"))
 		root := m.Root(t)
 		// With a pattern the Gateway lists no subjectAltNames: Istio's handshake admits any
 		// certificate of the root, and only the filter can refuse the stranger.
@@ -163,7 +165,7 @@ func TestTwoMeshesOnRealEnvoy(t *testing.T) {
 	// scoped to the client's name, with the root as its anchor. A revocation reaches both
 	// the filter and Envoy's handshake (the credential's ca.crl, through Istio's SDS).
 	t.Run("an issuing CA, its scope, and a revoked client", func(t *testing.T) {
-		flags := []string{"--intermediate", "partner-issuing", "--allowed-san", "spiffe://cluster-a/ns/client/*"}
+		flags := []string{"--layer", "request", "--intermediate", "partner-issuing", "--allowed-san", "spiffe://cluster-a/ns/client/*"}
 		out := genServed(t, pin, url, flags...)
 		m := StartTwoMeshes(t, pin, out)
 		if status, body := m.Hello(t); status != http.StatusOK {
@@ -227,27 +229,39 @@ func TestTwoMeshesOnRealEnvoy(t *testing.T) {
 	})
 
 	// Istio waits for the plugin's ECDS before the listener serves; when the very first
-	// pluginConfig is refused there is no earlier policy to keep, and every request on the
-	// host gets 500 (Envoy's NFCF: no filter configuration found), fail closed.
-	t.Run("a first configuration the filter refuses", func(t *testing.T) {
-		out := genServed(t, pin, url)
-		m := StartTwoMeshes(t, pin, out, AllowingWarmListeners(), ChangingClusterB(func(objects []*unstructured.Unstructured) {
-			plugin := Find(t, objects, "WasmPlugin", "peergate")
-			spec(plugin.Object)["pluginConfig"].(map[string]any)["allowedSanz"] = []any{"spiffe://cluster-a/*"}
-		}))
-		if status, _ := m.Hello(t); status != http.StatusInternalServerError {
-			t.Fatalf("the generated client got %d, want 500", status)
-		}
-		client := m.ClientKeypair(t)
-		if result := m.GatewayTLS(t, &client); result.Status != http.StatusInternalServerError {
-			t.Fatalf("straight to the gateway: %s, want 500", result)
-		}
-		m.Gateway.WaitCounter(".update_rejected", 1)
-		waitLog(t, m.Gateway, "peergate: rejecting configuration: pluginConfig field `allowedSanz`")
-		if n := len(m.Helloworld.Seen()); n != 0 {
-			t.Errorf("helloworld saw %d requests", n)
-		}
-	})
+	// pluginConfig is refused there is no earlier policy to keep, and Envoy's stand-in for a
+	// missing filter configuration fails closed: the request layer answers every request on
+	// the host 500 (NFCF), the connection layer closes every connection (the sidecar's 503).
+	layers := []string{"request"}
+	if pin.AtLeast(30) {
+		layers = append(layers, "connection")
+	}
+	for _, layer := range layers {
+		t.Run("a first configuration the filter refuses, "+layer+" layer", func(t *testing.T) {
+			out := genServed(t, pin, url, "--layer", layer)
+			m := StartTwoMeshes(t, pin, out, AllowingWarmListeners(), ChangingClusterB(func(objects []*unstructured.Unstructured) {
+				plugin := Find(t, objects, "WasmPlugin", "peergate")
+				spec(plugin.Object)["pluginConfig"].(map[string]any)["allowedSanz"] = []any{"spiffe://cluster-a/*"}
+			}))
+			want, wantDirect := http.StatusInternalServerError, "500"
+			if layer == "connection" {
+				want, wantDirect = http.StatusServiceUnavailable, "its connection closed"
+			}
+			if status, _ := m.Hello(t); status != want {
+				t.Fatalf("the generated client got %d, want %d", status, want)
+			}
+			client := m.ClientKeypair(t)
+			result := m.GatewayTLS(t, &client)
+			if closed := result.Err != nil; (layer == "connection") != closed || (!closed && result.Status != http.StatusInternalServerError) {
+				t.Fatalf("straight to the gateway: %s, want %s", result, wantDirect)
+			}
+			m.Gateway.WaitCounter(".update_rejected", 1)
+			waitLog(t, m.Gateway, "peergate: rejecting configuration: pluginConfig field `allowedSanz`")
+			if n := len(m.Helloworld.Seen()); n != 0 {
+				t.Errorf("helloworld saw %d requests", n)
+			}
+		})
+	}
 
 	if !pin.AtLeast(30) {
 		// What the gate of plugin.layer keeps users from: this release's Envoy has no
@@ -262,8 +276,13 @@ func TestTwoMeshesOnRealEnvoy(t *testing.T) {
 	}
 
 	if pin.AtLeast(30) {
+		// What `auto` (the default) picks on this release for a gateway of its own.
 		t.Run("connection layer", func(t *testing.T) {
-			m := StartTwoMeshes(t, pin, genServed(t, pin, url, "--layer", "connection", "--allowed-san", "spiffe://cluster-a/ns/client/*"))
+			out := genServed(t, pin, url, "--allowed-san", "spiffe://cluster-a/ns/client/*")
+			if plugin := Find(t, out.Objects(t, "cluster-b"), "WasmPlugin", "peergate"); spec(plugin.Object)["type"] != "NETWORK" {
+				t.Fatalf("the default layer on Istio %s: WasmPlugin type %v, want NETWORK", pin.Name, spec(plugin.Object)["type"])
+			}
+			m := StartTwoMeshes(t, pin, out)
 			if status, body := m.Hello(t); status != http.StatusOK {
 				t.Fatalf("the generated client got %d %q\n%s", status, body, m.Gateway.Log())
 			}

@@ -81,6 +81,7 @@ func gatewayCases() []gatewayCase {
 		{name: "default"},
 		{name: "existing gateway", config: ExistingGateway},
 		{name: "pattern allow-list", flags: []string{"--allowed-san", "spiffe://cluster-a/ns/client/*"}},
+		{name: "request layer", flags: []string{"--layer", "request"}},
 		{name: "connection layer", flags: []string{"--layer", "connection"}, since: 30},
 		{name: "trafficextension", flags: []string{"--api", "trafficextension"}, since: 30},
 	}
@@ -97,7 +98,8 @@ func TestGatewayOnIstiodsConfig(t *testing.T) {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
-			out := GenWithConfig(t, c.config, c.flags...)
+			// For this release: `auto` picks the layer by it.
+			out := GenWithConfig(t, c.config, append([]string{"--istio-version", pin.Name}, c.flags...)...)
 			generated := out.Objects(t, "cluster-b")
 			cl, world := clusterB(t, pin, out)
 			plugin := ReadPlugin(t, generated)
