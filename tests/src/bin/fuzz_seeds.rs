@@ -67,6 +67,8 @@ fn main() {
         );
         let mut every_field: serde_json::Value =
             serde_json::from_str(&placement.plugin_config).unwrap();
+        // hosts with rules of their own and denyStatus are the request layer's alone.
+        every_field["layer"] = "request".into();
         every_field["mode"] = "audit".into();
         every_field["hosts"] = serde_json::json!({
             "helloworld.zufar.io": { "allowedSans": ["spiffe://cluster-a/ns/*"] },
