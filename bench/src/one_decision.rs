@@ -52,10 +52,11 @@ pub(crate) fn v8_decisions(
         trusted_issuers: vec![p256_root.cert.cert_pem.clone().into()],
         ..policy(pki, Mode::Enforce)
     };
+    const ROUNDS: u32 = 5;
     let bench = |name: &str, config: &PluginConfig, leaf: &Issued| {
         json!({
             "name": name, "pluginConfig": config, "leafPem": leaf.cert_pem, "authority": DOMAIN,
-            "uncachedIterations": 200, "cachedIterations": 20000, "rounds": 5
+            "uncachedIterations": 200, "cachedIterations": 20000, "rounds": ROUNDS
         })
     };
     let configuration = json!({ "microbench": [
@@ -73,6 +74,22 @@ pub(crate) fn v8_decisions(
     let bootstrap = json!({ "admin": admin(), "static_resources": { "listeners": [listener] } });
     let envoy = Envoy::start_with_args(&envoy_binary(), &bootstrap, &["--concurrency", "1"])
         .map_err(|f| anyhow::anyhow!("the microbenchmark Envoy did not start:\n{}", f.log))?;
+    // The module measures while it is configured, but Envoy writes its log file every 100 ms:
+    // wait for the last round's line (or a failure) before reading.
+    let last_round = format!("round={}", ROUNDS - 1);
+    let finished = [
+        ["name=p256", last_round.as_str()],
+        ["peergate-bench: ", "failed"],
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !finished.iter().any(|needles| {
+        envoy
+            .wait_for_log_line(needles, std::time::Duration::ZERO)
+            .is_some()
+    }) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let mut samples: BTreeMap<String, V8Samples> = BTreeMap::new();
     for line in envoy.log().lines() {
         let Some(rest) = line.split("peergate-bench: ").nth(1) else {
