@@ -187,7 +187,7 @@ func TestExportXDS(t *testing.T) {
 	// The export is whole: both Envoys start from it alone, and the path works.
 	hello := StartBackend(t, HelloBody)
 	dir = t.TempDir()
-	placement := ExportXDS(t, pin, Gen(t), dir, hello.Addr)
+	placement := ExportXDS(t, pin, genForPin(t, pin), dir, hello.Addr)
 	var read Placement
 	data, err := os.ReadFile(filepath.Join(dir, "placement.json"))
 	if err != nil || json.Unmarshal(data, &read) != nil || read.Gateway.HTTPS != placement.Gateway.HTTPS {

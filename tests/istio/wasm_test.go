@@ -30,7 +30,7 @@ func TestIstioAgentPullsEachImageVariant(t *testing.T) {
 			repository := registry.Host + "/peergate/filter-" + variant
 			Run(t, "skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false", "oci:"+layout+":0.1.0", "docker://"+repository+":0.1.0")
 
-			out := Gen(t, "--wasm-image", repository+":0.1.0@"+digest)
+			out := genForPin(t, pin, "--wasm-image", repository+":0.1.0@"+digest)
 			resources := pluginExtensions(t, pin, out)
 			AgentFetch(t, resources, registry.Host)
 			for _, resource := range resources {
@@ -54,7 +54,7 @@ func TestIstioAgentPullsEachImageVariant(t *testing.T) {
 		if digests["compat"] == "" || digests["wasm"] == "" {
 			t.Fatal("the variants above did not run")
 		}
-		out := Gen(t, "--wasm-image", registry.Host+"/peergate/filter-compat:0.1.0@"+digests["wasm"])
+		out := genForPin(t, pin, "--wasm-image", registry.Host+"/peergate/filter-compat:0.1.0@"+digests["wasm"])
 		resources := pluginExtensions(t, pin, out)
 		AgentFetch(t, resources, registry.Host)
 		for _, resource := range resources {

@@ -359,7 +359,7 @@ func TestSidecarOnIstiodsConfig(t *testing.T) {
 	pin := CurrentPin(t)
 	for _, mode := range []string{"mounted", "credentialName"} {
 		t.Run(mode, func(t *testing.T) {
-			out := Gen(t, "--client-cert-mode", mode)
+			out := genForPin(t, pin, "--client-cert-mode", mode)
 			objects := out.Objects(t, "cluster-a")
 			cl := NewWorld(objects).Start(t, pin)
 			rule := OfKind(objects, "DestinationRule")[0]
