@@ -76,18 +76,14 @@ pub(crate) fn v8_decisions(
         .map_err(|f| anyhow::anyhow!("the microbenchmark Envoy did not start:\n{}", f.log))?;
     // The module measures while it is configured, but Envoy writes its log file every 100 ms:
     // wait for the last round's line (or a failure) before reading.
-    let last_round = format!("round={}", ROUNDS - 1);
-    let finished = [
-        ["name=p256", last_round.as_str()],
-        ["peergate-bench: ", "failed"],
-    ];
+    let last_round = format!("name=p256 round={}", ROUNDS - 1);
+    let finished = |log: String| {
+        log.lines().any(|l| {
+            l.contains(&last_round) || (l.contains("peergate-bench: ") && l.contains("failed"))
+        })
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !finished.iter().any(|needles| {
-        envoy
-            .wait_for_log_line(needles, std::time::Duration::ZERO)
-            .is_some()
-    }) && std::time::Instant::now() < deadline
-    {
+    while !finished(envoy.log()) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let mut samples: BTreeMap<String, V8Samples> = BTreeMap::new();

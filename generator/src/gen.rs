@@ -766,8 +766,8 @@ pub fn generate(mesh: &Mesh, options: &GenOptions) -> Result<Report, GenError> {
     let layer = mesh.layer(&gateway);
     report.layer = Some(layer);
     report.notes = notes(mesh, &gateway, out);
-    if let (Some(note), Some(_)) = (open_connections_note(&gateway, layer), &options.revoke) {
-        report.notes.push(note);
+    if options.revoke.is_some() {
+        report.notes.extend(open_connections_note(&gateway, layer));
     }
     report.files = write_output(&Written {
         out,
