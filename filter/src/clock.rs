@@ -5,8 +5,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const SECS_PER_DAY: i64 = 86_400;
 
-pub(crate) const NANOS_PER_SEC: i128 = 1_000_000_000;
-
 /// Nanoseconds since the Unix epoch (negative before it).
 pub(crate) fn unix_nanos(t: SystemTime) -> i128 {
     match t.duration_since(UNIX_EPOCH) {
@@ -15,9 +13,41 @@ pub(crate) fn unix_nanos(t: SystemTime) -> i128 {
     }
 }
 
+/// Whole seconds since the Unix epoch (floored) and the nanoseconds past that second. Every
+/// request compares the time with whole-second X.509 times: in these parts, without the 128-bit
+/// multiplications and divisions of `unix_nanos`, which are library calls in wasm32.
+fn unix_parts(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => (
+            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            after.subsec_nanos(),
+        ),
+        Err(before) => {
+            let before = before.duration();
+            let secs = i64::try_from(before.as_secs()).map_or(i64::MIN, |s| -s);
+            match before.subsec_nanos() {
+                0 => (secs, 0),
+                nanos => (secs.saturating_sub(1), 1_000_000_000 - nanos),
+            }
+        }
+    }
+}
+
 /// Whole seconds since the Unix epoch (floored), for coarse bookkeeping such as cache expiry.
 pub fn unix_seconds(t: SystemTime) -> i64 {
-    i64::try_from(unix_nanos(t).div_euclid(NANOS_PER_SEC)).unwrap_or(i64::MAX)
+    unix_parts(t).0
+}
+
+/// `t` is later than the start of the whole second `second` (X.509 times are whole seconds,
+/// `t` is not: 5 ms past notAfter is after it).
+pub(crate) fn is_after_second(t: SystemTime, second: i64) -> bool {
+    let (secs, nanos) = unix_parts(t);
+    secs > second || (secs == second && nanos > 0)
+}
+
+/// `t` is earlier than the start of the whole second `second`.
+pub(crate) fn is_before_second(t: SystemTime, second: i64) -> bool {
+    unix_parts(t).0 < second
 }
 
 /// `2026-11-27T19:56:05.123Z`: an instant with millisecond precision, as decision logs write it.
@@ -74,6 +104,44 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    /// The whole-second comparisons agree with exact nanosecond arithmetic, on both sides of
+    /// the epoch and of each second's start.
+    #[test]
+    fn second_comparisons_match_nanosecond_arithmetic() {
+        let nanos = [0, 1, 5_000_000, 999_999_999];
+        let mut instants = Vec::new();
+        for secs in [0u64, 1, 2, 1_795_809_365] {
+            for n in nanos {
+                let d = Duration::new(secs, n);
+                instants.push(UNIX_EPOCH + d);
+                instants.push(UNIX_EPOCH - d);
+            }
+        }
+        for t in instants {
+            let exact = unix_nanos(t);
+            assert_eq!(
+                i128::from(unix_seconds(t)),
+                exact.div_euclid(1_000_000_000),
+                "{t:?}"
+            );
+            for second in [
+                -1_795_809_366,
+                -3,
+                -2,
+                -1,
+                0,
+                1,
+                2,
+                1_795_809_365,
+                1_795_809_366,
+            ] {
+                let start = i128::from(second) * 1_000_000_000;
+                assert_eq!(is_after_second(t, second), exact > start, "{t:?} {second}");
+                assert_eq!(is_before_second(t, second), exact < start, "{t:?} {second}");
+            }
+        }
+    }
 
     #[test]
     fn known_instants() {

@@ -14,7 +14,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 pub use crate::clock::unix_seconds;
-use crate::clock::{unix_nanos, NANOS_PER_SEC};
+use crate::clock::{is_after_second, is_before_second};
 use crate::config::{Layer, Mode, ParseError, PluginConfig};
 use crate::der::{check_certificate_framing, with_signature_value};
 use crate::pattern::{PatternError, SanAllowList};
@@ -764,10 +764,7 @@ impl Policy {
         self.trust
             .crls
             .iter()
-            .filter(|crl| {
-                crl.next_update
-                    .is_some_and(|t| unix_nanos(now) > i128::from(t) * NANOS_PER_SEC)
-            })
+            .filter(|crl| crl.next_update.is_some_and(|t| is_after_second(now, t)))
             .map(|crl| {
                 format!(
                     "crls[{}] of {} (nextUpdate {})",
@@ -1027,7 +1024,7 @@ impl Policy {
     ) -> Decision {
         let crl_stale = assessment
             .crl_next_update
-            .is_some_and(|t| unix_nanos(now) > i128::from(t) * NANOS_PER_SEC);
+            .is_some_and(|t| is_after_second(now, t));
         let decision = |reason| Decision {
             reason,
             assessment: Some(Arc::clone(assessment)),
@@ -1082,18 +1079,17 @@ impl Policy {
 
 /// Before notBefore.
 pub(crate) fn is_not_yet_valid(peer: &PeerSummary, now: SystemTime) -> bool {
-    unix_nanos(now) < i128::from(peer.not_before) * NANOS_PER_SEC
+    is_before_second(now, peer.not_before)
 }
 
 /// After notAfter.
 pub(crate) fn is_expired(peer: &PeerSummary, now: SystemTime) -> bool {
-    unix_nanos(now) > i128::from(peer.not_after) * NANOS_PER_SEC
+    is_after_second(now, peer.not_after)
 }
 
 /// Inside `(notBefore, notAfter)`, both ends included.
 pub(crate) fn within_window((not_before, not_after): (i64, i64), now: SystemTime) -> bool {
-    let now = unix_nanos(now);
-    now >= i128::from(not_before) * NANOS_PER_SEC && now <= i128::from(not_after) * NANOS_PER_SEC
+    !is_before_second(now, not_before) && !is_after_second(now, not_after)
 }
 
 /// Which encoding of a certificate is on `deniedFingerprints`.
