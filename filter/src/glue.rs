@@ -407,7 +407,8 @@ impl PeerCheck {
             Ok(None) => return fail(Reason::NoPeerCertificate),
             Err(_) => return fail(Reason::ProxyError),
         };
-        if let Some(assessment) = self.cache.borrow_mut().get(&digest, now_secs) {
+        let cached = self.cache.borrow_mut().get(&digest, now_secs);
+        if let Some(assessment) = cached.filter(|a| a.is_from(policy)) {
             return (policy.judge(&assessment, authority, now), CertSource::Cache);
         }
         let (der, source) = match property(&["connection", "peer_certificate"]) {

@@ -164,6 +164,8 @@ pub enum CompileError {
 /// The compiled, executable form of a [`PluginConfig`].
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// This compilation's own number: an assessment is judged by the policy that made it.
+    id: u64,
     mode: Mode,
     layer: Layer,
     pub(crate) trust: Trust,
@@ -178,6 +180,9 @@ pub struct Policy {
     /// `expiryWarningDays` in seconds (0: off).
     expiry_window: i64,
 }
+
+/// The next [`Policy`]'s number.
+static NEXT_POLICY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Who may pass on an authority: SAN patterns, subject patterns, or both.
 #[derive(Debug, Clone)]
@@ -353,6 +358,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         ));
     }
     Ok(Policy {
+        id: NEXT_POLICY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         mode: config.mode,
         layer: config.layer,
         trust,
@@ -577,6 +583,8 @@ pub fn normalize_authority(authority: &str) -> String {
 /// the certificate's digest.
 #[derive(Debug, Clone)]
 pub struct Assessment {
+    /// The number of the policy that made it ([`Assessment::is_from`]).
+    policy: u64,
     /// The certificate's digest (SHA-256 of the DER).
     pub fingerprint: [u8; 32],
     /// The parsed summary; `None` when the certificate does not parse.
@@ -593,9 +601,20 @@ pub struct Assessment {
     /// The earliest nextUpdate of the CRLs consulted for it: past it, a CRL is stale.
     crl_next_update: Option<i64>,
     denial: Option<Reason>,
+    /// The names' verdict under the default rule (and the signer's scope), judged once with the
+    /// certificate: a request without a host rule of its own only reads it.
+    default_names: Option<Reason>,
 }
 
 impl Assessment {
+    /// Whether `policy` made it. Trust, revocation, deny lists and the default rule's verdict
+    /// are the making policy's: a cached assessment from an earlier policy (a stream that
+    /// began before an update inserts one after it) must be made anew, or a CA, a CRL or an
+    /// allow-list change would not reach that certificate.
+    pub fn is_from(&self, policy: &Policy) -> bool {
+        self.policy == policy.id
+    }
+
     /// notAfter, when known: a cached assessment must not outlive it.
     pub fn not_after(&self) -> Option<i64> {
         self.peer.as_ref().map(|p| p.not_after)
@@ -798,6 +817,7 @@ impl Policy {
     /// checked against the connection, so it is not hashed twice.
     pub fn assess_digested(&self, der: &[u8], fingerprint: [u8; 32]) -> Assessment {
         let unparsable = Assessment {
+            policy: self.id,
             fingerprint,
             peer: None,
             issuer_failure: Some(Reason::UnparsableCertificate),
@@ -807,6 +827,7 @@ impl Policy {
             revoked: false,
             crl_next_update: None,
             denial: None,
+            default_names: None,
         };
         let cert = match X509Certificate::from_der(der) {
             Ok(([], cert)) => cert,
@@ -829,7 +850,12 @@ impl Policy {
                 }
             }
         };
+        let default_names = self
+            .default_rule
+            .as_ref()
+            .map(|rule| rule.judge(&peer, issuer.scope.as_ref()).reason());
         Assessment {
+            policy: self.id,
             fingerprint,
             issuer_failure: None,
             profile_failure: self.profile_failure(&cert, issuer),
@@ -842,6 +868,7 @@ impl Policy {
             revoked: self.is_revoked(&cert, issuer),
             crl_next_update: self.crl_next_update(issuer),
             denial: self.denial(der, &cert, &fingerprint, issuer),
+            default_names,
             peer: Some(peer),
         }
     }
@@ -1057,20 +1084,30 @@ impl Policy {
         if let Some(reason) = assessment.denial {
             return decision(reason);
         }
+        let names = match self.rule_for(authority) {
+            Rule::Missing => Reason::NoRuleForHost,
+            Rule::Default(rule) => match assessment.default_names {
+                Some(names) if assessment.is_from(self) => names,
+                _ => self.name_verdict(rule, assessment, peer),
+            },
+            Rule::Host(_, rule) => self.name_verdict(rule, assessment, peer),
+        };
+        match names {
+            Reason::Allowed => Decision {
+                days_left: self.days_left(peer.not_after, now),
+                ..decision(Reason::Allowed)
+            },
+            reason => decision(reason),
+        }
+    }
+
+    /// The peer's names under `rule` and the signing issuer's scope.
+    fn name_verdict(&self, rule: &NameRule, assessment: &Assessment, peer: &PeerSummary) -> Reason {
         let scope = assessment
             .signer
             .and_then(|i| self.trust.issuers.get(i))
             .and_then(|issuer| issuer.scope.as_ref());
-        match self.rule_for(authority) {
-            Rule::Missing => decision(Reason::NoRuleForHost),
-            Rule::Host(_, rule) | Rule::Default(rule) => match rule.judge(peer, scope).reason() {
-                Reason::Allowed => Decision {
-                    days_left: self.days_left(peer.not_after, now),
-                    ..decision(Reason::Allowed)
-                },
-                reason => decision(reason),
-            },
-        }
+        rule.judge(peer, scope).reason()
     }
 }
 

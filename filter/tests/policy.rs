@@ -784,3 +784,32 @@ fn protected_server_names_are_host_names_compared_case_insensitively() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+/// An assessment carries what its policy decided about the certificate once (trust, the
+/// default rule's verdict on the names): judged by another policy, a narrower allow-list must
+/// still apply, and the filter knows to assess such a cached certificate anew.
+#[test]
+fn an_assessment_is_judged_by_the_names_of_the_policy_that_judges_it() {
+    let pki = pki();
+    let before = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
+    let after = compile(&config(
+        &pki.root,
+        &["spiffe://cluster-a/ns/client/sa/other"],
+    ))
+    .unwrap();
+    let assessment = Arc::new(before.assess(&pki.client.cert_der));
+    assert!(assessment.is_from(&before));
+    assert!(!assessment.is_from(&after));
+    assert_eq!(
+        before.judge(&assessment, "h", now()).reason,
+        Reason::Allowed
+    );
+    assert_eq!(
+        after.judge(&assessment, "h", now()).reason,
+        Reason::SanNotAllowed
+    );
+    // The same configuration compiled again is another policy: its CRLs or CAs may differ.
+    let again = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
+    assert!(!assessment.is_from(&again));
+    assert_eq!(again.judge(&assessment, "h", now()).reason, Reason::Allowed);
+}
