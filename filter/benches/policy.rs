@@ -64,7 +64,9 @@ fn decisions(c: &mut Criterion) {
         cache.insert(Arc::new(policy.assess(&leaf.cert_der)), unix_seconds(now));
         c.bench_function(&format!("decide_cached/{name}"), |b| {
             b.iter(|| {
-                let assessment = cache.get(black_box(&digest), unix_seconds(now)).unwrap();
+                let assessment = cache
+                    .get(black_box(&digest), unix_seconds(now), &policy)
+                    .unwrap();
                 policy.judge(&assessment, black_box(AUTHORITY), now)
             })
         });

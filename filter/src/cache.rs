@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::policy::Assessment;
+use crate::policy::{Assessment, Policy};
 
 /// How long an assessment without a notAfter (an unparsable certificate) is kept, in seconds.
 const UNPARSABLE_TTL_SECS: i64 = 300;
@@ -46,10 +46,14 @@ impl AssessmentCache {
         }
     }
 
-    /// The live entry for `digest` at `now`.
-    pub fn get(&mut self, digest: &[u8; 32], now: i64) -> Option<Arc<Assessment>> {
+    /// The live entry for `digest` at `now`, made by `policy`. An entry of another policy is
+    /// dropped like an expired one: a stream that began before an update can insert one after
+    /// it, and the new CAs, CRLs and rules must reach that certificate.
+    pub fn get(&mut self, digest: &[u8; 32], now: i64, policy: &Policy) -> Option<Arc<Assessment>> {
         match self.entries.get(digest) {
-            Some((assessment, expires)) if now <= *expires => Some(Arc::clone(assessment)),
+            Some((assessment, expires)) if now <= *expires && assessment.is_from(policy) => {
+                Some(Arc::clone(assessment))
+            }
             Some(_) => {
                 self.entries.remove(digest);
                 // Rare (a certificate outliving its notAfter), so a scan is fine.

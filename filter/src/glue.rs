@@ -407,8 +407,7 @@ impl PeerCheck {
             Ok(None) => return fail(Reason::NoPeerCertificate),
             Err(_) => return fail(Reason::ProxyError),
         };
-        let cached = self.cache.borrow_mut().get(&digest, now_secs);
-        if let Some(assessment) = cached.filter(|a| a.is_from(policy)) {
+        if let Some(assessment) = self.cache.borrow_mut().get(&digest, now_secs, policy) {
             return (policy.judge(&assessment, authority, now), CertSource::Cache);
         }
         let (der, source) = match property(&["connection", "peer_certificate"]) {

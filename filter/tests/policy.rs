@@ -429,9 +429,9 @@ fn cache_expires_at_not_after_and_stays_bounded() {
     let mut cache = AssessmentCache::new(2);
     let t = secs(now());
     cache.insert(Arc::clone(&a), t);
-    assert!(cache.get(&a.fingerprint, t).is_some());
-    assert!(cache.get(&a.fingerprint, not_after).is_some());
-    assert!(cache.get(&a.fingerprint, not_after + 1).is_none());
+    assert!(cache.get(&a.fingerprint, t, &policy).is_some());
+    assert!(cache.get(&a.fingerprint, not_after, &policy).is_some());
+    assert!(cache.get(&a.fingerprint, not_after + 1, &policy).is_none());
     assert!(cache.is_empty(), "an expired entry is dropped on lookup");
 
     let leaves: Vec<_> = (0..3)
@@ -449,15 +449,15 @@ fn cache_expires_at_not_after_and_stays_bounded() {
     }
     assert_eq!(cache.len(), 2);
     assert!(
-        cache.get(&leaves[0].fingerprint, t).is_none(),
+        cache.get(&leaves[0].fingerprint, t, &policy).is_none(),
         "oldest evicted"
     );
-    assert!(cache.get(&leaves[2].fingerprint, t).is_some());
+    assert!(cache.get(&leaves[2].fingerprint, t, &policy).is_some());
     // Unparsable input is cached for a while too, so garbage cannot force re-parsing.
     let garbage = Arc::new(policy.assess(b"garbage"));
     cache.insert(Arc::clone(&garbage), t);
-    assert!(cache.get(&garbage.fingerprint, t).is_some());
-    assert!(cache.get(&garbage.fingerprint, t + 301).is_none());
+    assert!(cache.get(&garbage.fingerprint, t, &policy).is_some());
+    assert!(cache.get(&garbage.fingerprint, t + 301, &policy).is_none());
     cache.clear();
     assert!(cache.is_empty());
 }
@@ -476,7 +476,7 @@ fn cache_stays_bounded_under_100_000_distinct_certificates() {
     for i in 0..100_000u32 {
         let assessment =
             Arc::new(policy.assess(format!("not a certificate {}", i % 50_000).as_bytes()));
-        if cache.get(&assessment.fingerprint, t).is_none() {
+        if cache.get(&assessment.fingerprint, t, &policy).is_none() {
             cache.insert(assessment, t);
         }
         largest = largest.max(cache.len());
@@ -812,4 +812,17 @@ fn an_assessment_is_judged_by_the_names_of_the_policy_that_judges_it() {
     let again = compile(&config(&pki.root, &[CLIENT_ID])).unwrap();
     assert!(!assessment.is_from(&again));
     assert_eq!(again.judge(&assessment, "h", now()).reason, Reason::Allowed);
+    // The cache hands an entry only to the policy that made it, and drops it for another.
+    let mut cache = AssessmentCache::default();
+    cache.insert(Arc::clone(&assessment), secs(now()));
+    assert!(cache
+        .get(&assessment.fingerprint, secs(now()), &before)
+        .is_some());
+    assert!(cache
+        .get(&assessment.fingerprint, secs(now()), &after)
+        .is_none());
+    assert!(
+        cache.is_empty(),
+        "another policy's entry is dropped on lookup"
+    );
 }

@@ -118,7 +118,7 @@ mod vm {
             cache.insert(Arc::new(policy.assess(&der)), unix_seconds(at));
             let start = now();
             for _ in 0..bench.cached_iterations {
-                if let Some(assessment) = cache.get(black_box(&digest), unix_seconds(at)) {
+                if let Some(assessment) = cache.get(black_box(&digest), unix_seconds(at), &policy) {
                     black_box(policy.judge(&assessment, black_box(&bench.authority), at));
                 }
             }
@@ -391,7 +391,12 @@ mod vm {
                 let decided = property(&["connection", "sha256_peer_certificate_digest"])
                     .as_deref()
                     .and_then(parse_digest)
-                    .and_then(|digest| profiler.cache.borrow_mut().get(&digest, unix_seconds(at)))
+                    .and_then(|digest| {
+                        profiler
+                            .cache
+                            .borrow_mut()
+                            .get(&digest, unix_seconds(at), &profiler.policy)
+                    })
                     .map(|assessment| profiler.policy.judge(&assessment, &profiler.authority, at));
                 black_box(decided);
             }
