@@ -56,7 +56,7 @@ impl AssessmentCache {
             }
             Some(_) => {
                 self.entries.remove(digest);
-                // Rare (a certificate outliving its notAfter), so a scan is fine.
+                // Rare (a certificate outliving its notAfter, or a policy update), so a scan is fine.
                 self.order.retain(|d| d != digest);
                 None
             }
