@@ -849,10 +849,12 @@ fn gateway_routing(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway) {
 fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     let gateway_ns = gateway.namespace();
     let selector = gateway.labels().clone();
-    // A connection-layer plugin is a network filter (Istio >= 1.20); HTTP is the default and
-    // is left unsaid so the object reads as it always did.
-    let plugin_type = (mesh.layer(gateway).layer == peergate_filter::Layer::Connection)
-        .then(|| "NETWORK".to_owned());
+    let config = plugin_config(mesh, gateway, pki);
+    // A connection-layer plugin is a network filter (Istio >= 1.20): the type follows the
+    // layer the pluginConfig names. HTTP is the default and is left unsaid so the object reads
+    // as it always did.
+    let plugin_type =
+        (config.layer == peergate_filter::Layer::Connection).then(|| "NETWORK".to_owned());
     // Istio puts a plugin on every listener of the selected Pods that its `match` admits
     // (pilot/pkg/model/extensions.go): scoped to the HTTPS listener, the port-80 redirect
     // stays a redirect. `ports` is the listener port, after the Service's port -> targetPort.
@@ -864,7 +866,6 @@ fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_
     }];
     let image_pull_secret = mesh.plugin.image_pull_secret.clone();
     let image_pull_policy = mesh.plugin.image_pull_policy.map(|p| p.name().to_owned());
-    let config = plugin_config(mesh, gateway, pki);
     match mesh.plugin.api {
         PluginApi::WasmPlugin => {
             let plugin = Object {
