@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::setup::{bench_wasm, hcm, policy, Pki};
 use crate::stats::median;
@@ -75,17 +76,10 @@ pub(crate) fn v8_decisions(
     let envoy = Envoy::start_with_args(&envoy_binary(), &bootstrap, &["--concurrency", "1"])
         .map_err(|f| anyhow::anyhow!("the microbenchmark Envoy did not start:\n{}", f.log))?;
     // The module measures while it is configured, but Envoy writes its log file every 100 ms:
-    // wait for the last round's line (or a failure) before reading.
-    let last_round = format!("name=p256 round={}", ROUNDS - 1);
-    let finished = |log: String| {
-        log.lines().any(|l| {
-            l.contains(&last_round) || (l.contains("peergate-bench: ") && l.contains("failed"))
-        })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !finished(envoy.log()) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    // wait for the last round's line before reading (a failed run is reported from the log
+    // below, after the wait).
+    let last_round = format!("round={}", ROUNDS - 1);
+    let _ = envoy.wait_for_log_line(&["name=p256", &last_round], Duration::from_secs(60));
     let mut samples: BTreeMap<String, V8Samples> = BTreeMap::new();
     for line in envoy.log().lines() {
         let Some(rest) = line.split("peergate-bench: ").nth(1) else {
