@@ -170,6 +170,20 @@ struct Case<'a> {
     counters: Vec<(String, u64)>,
 }
 
+/// Every listener's filter took Envoy's signature verifier (so the impostors below are
+/// refused by BoringSSL's verdict; `host_verifier.rs` checks it decides as the module's own).
+fn expect_envoys_verifier(envoy: &Envoy) {
+    let log = envoy.log();
+    let configured: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("peergate: configured:"))
+        .collect();
+    assert!(!configured.is_empty(), "no configured line:\n{log}");
+    for line in configured {
+        assert!(line.contains(" signatures=envoy "), "{line}");
+    }
+}
+
 fn run(gateway: &Gateway, case: &Case<'_>) {
     let before = counters(&gateway.envoy);
     let backend_before = gateway.backend.count();
@@ -258,6 +272,7 @@ fn table(kind: KeyKind) {
         ],
     );
 
+    expect_envoys_verifier(&gw.envoy);
     let client = world.client_for(&world.client);
     let stranger = world.client_for(&world.stranger);
     let impostor = world.client_for(&world.impostor);
@@ -667,6 +682,7 @@ fn xfcc_fallback_on_an_envoy_without_the_peer_certificate_property() {
             listener("no-xfcc", &allowed, Xfcc::Sanitize),
         ],
     );
+    expect_envoys_verifier(&gw.envoy);
     let client = world.client_for(&world.client);
     let stranger = world.client_for(&world.stranger);
     let fresh_client = world.client_for(&world.root.issue(&Leaf::client(

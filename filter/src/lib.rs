@@ -1,7 +1,7 @@
 //! peergate's filter: peer-certificate policy for istio-ingressgateway.
 //!
 //! The policy core ([`config`], [`policy`], [`pattern`], [`peer`], [`profile`],
-//! [`constraints`], [`signature`], [`xfcc`],
+//! [`constraints`], [`signature`], [`verifier`], [`xfcc`],
 //! [`cache`], [`decision_log`], [`audit`], [`inspect`], [`clock`], and with the `documents`
 //! feature `document`) is plain Rust with no proxy-wasm types: it is tested natively
 //! and shared with the `peergate` CLI. The proxy-wasm glue is compiled for wasm32 only (feature
@@ -30,6 +30,7 @@ pub mod rsa_pkcs1;
 pub mod signature;
 pub mod subject;
 pub mod trust;
+pub mod verifier;
 pub mod xfcc;
 
 #[cfg(all(target_arch = "wasm32", feature = "module"))]

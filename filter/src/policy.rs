@@ -24,10 +24,11 @@ use crate::profile::{
     ProfileViolation,
 };
 pub use crate::reason::Reason;
-use crate::signature::{ecdsa_twin, verify_leaf_signature, SignatureFailure};
+use crate::signature::{ecdsa_twin, SignatureFailure};
 use crate::subject::{SubjectAllowList, SubjectPatternError};
 pub(crate) use crate::trust::TrustedIssuer;
 use crate::trust::{compile_trust, Trust, TrustError};
+use crate::verifier::Verifier;
 
 /// The line the filter logs when it refuses a configuration; `peergate audit` prints the same.
 /// The message quotes parts of the configuration (an unknown field's name, say), so control
@@ -179,6 +180,9 @@ pub struct Policy {
     client_profile: bool,
     /// `expiryWarningDays` in seconds (0: off).
     expiry_window: i64,
+    /// Who checks the leaf's signature (the chains, CRLs and anchors are checked in process
+    /// when the policy is compiled).
+    verifier: Verifier,
 }
 
 /// The next [`Policy`]'s number.
@@ -371,6 +375,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         protected_server_names,
         client_profile: config.client_profile,
         expiry_window: i64::from(config.expiry_warning_days) * 86_400,
+        verifier: Verifier::InProcess,
     })
 }
 
@@ -664,6 +669,17 @@ impl Decision {
 }
 
 impl Policy {
+    /// The policy with leaf signatures checked by `verifier` (the filter hands it Envoy's
+    /// where Envoy has one); decisions are the same whichever checks them.
+    pub fn with_verifier(self, verifier: Verifier) -> Self {
+        Policy { verifier, ..self }
+    }
+
+    /// Who checks leaf signatures.
+    pub fn verifier(&self) -> Verifier {
+        self.verifier
+    }
+
     /// `enforce` or `audit`.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -1019,7 +1035,7 @@ impl Policy {
                     _ => KeyIdComparison::Absent,
                 };
                 let signature = (key_id != KeyIdComparison::Mismatch)
-                    .then(|| verify_leaf_signature(cert, &issuer.key));
+                    .then(|| self.verifier.verify_leaf(cert, &issuer.key));
                 IssuerAttempt {
                     issuer,
                     key_id,

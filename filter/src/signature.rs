@@ -16,9 +16,17 @@ use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
 
 use crate::rsa_pkcs1::{DigestAlgorithm, RsaKeyError, RsaPublicKey};
 
-/// A trusted issuer's public key, decoded once at configuration time.
+/// A trusted issuer's public key, decoded once at configuration time, with the DER
+/// SubjectPublicKeyInfo it came from (what a host verifier is handed).
 #[derive(Clone)]
-pub enum IssuerKey {
+pub struct IssuerKey {
+    algorithm: KeyAlgorithm,
+    spki: Box<[u8]>,
+}
+
+/// The decoded key, by algorithm.
+#[derive(Clone)]
+enum KeyAlgorithm {
     /// RSA, verified with PKCS#1 v1.5.
     Rsa(Box<RsaPublicKey>),
     /// ECDSA on NIST P-256.
@@ -60,6 +68,44 @@ pub enum KeyError {
 impl IssuerKey {
     /// Decodes the subject public key of a (CA) certificate.
     pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self, KeyError> {
+        Ok(IssuerKey {
+            algorithm: KeyAlgorithm::from_spki(spki)?,
+            spki: spki.raw.into(),
+        })
+    }
+
+    /// The DER SubjectPublicKeyInfo the key was decoded from.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// A short name for logs.
+    pub fn algorithm_name(&self) -> &'static str {
+        match self.algorithm {
+            KeyAlgorithm::Rsa(_) => "RSA",
+            KeyAlgorithm::P256(_) => "ECDSA P-256",
+            KeyAlgorithm::P384(_) => "ECDSA P-384",
+            KeyAlgorithm::Ed25519(_) => "Ed25519",
+        }
+    }
+
+    /// Whether `scheme` is a signature this key makes: PKCS#1 v1.5 for RSA, ECDSA for the
+    /// curves, Ed25519 for Ed25519.
+    pub fn fits(&self, scheme: Scheme) -> bool {
+        matches!(
+            (scheme, &self.algorithm),
+            (Scheme::RsaPkcs1(_), KeyAlgorithm::Rsa(_))
+                | (
+                    Scheme::Ecdsa(_),
+                    KeyAlgorithm::P256(_) | KeyAlgorithm::P384(_)
+                )
+                | (Scheme::Ed25519, KeyAlgorithm::Ed25519(_))
+        )
+    }
+}
+
+impl KeyAlgorithm {
+    fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self, KeyError> {
         let alg = &spki.algorithm.algorithm;
         let bits = spki.subject_public_key.data.as_ref();
         if *alg == OID_PKCS1_RSAENCRYPTION {
@@ -68,16 +114,16 @@ impl IssuerKey {
                 _ => return Err(KeyError::Malformed("RSA")),
             };
             let key = RsaPublicKey::new(parsed.modulus, parsed.exponent)?;
-            return Ok(IssuerKey::Rsa(Box::new(key)));
+            return Ok(KeyAlgorithm::Rsa(Box::new(key)));
         }
         if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
             return match named_curve(spki) {
                 Some(c) if c == OID_EC_P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                    .map(IssuerKey::P256)
+                    .map(KeyAlgorithm::P256)
                     .map_err(|_| KeyError::Malformed("ECDSA P-256")),
                 Some(c) if c == OID_NIST_EC_P384 => {
                     p384::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                        .map(IssuerKey::P384)
+                        .map(KeyAlgorithm::P384)
                         .map_err(|_| KeyError::Malformed("ECDSA P-384"))
                 }
                 Some(c) => Err(KeyError::Unsupported(format!("ECDSA on curve {c}"))),
@@ -91,20 +137,10 @@ impl IssuerKey {
                 .try_into()
                 .map_err(|_| KeyError::Malformed("Ed25519"))?;
             return ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map(IssuerKey::Ed25519)
+                .map(KeyAlgorithm::Ed25519)
                 .map_err(|_| KeyError::Malformed("Ed25519"));
         }
         Err(KeyError::Unsupported(alg.to_id_string()))
-    }
-
-    /// A short name for logs.
-    pub fn algorithm_name(&self) -> &'static str {
-        match self {
-            IssuerKey::Rsa(_) => "RSA",
-            IssuerKey::P256(_) => "ECDSA P-256",
-            IssuerKey::P384(_) => "ECDSA P-384",
-            IssuerKey::Ed25519(_) => "Ed25519",
-        }
     }
 }
 
@@ -190,14 +226,16 @@ pub fn verify(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), SignatureFailure> {
-    let verified = match (scheme, key) {
-        (Scheme::RsaPkcs1(hash), IssuerKey::Rsa(k)) => verify_rsa(k, hash, message, signature),
-        (Scheme::Ecdsa(hash), IssuerKey::P256(k)) => p256::ecdsa::Signature::from_der(signature)
+    let verified = match (scheme, &key.algorithm) {
+        (Scheme::RsaPkcs1(hash), KeyAlgorithm::Rsa(k)) => verify_rsa(k, hash, message, signature),
+        (Scheme::Ecdsa(hash), KeyAlgorithm::P256(k)) => p256::ecdsa::Signature::from_der(signature)
             .is_ok_and(|s| k.verify_prehash(&prehash(hash, message), &s).is_ok()),
-        (Scheme::Ecdsa(hash), IssuerKey::P384(k)) => p384::ecdsa::Signature::from_der(signature)
+        (Scheme::Ecdsa(hash), KeyAlgorithm::P384(k)) => p384::ecdsa::Signature::from_der(signature)
             .is_ok_and(|s| k.verify_prehash(&prehash(hash, message), &s).is_ok()),
-        (Scheme::Ed25519, IssuerKey::Ed25519(k)) => ed25519_dalek::Signature::from_slice(signature)
-            .is_ok_and(|s| k.verify_strict(message, &s).is_ok()),
+        (Scheme::Ed25519, KeyAlgorithm::Ed25519(k)) => {
+            ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| k.verify_strict(message, &s).is_ok())
+        }
         _ => return Err(SignatureFailure::UnsupportedAlgorithm),
     };
     if verified {
@@ -207,22 +245,31 @@ pub fn verify(
     }
 }
 
-/// Verifies `leaf`'s signature under `key`.
-pub fn verify_leaf_signature(
-    leaf: &X509Certificate<'_>,
-    key: &IssuerKey,
-) -> Result<(), SignatureFailure> {
+/// What a leaf's signature check needs: the scheme its signatureAlgorithm names, the signed
+/// bytes (the TBSCertificate) and the signature value; the failure if the outer and inner
+/// algorithms differ or name no scheme the filter verifies.
+pub fn leaf_signature_parts<'a>(
+    leaf: &'a X509Certificate<'_>,
+) -> Result<(Scheme, &'a [u8], &'a [u8]), SignatureFailure> {
     if leaf.signature_algorithm != leaf.tbs_certificate.signature {
         return Err(SignatureFailure::AlgorithmMismatch);
     }
     let scheme =
         scheme_of(&leaf.signature_algorithm).ok_or(SignatureFailure::UnsupportedAlgorithm)?;
-    verify(
-        key,
+    Ok((
         scheme,
         leaf.tbs_certificate.as_ref(),
         leaf.signature_value.data.as_ref(),
-    )
+    ))
+}
+
+/// Verifies `leaf`'s signature under `key` with the in-process verifiers.
+pub fn verify_leaf_signature(
+    leaf: &X509Certificate<'_>,
+    key: &IssuerKey,
+) -> Result<(), SignatureFailure> {
+    let (scheme, tbs, signature) = leaf_signature_parts(leaf)?;
+    verify(key, scheme, tbs, signature)
 }
 
 /// The other valid encoding of an ECDSA signature under `key`: (r, n − s) for (r, s). Both
@@ -232,17 +279,17 @@ pub fn verify_leaf_signature(
 /// verified strictly, which requires a canonical S below the group order), and for a value
 /// that is not a DER ECDSA signature.
 pub fn ecdsa_twin(key: &IssuerKey, signature: &[u8]) -> Option<Vec<u8>> {
-    match key {
-        IssuerKey::P256(_) => {
+    match key.algorithm {
+        KeyAlgorithm::P256(_) => {
             let sig = p256::ecdsa::Signature::from_der(signature).ok()?;
             let twin = p256::ecdsa::Signature::from_scalars(sig.r(), -sig.s()).ok()?;
             Some(twin.to_der().as_bytes().to_vec())
         }
-        IssuerKey::P384(_) => {
+        KeyAlgorithm::P384(_) => {
             let sig = p384::ecdsa::Signature::from_der(signature).ok()?;
             let twin = p384::ecdsa::Signature::from_scalars(sig.r(), -sig.s()).ok()?;
             Some(twin.to_der().as_bytes().to_vec())
         }
-        IssuerKey::Rsa(_) | IssuerKey::Ed25519(_) => None,
+        KeyAlgorithm::Rsa(_) | KeyAlgorithm::Ed25519(_) => None,
     }
 }
