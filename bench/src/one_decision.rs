@@ -54,15 +54,19 @@ pub(crate) fn v8_decisions(
         ..policy(pki, Mode::Enforce)
     };
     const ROUNDS: u32 = 5;
-    let bench = |name: &str, config: &PluginConfig, leaf: &Issued| {
+    let bench = |name: &str, config: &PluginConfig, leaf: &Issued, verifier: &str| {
         json!({
             "name": name, "pluginConfig": config, "leafPem": leaf.cert_pem, "authority": DOMAIN,
-            "uncachedIterations": 200, "cachedIterations": 20000, "rounds": ROUNDS
+            "uncachedIterations": 200, "cachedIterations": 20000, "rounds": ROUNDS,
+            "verifier": verifier
         })
     };
+    // p256 last: the wait below is for its last round.
     let configuration = json!({ "microbench": [
-        bench("rsa2048", &policy(pki, Mode::Enforce), &pki.client),
-        bench("p256", &p256_policy, &p256_client),
+        bench("rsa2048-envoy", &policy(pki, Mode::Enforce), &pki.client, "envoy"),
+        bench("p256-envoy", &p256_policy, &p256_client, "envoy"),
+        bench("rsa2048", &policy(pki, Mode::Enforce), &pki.client, "module"),
+        bench("p256", &p256_policy, &p256_client, "module"),
     ]});
     let listener = json!({
         "name": "microbench",

@@ -16,7 +16,6 @@ use crate::cache::AssessmentCache;
 use crate::config::{Layer, Mode};
 use crate::decision_log::{decision_log_line, CertSource};
 use crate::policy::{compile_json, rejection_log_line, unix_seconds, Decision, Policy, Reason};
-use crate::verifier::Verifier;
 use crate::xfcc::{certificate_der_from_pem, parse_digest, xfcc_cert_matching};
 
 const XFCC: &str = "x-forwarded-client-cert";
@@ -278,7 +277,7 @@ impl RootContext for Root {
         };
         match compile_json(&bytes) {
             Ok(policy) => {
-                let policy = policy.with_verifier(host_verifier());
+                let policy = policy.with_verifier(crate::envoy::verifier());
                 let denial = match policy.layer() {
                     Layer::Request => format!("deny_status={}", policy.deny_status()),
                     // A reminder of the pairing the SDK needs (a mismatch traps the VM).
@@ -376,25 +375,6 @@ struct TlsConnection {
 }
 
 impl Context for TlsConnection {}
-
-/// Envoy's `verify_signature` foreign function: BoringSSL, natively.
-fn envoy_verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
-    hostcalls::call_foreign_function(VERIFY_SIGNATURE, Some(arguments))
-        .ok()
-        .flatten()
-}
-
-const VERIFY_SIGNATURE: &str = "verify_signature";
-
-/// Envoy's verifier where the host has `verify_signature`, else the module's own. Empty
-/// arguments name no key, which Envoy refuses as a bad argument; a host without the function
-/// says it is not found.
-fn host_verifier() -> Verifier {
-    match hostcalls::call_foreign_function(VERIFY_SIGNATURE, Some(&[])) {
-        Err(proxy_wasm::types::Status::NotFound) => Verifier::InProcess,
-        _ => Verifier::Host(envoy_verify_signature),
-    }
-}
 
 fn property(path: &[&str]) -> Result<Option<Vec<u8>>, proxy_wasm::types::Status> {
     hostcalls::get_property(path.to_vec()).map(|v| v.filter(|b| !b.is_empty()))

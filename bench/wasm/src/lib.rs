@@ -24,7 +24,8 @@ mod vm {
     use peergate_filter::decision_log::{decision_log_line, CertSource};
     use peergate_filter::peer::{fingerprint, PeerSummary};
     use peergate_filter::policy::unix_seconds;
-    use peergate_filter::signature::{verify_leaf_signature, IssuerKey};
+    use peergate_filter::signature::IssuerKey;
+    use peergate_filter::verifier::Verifier;
     use peergate_filter::xfcc::{certificate_der_from_pem, parse_digest};
     use peergate_filter::{compile, Layer, Mode, PluginConfig, Policy};
     use proxy_wasm::hostcalls;
@@ -43,6 +44,10 @@ mod vm {
         uncached_iterations: u32,
         cached_iterations: u32,
         rounds: u32,
+        /// `"envoy"`: the issuer's signature checked by Envoy's verifier, as the filter does;
+        /// otherwise by the module's own.
+        #[serde(default)]
+        verifier: Option<String>,
     }
 
     #[derive(Deserialize, Default)]
@@ -100,7 +105,13 @@ mod vm {
     }
 
     fn run(bench: &Microbench) -> Result<(), String> {
-        let policy = compile(&bench.plugin_config).map_err(|e| e.to_string())?;
+        let mut policy = compile(&bench.plugin_config).map_err(|e| e.to_string())?;
+        if bench.verifier.as_deref() == Some("envoy") {
+            policy = policy.with_verifier(peergate_filter::envoy::verifier());
+            if matches!(policy.verifier(), Verifier::InProcess) {
+                return Err("this Envoy has no verify_signature".into());
+            }
+        }
         let der = certificate_der_from_pem(bench.leaf_pem.as_bytes()).ok_or("leafPem")?;
         let at = now();
         if !policy.decide(Some(&der), &bench.authority, at).is_allowed() {
@@ -196,7 +207,10 @@ mod vm {
 
     impl Profiler {
         fn new(profile: Profile) -> Result<Self, String> {
-            let policy = compile(&profile.plugin_config).map_err(|e| e.to_string())?;
+            // The verifier the filter takes (Envoy's, where Envoy has it).
+            let policy = compile(&profile.plugin_config)
+                .map_err(|e| e.to_string())?
+                .with_verifier(peergate_filter::envoy::verifier());
             let issuer = profile
                 .plugin_config
                 .trusted_issuers
@@ -267,9 +281,23 @@ mod vm {
                 self.record("6 X.509 parse (x509-parser)", nanos_since(start));
                 parsed.map_err(|_| "parse")?
             };
-            time("7 the issuer's signature", &mut || {
-                verify_leaf_signature(&parsed, &self.issuer_key).ok()
-            })?;
+            time(
+                "7 the issuer's signature, the module's verifier",
+                &mut || {
+                    Verifier::InProcess
+                        .verify_leaf(&parsed, &self.issuer_key)
+                        .ok()
+                },
+            )?;
+            time(
+                "7b the issuer's signature, Envoy's verifier (the filter's choice)",
+                &mut || {
+                    self.policy
+                        .verifier()
+                        .verify_leaf(&parsed, &self.issuer_key)
+                        .ok()
+                },
+            )?;
             time(
                 "8 the peer summary (subject, issuer, SANs, serial as text)",
                 &mut || {

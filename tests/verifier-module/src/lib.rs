@@ -157,13 +157,6 @@ mod vm {
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
     }}
 
-    /// The same call the filter's glue makes.
-    fn envoy_verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
-        hostcalls::call_foreign_function("verify_signature", Some(arguments))
-            .ok()
-            .flatten()
-    }
-
     struct Root;
     impl Context for Root {}
     impl RootContext for Root {
@@ -207,7 +200,8 @@ mod vm {
             .iter()
             .enumerate()
             .map(|(i, case)| {
-                run(case, envoy_verify_signature).map_err(|e| format!("case {i}: {e}"))
+                run(case, peergate_filter::envoy::verify_signature)
+                    .map_err(|e| format!("case {i}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         serde_json::to_string(&outcomes).map_err(|e| e.to_string())
