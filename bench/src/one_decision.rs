@@ -107,9 +107,9 @@ pub(crate) fn v8_decisions(
         entry.uncached.push(u.parse()?);
         entry.cached.push(c.parse()?);
     }
-    if samples.len() != 2 {
+    if samples.len() != 4 {
         bail!(
-            "expected results for rsa2048 and p256 in Envoy's log:\n{}",
+            "expected results for rsa2048 and p256, each with both verifiers, in Envoy's log:\n{}",
             envoy.log()
         );
     }
