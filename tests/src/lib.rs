@@ -10,3 +10,4 @@ pub mod http;
 pub mod istio_xds;
 pub mod pki;
 pub mod scenario;
+pub mod wycheproof_vectors;
