@@ -92,7 +92,8 @@ fn decisions(c: &mut Criterion) {
             });
             c.bench_function("part/signature", |b| {
                 b.iter(|| {
-                    peergate_filter::signature::verify_leaf_signature(black_box(&cert), &key)
+                    peergate_filter::verifier::Verifier::InProcess
+                        .verify_leaf(black_box(&cert), &key)
                         .unwrap()
                 })
             });

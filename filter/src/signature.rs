@@ -263,15 +263,6 @@ pub fn leaf_signature_parts<'a>(
     ))
 }
 
-/// Verifies `leaf`'s signature under `key` with the in-process verifiers.
-pub fn verify_leaf_signature(
-    leaf: &X509Certificate<'_>,
-    key: &IssuerKey,
-) -> Result<(), SignatureFailure> {
-    let (scheme, tbs, signature) = leaf_signature_parts(leaf)?;
-    verify(key, scheme, tbs, signature)
-}
-
 /// The other valid encoding of an ECDSA signature under `key`: (r, n − s) for (r, s). Both
 /// verify (ECDSA does not bind the sign of s), so a certificate has exactly two signature
 /// values that a verifier accepts; `None` for RSA and Ed25519, whose valid signature over a

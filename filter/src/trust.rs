@@ -20,7 +20,8 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use crate::constraints::NameConstraints;
 use crate::pattern::SanAllowList;
 use crate::peer::{fingerprint, normalize_serial};
-use crate::signature::{scheme_of, verify, verify_leaf_signature, IssuerKey, KeyError};
+use crate::signature::{scheme_of, verify, IssuerKey, KeyError};
+use crate::verifier::Verifier;
 
 /// How deep a chain from a trusted issuer to an anchor may be (CAs above the issuer).
 const MAX_CHAIN_DEPTH: usize = 8;
@@ -403,7 +404,8 @@ fn signed_by(child: &X509Certificate<'_>, parent: &Ca<'_>) -> Result<(), String>
             return Err("its authority key identifier is not the subject key identifier".into());
         }
     }
-    verify_leaf_signature(child, &parent.key)
+    Verifier::InProcess
+        .verify_leaf(child, &parent.key)
         .map_err(|failure| format!("the signature does not verify ({failure:?})"))
 }
 
