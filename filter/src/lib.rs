@@ -5,8 +5,8 @@
 //! [`cache`], [`decision_log`], [`audit`], [`inspect`], [`clock`], and with the `documents`
 //! feature `document`) is plain Rust with no proxy-wasm types: it is tested natively
 //! and shared with the `peergate` CLI. The proxy-wasm glue is compiled for wasm32 only (feature
-//! `module`, on by default), as is [`envoy`], Envoy's side of the core's host-independent
-//! pieces, which modules of other entry points link too.
+//! `module`, on by default), as is `envoy` (feature `envoy`, implied by `module`), Envoy's side
+//! of the core's host-independent pieces, which modules of other entry points link too.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -34,7 +34,7 @@ pub mod trust;
 pub mod verifier;
 pub mod xfcc;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "envoy"))]
 pub mod envoy;
 #[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod glue;
