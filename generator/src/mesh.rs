@@ -133,7 +133,7 @@ pub enum FailStrategy {
     /// Refuse traffic (the default).
     #[serde(rename = "FAIL_CLOSE")]
     FailClose,
-    /// Reload the VM and keep refusing while it is down (Istio >= 1.27).
+    /// Reload the VM and keep refusing while it is down.
     #[serde(rename = "FAIL_RELOAD")]
     FailReload,
     /// Skip the plugin: after a trap the policy is silently not applied.
@@ -210,9 +210,9 @@ pub struct IstioVersion {
 }
 
 /// The oldest Istio peergate supports (the oldest release the Istio oracle is pinned to).
-pub const OLDEST_ISTIO_MINOR: u32 = 26;
+pub const OLDEST_ISTIO_MINOR: u32 = 28;
 /// The newest Istio the oracle is pinned to: the default `istioVersion`.
-pub const NEWEST_ISTIO_MINOR: u32 = 32;
+pub const NEWEST_ISTIO_MINOR: u32 = 31;
 
 impl IstioVersion {
     /// Parses `1.28` or `1.28.2` (a leading `v` is allowed).
@@ -294,7 +294,7 @@ pub const CONNECTION_LAYER_SINCE: u32 = 30;
 
 /// Features an older Istio cannot run, checked by [`Mesh::validate`]. The Istio oracle
 /// (tests/istio) checks every gate against each pinned release's own CRDs and proxies.
-pub const FEATURE_GATES: [FeatureGate; 3] = [
+pub const FEATURE_GATES: [FeatureGate; 2] = [
     FeatureGate {
         field: "plugin.layer",
         since: CONNECTION_LAYER_SINCE,
@@ -306,12 +306,6 @@ pub const FEATURE_GATES: [FeatureGate; 3] = [
         since: 30,
         why: "the TrafficExtension API first ships with Istio 1.30",
         asked: |mesh| (mesh.plugin.api == PluginApi::TrafficExtension).then_some("trafficextension"),
-    },
-    FeatureGate {
-        field: "plugin.failStrategy",
-        since: 27,
-        why: "the value first ships with Istio 1.27 (older releases' CRD refuses it)",
-        asked: |mesh| (mesh.plugin.fail_strategy == FailStrategy::FailReload).then_some("FAIL_RELOAD"),
     },
 ];
 

@@ -223,19 +223,6 @@ const CASES: &[Case] = &[
         expected: &["plugin.sha256", "lower-case", "^[a-f0-9]{64}$"],
     },
     Case {
-        name: "FAIL_RELOAD on Istio 1.26",
-        start: Start::Generated,
-        setup: nothing,
-        config: None,
-        args: &[
-            "--fail-strategy",
-            "FAIL_RELOAD",
-            "--istio-version",
-            "1.26",
-        ],
-        expected: &["plugin.failStrategy", "needs Istio 1.27", "istioVersion is 1.26"],
-    },
-    Case {
         name: "the connection layer on Istio 1.29",
         start: Start::Generated,
         setup: nothing,
@@ -261,9 +248,9 @@ const CASES: &[Case] = &[
         name: "an Istio older than supported",
         start: Start::Generated,
         setup: nothing,
-        config: Some("istioVersion = \"1.22\"\n"),
+        config: Some("istioVersion = \"1.26\"\n"),
         args: &[],
-        expected: &["istioVersion", "older than Istio 1.26"],
+        expected: &["istioVersion", "older than Istio 1.28"],
     },
     Case {
         name: "an Istio version that is not one",

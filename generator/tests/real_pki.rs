@@ -419,7 +419,7 @@ fn without_an_issuing_ca_the_roots_crl_appears_with_the_first_revocation() {
     assert_eq!(secret_value(&credential, "ca.crl"), None);
     let stdout = ok(dir.path(), &["revoke", "--out", "out", "--serial", "01:23"]);
     assert_eq!(plugin_config(&out).crls.len(), 1);
-    // The default layer on Istio 1.32 decides once per connection: revoke says how to cut
+    // The default layer on the newest pinned Istio decides once per connection: revoke says how to cut
     // the connections a revoked peer already holds.
     assert!(
         stdout.contains(

@@ -20,7 +20,7 @@ import (
 
 // Pin is one Istio release the oracle is built against (a line of pins.txt).
 type Pin struct {
-	// Name is the release, "1.26".
+	// Name is the release, "1.28".
 	Name string
 	// Minor is its minor version, 26.
 	Minor int

