@@ -61,18 +61,32 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
     let rogue_ca = cast.root.same_name(KeyKind::P256);
     let rogue = rogue_ca.issue(&Scenario::client_leaf(KeyKind::P256));
     let plugin: Value = serde_json::from_str(&cast.policy(json!({}))).unwrap();
+    // Pasted as `kubectl kustomize` prints a Gateway API cluster B: the Gateway, then the
+    // WasmPlugin attached to it by targetRefs.
+    let gateway = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": { "name": "peergate-ingressgateway", "namespace": "peergate-ingress" },
+        "spec": { "gatewayClassName": "istio", "listeners": [
+            { "name": "https", "hostname": DOMAIN, "port": 443, "protocol": "HTTPS" }
+        ] }
+    });
     let wasmplugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
-        "metadata": { "name": "peergate", "namespace": "istio-system" },
+        "metadata": { "name": "peergate", "namespace": "peergate-ingress" },
         "spec": {
-            "selector": { "matchLabels": { "istio": "ingressgateway" } },
+            "targetRefs": [{ "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "peergate-ingressgateway" }],
             "url": "oci://registry.example.com/peergate/peergate-filter:0.1.0",
             "phase": "AUTHN",
             "pluginConfig": plugin
         }
     });
-    let policy_yaml = yaml_serde::to_string(&wasmplugin).unwrap();
+    let policy_yaml = format!(
+        "{}---\n{}",
+        yaml_serde::to_string(&gateway).unwrap(),
+        yaml_serde::to_string(&wasmplugin).unwrap()
+    );
 
     let work = tempfile::tempdir().unwrap();
     let policy_path = work.path().join("wasmplugin.yaml");

@@ -11,7 +11,8 @@ use crate::certs::{self, CertAndKey, CertError, Role};
 use crate::layout::{cert_paths, crl_path, retired_dir, rotation_path, settings_path};
 use crate::manifests::{self, Manifest, ManifestError, Pki};
 use crate::mesh::{
-    Certificates, ChosenLayer, Gateway, IntermediateSection, KeyType, Mesh, DEFAULT_ISSUER,
+    Certificates, ChosenLayer, Gateway, GatewayApi, IntermediateSection, KeyType, Mesh,
+    DEFAULT_ISSUER,
 };
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 use crate::revocation::{self, Reason, Revocation};
@@ -1317,6 +1318,17 @@ fn run_warnings(mesh: &Mesh, default_ca_issuer: bool) -> Vec<String> {
             "clusterB.pluginListenerPort is deprecated: it means the shared istio-system gateway `istio: ingressgateway`, as before; say so with [clusterB.gateway] existing = true, namespace = \"istio-system\", labels = {{ istio = \"ingressgateway\" }}, listenerPort = {port}, or leave both out for a gateway of its own"
         ));
     }
+    let gateway_api = mesh
+        .cluster_b
+        .gateway
+        .as_ref()
+        .is_some_and(|g| g.api == GatewayApi::Kubernetes);
+    if gateway_api && !mesh.istio_version.at_least(30) {
+        warnings.push(format!(
+            "clusterB.gateway.api = \"kubernetes\" on Istio {}: the Gateway's spec.tls.frontend (client-certificate validation) is only in the experimental channel of Gateway API v1.4, the release Istio 1.28 supports (the standard channel has it from v1.5, Istio 1.30); with the standard channel's CRDs the API server refuses the Gateway (unknown field spec.tls). Install the experimental channel (see README)",
+            mesh.istio_version
+        ));
+    }
     if mesh
         .istio_version
         .at_least(crate::mesh::NEWEST_ISTIO_MINOR + 1)
@@ -1573,6 +1585,17 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
             mesh.server_secret_name(),
         ));
     }
+    if let Gateway::Own {
+        api: GatewayApi::Kubernetes,
+        name,
+        namespace,
+        ..
+    } = gateway
+    {
+        notes.push(format!(
+            "Istio deploys the gateway for Gateway {namespace}/{name} (Deployment and Service {name}-istio); it is serving when its conditions say so: kubectl -n {namespace} wait --for=condition=Programmed gateway/{name}, and kubectl -n {namespace} get gateway {name} -o yaml shows Accepted, Programmed and each listener's ResolvedRefs"
+        ));
+    }
     if let Gateway::Existing {
         namespace, labels, ..
     } = gateway
@@ -1589,14 +1612,10 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
 /// At the connection layer a revocation reaches new connections only (Envoy's handshake and
 /// the filter both decide once per connection): how to cut the ones already open.
 fn open_connections_note(gateway: &Gateway, layer: ChosenLayer) -> Option<String> {
-    let Gateway::Own {
-        name, namespace, ..
-    } = gateway
-    else {
-        return None;
-    };
+    let deployment = gateway.deployment_name()?;
+    let namespace = gateway.namespace();
     (layer.layer == peergate_filter::Layer::Connection).then(|| format!(
-        "the filter decides once per connection (layer connection): connections opened before the revocation is applied stay open until they close; cut them with kubectl -n {namespace} rollout restart deployment {name}"
+        "the filter decides once per connection (layer connection): connections opened before the revocation is applied stay open until they close; cut them with kubectl -n {namespace} rollout restart deployment {deployment}"
     ))
 }
 

@@ -12,6 +12,12 @@ pub struct Metadata {
     pub name: String,
     /// Namespace.
     pub namespace: String,
+    /// Labels (a Gateway API Gateway's `istio.io/rev`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (a Gateway API Gateway's carry Istio's settings for the Pods it deploys).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// An Istio object: apiVersion, kind, metadata and a typed spec.
@@ -249,12 +255,34 @@ pub struct TrafficSelector {
     pub ports: Vec<PortSelector>,
 }
 
+/// Which proxies a WasmPlugin or TrafficExtension applies to.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Attachment {
+    /// The Pods with these labels.
+    Selector(WorkloadSelector),
+    /// The Pods Istio deploys for these Gateway API Gateways.
+    TargetRefs(Vec<PolicyTargetReference>),
+}
+
+/// A `targetRefs[]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyTargetReference {
+    /// `gateway.networking.k8s.io`.
+    pub group: String,
+    /// `Gateway`.
+    pub kind: String,
+    /// Its name, in the plugin's namespace.
+    pub name: String,
+}
+
 /// WasmPlugin spec.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WasmPluginSpec {
-    /// Which proxies.
-    pub selector: WorkloadSelector,
+    /// Which proxies: `selector` or `targetRefs`.
+    #[serde(flatten)]
+    pub attachment: Attachment,
     /// Module location.
     pub url: String,
     /// Module digest.
@@ -285,8 +313,9 @@ pub struct WasmPluginSpec {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficExtensionSpec {
-    /// Which proxies.
-    pub selector: WorkloadSelector,
+    /// Which proxies: `selector` or `targetRefs`.
+    #[serde(flatten)]
+    pub attachment: Attachment,
     /// `AUTHN`: before Istio's authorization.
     pub phase: String,
     /// Which listeners.

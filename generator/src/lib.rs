@@ -8,9 +8,11 @@
 pub mod audit;
 pub mod cert_manager;
 pub mod certs;
+pub mod gateway_api;
 pub mod gen;
 pub mod image;
 pub mod istio;
+pub mod kube_gateway;
 pub mod layout;
 pub mod logs;
 pub mod manifests;

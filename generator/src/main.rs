@@ -218,6 +218,11 @@ struct GenArgs {
     /// (Istio >= 1.30).
     #[arg(long, value_parser = mesh_value::<peergate::mesh::PluginApi>)]
     api: Option<peergate::mesh::PluginApi>,
+    /// Which API declares cluster B's gateway (clusterB.gateway.api): istio (Istio's
+    /// Gateway on a gateway Deployment peergate writes), kubernetes (a Gateway API Gateway of
+    /// class istio, which Istio deploys; Istio >= 1.28).
+    #[arg(long, value_parser = mesh_value::<peergate::mesh::GatewayApi>)]
+    gateway_api: Option<peergate::mesh::GatewayApi>,
     /// SHA-256 of the module (plugin.sha256).
     #[arg(long)]
     plugin_sha256: Option<String>,
@@ -499,6 +504,16 @@ fn apply_flags(args: &GenArgs, mesh: &mut Mesh) {
     }
     if let Some(api) = args.api {
         mesh.plugin.api = api;
+    }
+    if let Some(api) = args.gateway_api {
+        let unchanged =
+            api == peergate::mesh::GatewayApi::Istio && mesh.cluster_b.gateway.is_none();
+        if !unchanged {
+            mesh.cluster_b
+                .gateway
+                .get_or_insert_with(Default::default)
+                .api = api;
+        }
     }
     if let Some(sha) = &args.plugin_sha256 {
         mesh.plugin.sha256 = Some(sha.clone());

@@ -18,14 +18,16 @@ use crate::cert_manager::{certificate_spec, CaIssuer, CaIssuerSpec};
 use crate::certs::CertAndKey;
 use crate::certs::Role as LeafRole;
 use crate::istio::{
-    ClientTls, Destination, DestinationRuleSpec, GatewayPort, GatewayServer, GatewaySpec,
-    HttpMatch, HttpRoute, Kustomization, Metadata, Object, PortSelector, PortTrafficPolicy,
-    RouteDestination, ServerTls, ServiceEntrySpec, Subset, TrafficExtensionSpec,
+    Attachment, ClientTls, Destination, DestinationRuleSpec, GatewayPort, GatewayServer,
+    GatewaySpec, HttpMatch, HttpRoute, Kustomization, Metadata, Object, PortSelector,
+    PortTrafficPolicy, RouteDestination, ServerTls, ServiceEntrySpec, Subset, TrafficExtensionSpec,
     TrafficExtensionWasm, TrafficPolicy, TrafficSelector, VirtualServiceSpec, WasmPluginSpec,
     WorkloadSelector,
 };
+use crate::kube_gateway::{self, Backend as KubeBackend, KubeGateway};
 use crate::mesh::{
-    Certificates, ClientCertMode, Gateway, Mesh, PluginApi, DEFAULT_ISSUER, OWN_GATEWAY_HTTPS_PORT,
+    Certificates, ClientCertMode, Gateway, GatewayApi, Mesh, PluginApi, DEFAULT_ISSUER,
+    OWN_GATEWAY_HTTPS_PORT,
 };
 
 /// Where the client Secret is mounted in the sidecar (mounted mode).
@@ -56,6 +58,12 @@ pub fn optional_files(mesh: &Mesh) -> Vec<(Cluster, String)> {
         (Cluster::B, "gateway-deployment.yaml"),
         (Cluster::B, "gateway-service.yaml"),
         (Cluster::B, XFCC_PATCH_FILE),
+        (Cluster::B, "gateway.yaml"),
+        (Cluster::B, "virtualservice.yaml"),
+        (Cluster::B, "gateway-parameters.yaml"),
+        (Cluster::B, "httproute.yaml"),
+        (Cluster::B, "httproute-redirect.yaml"),
+        (Cluster::B, "referencegrant.yaml"),
     ]
     .iter()
     .map(|(c, f)| (*c, (*f).to_owned()))
@@ -67,6 +75,10 @@ pub fn optional_files(mesh: &Mesh) -> Vec<(Cluster, String)> {
         files.push((cluster, "certificate.yaml".into()));
         files.push((cluster, "issuer.yaml".into()));
     }
+    files.push((
+        Cluster::B,
+        format!("configmap-{}.yaml", kube_gateway::ca_bundle_name(&server)),
+    ));
     files
 }
 
@@ -183,6 +195,8 @@ fn istio_meta(name: &str, namespace: &str) -> Metadata {
     Metadata {
         name: name.to_owned(),
         namespace: namespace.to_owned(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
     }
 }
 
@@ -665,16 +679,21 @@ fn cert_manager(
 
 fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     server_credential(e, mesh, gateway, pki);
-    if let Gateway::Own {
-        name,
-        namespace: gw_ns,
-        labels: gw_labels,
-        replicas,
-    } = gateway
-    {
-        own_gateway(e, mesh, name, gw_ns, gw_labels, *replicas);
+    match gateway {
+        Gateway::Own {
+            api: GatewayApi::Istio,
+            name,
+            namespace: gw_ns,
+            labels: gw_labels,
+            replicas,
+        } => own_gateway(e, mesh, name, gw_ns, gw_labels, *replicas),
+        Gateway::Own {
+            api: GatewayApi::Kubernetes,
+            namespace: gw_ns,
+            ..
+        } => gateway_namespace(e, gw_ns),
+        Gateway::Existing { .. } => {}
     }
-
     e.emit(
         Cluster::B,
         "namespace.yaml",
@@ -682,11 +701,95 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
         false,
     );
     backend(e, mesh);
-    gateway_routing(e, mesh, gateway);
+    match gateway {
+        Gateway::Own {
+            api: GatewayApi::Kubernetes,
+            name,
+            namespace: gw_ns,
+            replicas,
+            ..
+        } => kubernetes_gateway(e, mesh, name, gw_ns, *replicas, pki),
+        _ => gateway_routing(e, mesh, gateway),
+    }
     peergate_plugin(e, mesh, gateway, pki);
     if let Gateway::Existing { .. } = gateway {
         xfcc_patch(e);
     }
+}
+
+/// Cluster B's gateway under the Gateway API (see `kube_gateway`): the Pods Istio deploys
+/// carry what the classic gateway's pod template carries (the decision lines at `wasm:info`,
+/// the XFCC setting).
+fn kubernetes_gateway(
+    e: &mut Emitter,
+    mesh: &Mesh,
+    name: &str,
+    ns: &str,
+    replicas: u32,
+    pki: &Pki<'_>,
+) {
+    let b = &mesh.cluster_b;
+    let secret_name = mesh.server_secret_name();
+    let kube = KubeGateway {
+        name,
+        namespace: ns,
+        domain: &b.domain,
+        secret_name: &secret_name,
+        replicas,
+        revision: mesh.istio_revision.as_deref(),
+        // Istio's kube-gateway template reads the log levels from the Gateway's own
+        // annotations, and copies `infrastructure.annotations` onto the Pods.
+        annotations: labels(&[(
+            "sidecar.istio.io/componentLogLevel",
+            GATEWAY_COMPONENT_LOG_LEVEL,
+        )]),
+        pod_annotations: labels(&[(PROXY_CONFIG_ANNOTATION, XFCC_PROXY_CONFIG)]),
+    };
+    let backend = KubeBackend {
+        service: &b.service,
+        namespace: &b.namespace,
+        port: b.port,
+    };
+    let ca = kube_gateway::ca_bundle(&kube, &pki.root_bundle(), &pki.crl_bundle());
+    e.emit(
+        Cluster::B,
+        &format!(
+            "configmap-{}.yaml",
+            kube_gateway::ca_bundle_name(&secret_name)
+        ),
+        &ca,
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        "gateway-parameters.yaml",
+        &kube_gateway::parameters(&kube),
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        "gateway.yaml",
+        &kube_gateway::gateway(&kube),
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        "httproute.yaml",
+        &kube_gateway::https_route(&kube, &backend),
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        "httproute-redirect.yaml",
+        &kube_gateway::redirect_route(&kube, &backend),
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        "referencegrant.yaml",
+        &kube_gateway::reference_grant(&kube, &backend),
+        false,
+    );
 }
 
 /// The gateway's credential: a Secret of gen's server leaf (with the client CAs and CRLs), or
@@ -705,9 +808,20 @@ fn server_credential(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<
             let mut data = vec![
                 ("tls.crt", server_chain.as_str()),
                 ("tls.key", server.key.as_str()),
-                ("ca.crt", root_bundle.as_str()),
             ];
-            if !crl_bundle.is_empty() {
+            // Under the Gateway API the client CAs and CRLs are the CA ConfigMap's: a ca.crt
+            // here would be a second, unused trust list.
+            let classic = !matches!(
+                gateway,
+                Gateway::Own {
+                    api: GatewayApi::Kubernetes,
+                    ..
+                }
+            );
+            if classic {
+                data.push(("ca.crt", root_bundle.as_str()));
+            }
+            if classic && !crl_bundle.is_empty() {
                 data.push(("ca.crl", crl_bundle.as_str()));
             }
             let credential = secret(&secret_name, gateway_ns, "kubernetes.io/tls", &data);
@@ -848,7 +962,16 @@ fn gateway_routing(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway) {
 /// The WasmPlugin (or TrafficExtension) that puts peergate on the gateway's HTTPS listener.
 fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     let gateway_ns = gateway.namespace();
-    let selector = gateway.labels().clone();
+    let attachment = match gateway {
+        Gateway::Own {
+            api: GatewayApi::Kubernetes,
+            name,
+            ..
+        } => Attachment::TargetRefs(vec![kube_gateway::target_ref(name)]),
+        _ => Attachment::Selector(WorkloadSelector {
+            match_labels: gateway.labels().clone(),
+        }),
+    };
     let config = plugin_config(mesh, gateway, pki);
     // A connection-layer plugin is a network filter (Istio >= 1.20): the type follows the
     // layer the pluginConfig names. HTTP is the default and is left unsaid so the object reads
@@ -873,9 +996,7 @@ fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_
                 kind: "WasmPlugin",
                 metadata: istio_meta(PLUGIN_NAME, gateway_ns),
                 spec: WasmPluginSpec {
-                    selector: WorkloadSelector {
-                        match_labels: selector,
-                    },
+                    attachment,
                     url: mesh.plugin.url.clone(),
                     sha256: mesh.plugin.sha256.clone(),
                     image_pull_secret,
@@ -900,9 +1021,7 @@ fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_
                 kind: "TrafficExtension",
                 metadata: istio_meta(PLUGIN_NAME, gateway_ns),
                 spec: TrafficExtensionSpec {
-                    selector: WorkloadSelector {
-                        match_labels: selector,
-                    },
+                    attachment,
                     phase: "AUTHN".into(),
                     matches,
                     wasm: TrafficExtensionWasm {
@@ -956,16 +1075,7 @@ fn own_gateway(
     pod_labels: &BTreeMap<String, String>,
     replicas: u32,
 ) {
-    let gateway_namespace = Namespace {
-        metadata: meta(ns, None),
-        ..Default::default()
-    };
-    e.emit(
-        Cluster::B,
-        "gateway-namespace.yaml",
-        &gateway_namespace,
-        false,
-    );
+    gateway_namespace(e, ns);
     let sa = ServiceAccount {
         metadata: meta(name, Some(ns)),
         ..Default::default()
@@ -991,6 +1101,15 @@ fn own_gateway(
 
     gateway_deployment(e, mesh, name, ns, pod_labels, replicas);
     gateway_service(e, name, ns, pod_labels);
+}
+
+/// The namespace of a gateway of its own.
+fn gateway_namespace(e: &mut Emitter, ns: &str) {
+    let namespace = Namespace {
+        metadata: meta(ns, None),
+        ..Default::default()
+    };
+    e.emit(Cluster::B, "gateway-namespace.yaml", &namespace, false);
 }
 
 /// The gateway's Deployment, injected with Istio's `gateway` template.

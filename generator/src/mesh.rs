@@ -294,7 +294,16 @@ pub const CONNECTION_LAYER_SINCE: u32 = 30;
 
 /// Features an older Istio cannot run, checked by [`Mesh::validate`]. The Istio oracle
 /// (tests/istio) checks every gate against each pinned release's own CRDs and proxies.
-pub const FEATURE_GATES: [FeatureGate; 2] = [
+pub const FEATURE_GATES: [FeatureGate; 3] = [
+    FeatureGate {
+        field: "clusterB.gateway.api",
+        since: 28,
+        why: "Gateway API frontend client-certificate validation (spec.tls.frontend) is first implemented in Istio 1.28; before it a Gateway API listener cannot ask for a client certificate",
+        asked: |mesh| {
+            let api = mesh.cluster_b.gateway.as_ref().map(|g| g.api);
+            (api == Some(GatewayApi::Kubernetes)).then_some("kubernetes")
+        },
+    },
     FeatureGate {
         field: "plugin.layer",
         since: CONNECTION_LAYER_SINCE,
@@ -332,6 +341,9 @@ impl ImagePullPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct GatewaySection {
+    /// Which API declares the gateway: Istio's own `Gateway` (the default) or the Kubernetes
+    /// Gateway API, where Istio deploys the gateway itself for the `Gateway` object.
+    pub api: GatewayApi,
     /// `true`: an existing gateway shared with other hosts, selected by `labels` in
     /// `namespace`, whose listener for Service port 443 is `listenerPort`. `false` (the
     /// default): a gateway of its own, generated.
@@ -360,9 +372,35 @@ pub const DEFAULT_GATEWAY_NAMESPACE: &str = "peergate-ingress";
 /// Its replicas: a gateway in front of partners should survive one Pod.
 pub const DEFAULT_GATEWAY_REPLICAS: u32 = 2;
 
+/// `[clusterB.gateway] api`: the API cluster B's gateway is declared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayApi {
+    /// Istio's `networking.istio.io` Gateway on a gateway Deployment peergate writes.
+    #[default]
+    Istio,
+    /// A `gateway.networking.k8s.io` Gateway of class `istio`: Istio deploys `<name>-istio`.
+    Kubernetes,
+}
+
+impl GatewayApi {
+    /// The `mesh.toml` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayApi::Istio => "istio",
+            GatewayApi::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// The label Istio puts on the Pods it deploys for a Gateway API `Gateway`: its name
+/// (pilot/pkg/config/kube/gateway*/deploymentcontroller.go, `GatewayNameLabel`).
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
 impl Default for GatewaySection {
     fn default() -> Self {
         Self {
+            api: GatewayApi::Istio,
             existing: false,
             name: None,
             namespace: DEFAULT_GATEWAY_NAMESPACE.into(),
@@ -379,7 +417,10 @@ impl Default for GatewaySection {
 pub enum Gateway {
     /// Generated: its objects are part of cluster B's output.
     Own {
-        /// Deployment, Service and ServiceAccount name.
+        /// The API it is declared with.
+        api: GatewayApi,
+        /// Deployment, Service and ServiceAccount name (under the Gateway API: the `Gateway`'s
+        /// name; Istio names what it deploys `<name>-istio`).
         name: String,
         /// Namespace.
         namespace: String,
@@ -414,6 +455,24 @@ impl Gateway {
     pub fn labels(&self) -> &BTreeMap<String, String> {
         match self {
             Gateway::Own { labels, .. } | Gateway::Existing { labels, .. } => labels,
+        }
+    }
+
+    /// The Deployment of a gateway of its own: peergate's, or the one Istio deploys for a
+    /// Gateway API Gateway (`<name>-istio`).
+    pub fn deployment_name(&self) -> Option<String> {
+        match self {
+            Gateway::Own {
+                api: GatewayApi::Istio,
+                name,
+                ..
+            } => Some(name.clone()),
+            Gateway::Own {
+                api: GatewayApi::Kubernetes,
+                name,
+                ..
+            } => Some(format!("{name}-istio")),
+            Gateway::Existing { .. } => None,
         }
     }
 
@@ -1073,15 +1132,7 @@ impl Mesh {
         &self,
         invalid: &dyn Fn(&str, String) -> MeshError,
     ) -> Result<(), MeshError> {
-        if !self.istio_version.at_least(OLDEST_ISTIO_MINOR) {
-            return Err(invalid(
-                "istioVersion",
-                format!(
-                    "{} is older than Istio 1.{OLDEST_ISTIO_MINOR}, the oldest release peergate is tested with",
-                    self.istio_version
-                ),
-            ));
-        }
+        // A feature's own release first: it says more than the oldest supported one.
         for gate in &FEATURE_GATES {
             if let Some(value) = (gate.asked)(self) {
                 if !self.istio_version.at_least(gate.since) {
@@ -1094,6 +1145,15 @@ impl Mesh {
                     ));
                 }
             }
+        }
+        if !self.istio_version.at_least(OLDEST_ISTIO_MINOR) {
+            return Err(invalid(
+                "istioVersion",
+                format!(
+                    "{} is older than Istio 1.{OLDEST_ISTIO_MINOR}, the oldest release peergate is tested with",
+                    self.istio_version
+                ),
+            ));
         }
         if let Some(revision) = &self.istio_revision {
             if !is_dns_label(revision) {
@@ -1131,6 +1191,17 @@ impl Mesh {
                 "plugin.layer",
                 "connection on an existing, shared gateway: a connection opened for another team's host would pass the network filter untouched and could then carry requests for yours (HTTP/2 connection coalescing does); use layer = \"request\" there (every request is decided by its server name and its authority), or a gateway of its own".into(),
             ));
+        }
+        // Istio 1.31 merges only the Gateways of a Gateway API gateway's own namespace into
+        // it (PILOT_ENABLE_STRICT_GATEWAY_MERGING, on by default): a classic Gateway of ours
+        // would silently configure nothing there.
+        if let Gateway::Existing { labels, .. } = &gateway {
+            if labels.contains_key(GATEWAY_NAME_LABEL) && self.istio_version.at_least(31) {
+                return Err(invalid(
+                    "clusterB.gateway.labels",
+                    format!("{GATEWAY_NAME_LABEL} selects Pods that Istio deploys for a Gateway API Gateway; from Istio 1.31 (strict gateway merging) a classic Gateway from outside that Gateway's namespace is not merged into it, so this output would configure nothing there. Ask the Gateway's owner for a listener (see the README, \"An existing gateway under the Gateway API\")"),
+                ));
+            }
         }
         if self.plugin.fail_strategy == FailStrategy::FailOpen && !self.plugin.allow_fail_open {
             return Err(invalid(
@@ -1201,10 +1272,15 @@ impl Mesh {
                 );
             }
         }
-        if section.existing {
-            return existing_gateway(section);
+        match (section.existing, section.api) {
+            (true, GatewayApi::Istio) => existing_gateway(section),
+            (true, GatewayApi::Kubernetes) => err(
+                "clusterB.gateway.existing",
+                "an existing gateway under api = \"kubernetes\" is not generated: a tenant cannot add client-certificate validation to a Gateway it does not own (spec.tls.frontend is the owner's, per port); use a gateway of its own (existing = false)".into(),
+            ),
+            (false, GatewayApi::Istio) => own_gateway(section),
+            (false, GatewayApi::Kubernetes) => kubernetes_gateway(section),
         }
-        own_gateway(section)
     }
 }
 
@@ -1236,6 +1312,45 @@ fn existing_gateway(section: GatewaySection) -> Result<Gateway, (String, String)
 /// A gateway of its own: its name and replicas (the listener port is its own). Errors name the
 /// field.
 fn own_gateway(section: GatewaySection) -> Result<Gateway, (String, String)> {
+    let (name, replicas) = own_name_and_replicas(&section)?;
+    Ok(Gateway::Own {
+        api: GatewayApi::Istio,
+        name,
+        namespace: section.namespace,
+        labels: section.labels,
+        replicas,
+    })
+}
+
+/// A gateway of its own declared with the Gateway API: Istio deploys it and labels its Pods,
+/// so `labels` do not apply. Errors name the field.
+fn kubernetes_gateway(section: GatewaySection) -> Result<Gateway, (String, String)> {
+    if section.labels != GatewaySection::default().labels {
+        return Err((
+            "clusterB.gateway.labels".into(),
+            format!("does not apply under api = \"kubernetes\": Istio labels the Pods it deploys for the Gateway itself ({GATEWAY_NAME_LABEL}: <name>), and the plugin attaches to the Gateway by targetRefs"),
+        ));
+    }
+    let (name, replicas) = own_name_and_replicas(&section)?;
+    // Istio names the Deployment, Service and ServiceAccount `<name>-istio`.
+    if name.len() + "-istio".len() > 63 {
+        return Err((
+            "clusterB.gateway.name".into(),
+            format!("{name:?} is too long: Istio names what it deploys {name}-istio, at most 63 characters"),
+        ));
+    }
+    let labels = BTreeMap::from([(GATEWAY_NAME_LABEL.to_owned(), name.clone())]);
+    Ok(Gateway::Own {
+        api: GatewayApi::Kubernetes,
+        name,
+        namespace: section.namespace,
+        labels,
+        replicas,
+    })
+}
+
+/// The name and replicas of a gateway of its own (which has no `listenerPort`).
+fn own_name_and_replicas(section: &GatewaySection) -> Result<(String, u32), (String, String)> {
     let err = |field: &str, message: String| Err((field.to_owned(), message));
     if section.listener_port.is_some() {
         return err(
@@ -1245,6 +1360,7 @@ fn own_gateway(section: GatewaySection) -> Result<Gateway, (String, String)> {
     }
     let name = section
         .name
+        .clone()
         .unwrap_or_else(|| DEFAULT_GATEWAY_NAME.to_owned());
     if !is_dns_label(&name) {
         return err(
@@ -1259,12 +1375,7 @@ fn own_gateway(section: GatewaySection) -> Result<Gateway, (String, String)> {
             "0 replicas would leave the partner's traffic nowhere to go".into(),
         );
     }
-    Ok(Gateway::Own {
-        name,
-        namespace: section.namespace,
-        labels: section.labels,
-        replicas,
-    })
+    Ok((name, replicas))
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -1436,7 +1547,12 @@ mod tests {
             match gate.field {
                 "plugin.layer" => mesh.plugin.layer = LayerChoice::Connection,
                 "plugin.api" => mesh.plugin.api = PluginApi::TrafficExtension,
-                "plugin.failStrategy" => mesh.plugin.fail_strategy = FailStrategy::FailReload,
+                "clusterB.gateway.api" => {
+                    mesh.cluster_b.gateway = Some(GatewaySection {
+                        api: GatewayApi::Kubernetes,
+                        ..GatewaySection::default()
+                    });
+                }
                 other => panic!("a gate this test does not know: {other}"),
             }
             mesh.istio_version = IstioVersion {
@@ -1462,6 +1578,25 @@ mod tests {
         let own = Mesh::default().gateway().unwrap();
         assert_eq!(own.namespace(), DEFAULT_GATEWAY_NAMESPACE);
         assert_eq!(own.https_listener_port(), 443);
+        assert_eq!(own.deployment_name().unwrap(), DEFAULT_GATEWAY_NAME);
+        let mut kube = Mesh::default();
+        kube.cluster_b.gateway = Some(GatewaySection {
+            api: GatewayApi::Kubernetes,
+            ..GatewaySection::default()
+        });
+        let kube = kube.gateway().unwrap();
+        assert_eq!(kube.https_listener_port(), 443);
+        assert_eq!(
+            kube.deployment_name().unwrap(),
+            format!("{DEFAULT_GATEWAY_NAME}-istio")
+        );
+        assert_eq!(
+            kube.labels(),
+            &BTreeMap::from([(
+                GATEWAY_NAME_LABEL.to_owned(),
+                DEFAULT_GATEWAY_NAME.to_owned()
+            )])
+        );
         let mut legacy = Mesh::default();
         legacy.cluster_b.plugin_listener_port = Some(8443);
         assert_eq!(

@@ -622,30 +622,28 @@ fn policies_come_from_wasmplugin_files_folders_and_plugin_config_json() {
         .contains("plugin-config.json: pluginConfig (enforce, 1 trusted issuer, deny status 403)"));
 
     // The generator's own output: `manifests/cluster-b` holds the plugin object among other
-    // files, a WasmPlugin or (with --api trafficextension) a TrafficExtension.
+    // files, a WasmPlugin or (with --api trafficextension) a TrafficExtension, selecting the
+    // gateway by labels or (with --gateway-api kubernetes) attached to a Gateway API Gateway.
     let folder = d.join("out/cluster-b");
     let generated_client = d.join("out/certs/cluster-a-client-cert.pem");
-    for (api, expected) in [
+    for (flags, expected) in [
         (
-            "wasmplugin",
+            ["--api", "wasmplugin", "--gateway-api", "istio"],
             "wasmplugin.yaml: WasmPlugin peergate-ingress/peergate",
         ),
         (
-            "trafficextension",
+            ["--api", "trafficextension", "--gateway-api", "istio"],
             "trafficextension.yaml: TrafficExtension peergate-ingress/peergate",
+        ),
+        (
+            ["--api", "wasmplugin", "--gateway-api", "kubernetes"],
+            "wasmplugin.yaml: WasmPlugin peergate-ingress/peergate",
         ),
     ] {
         let gen = Command::new(env!("CARGO_BIN_EXE_peergate"))
             .current_dir(d)
-            .args([
-                "gen",
-                "--out",
-                "out",
-                "--key-type",
-                "ecdsa-p256",
-                "--api",
-                api,
-            ])
+            .args(["gen", "--out", "out", "--key-type", "ecdsa-p256"])
+            .args(flags)
             .output()
             .unwrap();
         assert!(gen.status.success(), "{:?}", text(&gen));

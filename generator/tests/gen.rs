@@ -700,6 +700,130 @@ fn an_existing_gateway_is_only_selected() {
     assert!(!b.join("ingressgateway-xfcc-patch.yaml").exists());
 }
 
+/// `--gateway-api kubernetes`: the Gateway API objects instead of the classic ones, agreeing
+/// with each other (names, namespaces, ports, the CA ConfigMap), and back again without a
+/// stale object of either left to be applied.
+#[test]
+fn a_gateway_api_gateway_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let stdout = gen_ok(dir.path(), &["--gateway-api", "kubernetes"]);
+    let b = dir.path().join("out/cluster-b");
+    for gone in [
+        "gateway-deployment.yaml",
+        "gateway-service.yaml",
+        "gateway-serviceaccount.yaml",
+        "gateway-role.yaml",
+        "gateway-rolebinding.yaml",
+        "virtualservice.yaml",
+    ] {
+        assert!(
+            !b.join(gone).exists(),
+            "{gone} is left from the classic run"
+        );
+    }
+    let gateway = yaml_file(&b.join("gateway.yaml"));
+    assert_eq!(gateway["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(gateway["spec"]["gatewayClassName"], "istio");
+    let (name, ns) = ("peergate-ingressgateway", "peergate-ingress");
+    assert_eq!(gateway["metadata"]["name"], name);
+    assert_eq!(gateway["metadata"]["namespace"], ns);
+    let listeners = gateway["spec"]["listeners"].as_array().unwrap();
+    let https = listeners.iter().find(|l| l["port"] == 443).unwrap();
+    assert_eq!(https["hostname"], DOMAIN);
+    assert_eq!(https["tls"]["mode"], "Terminate");
+    assert_eq!(
+        https["tls"]["certificateRefs"][0]["name"],
+        "cluster-b-server-cert"
+    );
+    let validation = &gateway["spec"]["tls"]["frontend"]["perPort"][0];
+    assert_eq!(validation["port"], 443);
+    assert_eq!(validation["tls"]["validation"]["mode"], "AllowValidOnly");
+    let ca_ref = &validation["tls"]["validation"]["caCertificateRefs"][0];
+    assert_eq!(ca_ref["kind"], "ConfigMap");
+    let ca = yaml_file(&b.join(format!(
+        "configmap-{}.yaml",
+        ca_ref["name"].as_str().unwrap()
+    )));
+    assert_eq!(ca["metadata"]["namespace"], ns);
+    assert_eq!(
+        ca["data"]["ca.crt"].as_str().unwrap(),
+        std::fs::read_to_string(dir.path().join("out/certs/root-cert.pem")).unwrap()
+    );
+    let secret = std::fs::read_to_string(b.join("secret-cluster-b-server-cert.yaml")).unwrap();
+    assert!(!secret.contains("ca.crt"), "{secret}");
+    let parameters = yaml_file(&b.join("gateway-parameters.yaml"));
+    assert_eq!(
+        gateway["spec"]["infrastructure"]["parametersRef"]["name"],
+        parameters["metadata"]["name"]
+    );
+    assert!(parameters["data"]["deployment"]
+        .as_str()
+        .unwrap()
+        .contains("replicas: 2"));
+    // Routes of the gateway's namespace only, to the backend its ReferenceGrant admits.
+    let route = yaml_file(&b.join("httproute.yaml"));
+    assert_eq!(route["metadata"]["namespace"], ns);
+    assert_eq!(route["spec"]["parentRefs"][0]["sectionName"], "https");
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"][0]["namespace"],
+        "service"
+    );
+    let grant = yaml_file(&b.join("referencegrant.yaml"));
+    assert_eq!(grant["metadata"]["namespace"], "service");
+    assert_eq!(grant["spec"]["from"][0]["namespace"], ns);
+    let redirect = yaml_file(&b.join("httproute-redirect.yaml"));
+    assert_eq!(redirect["spec"]["parentRefs"][0]["sectionName"], "http");
+    // The plugin: attached to the Gateway, scoped to its HTTPS listener.
+    let plugin = yaml_file(&b.join("wasmplugin.yaml"));
+    assert_eq!(plugin["spec"]["selector"], Value::Null);
+    assert_eq!(
+        plugin["spec"]["targetRefs"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": name}])
+    );
+    assert_eq!(
+        plugin["spec"]["match"][0]["ports"],
+        serde_json::json!([{"number": 443}])
+    );
+    let built = kustomize(&b);
+    for kind in [
+        "Gateway",
+        "HTTPRoute",
+        "ReferenceGrant",
+        "ConfigMap",
+        "WasmPlugin",
+    ] {
+        assert!(
+            built.contains(&format!("kind: {kind}\n")),
+            "cluster-b lacks {kind}"
+        );
+    }
+    assert!(!built.contains("kind: VirtualService"));
+    assert!(
+        stdout.contains(&format!("wait --for=condition=Programmed gateway/{name}")),
+        "{stdout}"
+    );
+
+    gen_ok(dir.path(), &["--gateway-api", "istio"]);
+    for gone in [
+        "httproute.yaml",
+        "httproute-redirect.yaml",
+        "referencegrant.yaml",
+        "gateway-parameters.yaml",
+        "configmap-cluster-b-server-cert-ca.yaml",
+    ] {
+        assert!(
+            !b.join(gone).exists(),
+            "{gone} is left from the Gateway API run"
+        );
+    }
+    assert_eq!(
+        yaml_file(&b.join("gateway.yaml"))["apiVersion"],
+        "networking.istio.io/v1"
+    );
+    assert!(b.join("gateway-deployment.yaml").exists());
+}
+
 /// `layer = "auto"` (the default): the connection layer on a gateway of its own with Istio
 /// 1.30 or newer, the request layer before 1.30 and on a shared gateway; an explicit layer is
 /// kept; `gen` says which and why.
