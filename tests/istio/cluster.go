@@ -2,16 +2,19 @@ package oracle
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config/constants"
+	kubelib "istio.io/istio/pkg/kube"
 	"istio.io/istio/pkg/spiffe"
 )
 
@@ -39,6 +42,14 @@ func (w *World) Add(t testing.TB, stream string) *World {
 		t.Fatal(err)
 	}
 	w.objects = append(w.objects, objects...)
+	return w
+}
+
+// AddObjects adds objects.
+func (w *World) AddObjects(objects []*unstructured.Unstructured) *World {
+	for _, obj := range objects {
+		w.objects = append(w.objects, obj.DeepCopy())
+	}
 	return w
 }
 
@@ -226,7 +237,7 @@ func (w *World) Start(t testing.TB, pin Pin) *Cluster {
 			config = append(config, obj)
 			continue
 		}
-		kube = append(kube, obj)
+		kube = append(kube, AsIstioReads(t, obj))
 		if obj.GetKind() == "Deployment" {
 			pod := podFor(t, obj, fmt.Sprintf("10.10.0.%d", next))
 			next++
@@ -258,11 +269,32 @@ func (w *World) Start(t testing.TB, pin Pin) *Cluster {
 		t.Fatal(err)
 	}
 	fake := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		ConfigString:           ToYAML(t, config),
-		KubernetesObjectString: ToYAML(t, kube),
-		KubeClientModifier:     authorizer.install,
+		ConfigString:       ToYAML(t, config),
+		KubernetesObjects:  kubeObjects(t, kube),
+		KubeClientModifier: authorizer.install,
 	})
 	return &Cluster{Fake: fake, Pin: pin, Pods: pods}
+}
+
+// kubeObjects are the objects as the API server's typed clients hold them, decoded with
+// Istio's codec (as FakeOptions.KubernetesObjectString would be, without its split on every
+// "---", which a PEM block in a ConfigMap contains).
+func kubeObjects(t testing.TB, objects []*unstructured.Unstructured) []runtime.Object {
+	t.Helper()
+	decode := kubelib.IstioCodec.UniversalDeserializer().Decode
+	var out []runtime.Object
+	for _, obj := range objects {
+		data, err := json.Marshal(obj.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typed, _, err := decode(data, nil, nil)
+		if err != nil {
+			t.Fatalf("%s %s/%s: %v", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
+		}
+		out = append(out, typed)
+	}
+	return out
 }
 
 // podFor is the Pod the Deployment's ReplicaSet would create, running at ip. (No sidecar

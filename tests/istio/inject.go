@@ -41,6 +41,8 @@ func loadInjection() (injection, error) {
 	for name, file := range map[string]string{
 		inject.SidecarTemplateName: "files/injection-template.yaml",
 		"gateway":                  "files/gateway-injection-template.yaml",
+		// What the Gateway API deployment controller renders a Gateway's objects from.
+		"kube-gateway": "files/kube-gateway.yaml",
 	} {
 		data, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {
@@ -76,13 +78,18 @@ func loadInjection() (injection, error) {
 	return injection{templates: templates, values: values}, nil
 }
 
+// loadInjectionOnce loads the injection templates and values once per process.
+func loadInjectionOnce() (injection, error) {
+	injectionOnce.Do(func() { injectionSet, injectionErr = loadInjection() })
+	return injectionSet, injectionErr
+}
+
 // Inject runs Istio's injector on a Deployment (what `istioctl kube-inject` does offline, and
 // the webhook at admission) and returns the Pod template it produces.
 func Inject(t testing.TB, deployment *unstructured.Unstructured) *corev1.Pod {
 	t.Helper()
-	injectionOnce.Do(func() { injectionSet, injectionErr = loadInjection() })
-	if injectionErr != nil {
-		t.Fatalf("loading Istio's injection templates: %v", injectionErr)
+	if _, err := loadInjectionOnce(); err != nil {
+		t.Fatalf("loading Istio's injection templates: %v", err)
 	}
 	typed := &appsv1.Deployment{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(deployment.Object, typed); err != nil {

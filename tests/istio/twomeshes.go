@@ -210,7 +210,12 @@ func (m *TwoMeshes) launchGateway(t *testing.T, name string, clB *Cluster, dep *
 		ShiftPrivilegedPorts: m.shiftPorts,
 	}
 	var args []string
-	if generated {
+	switch {
+	case renderedProxy(dep) != nil:
+		// Istio rendered the Deployment itself (a Gateway API gateway): its istio-proxy
+		// container is final.
+		args = renderedProxy(dep)
+	case generated:
 		args = ProxyArgs(Inject(t, dep))
 		if !slices.Contains(args, "router") {
 			t.Fatalf("Istio's injector did not make %s a gateway (istio-proxy args %v)", dep.GetName(), args)
@@ -232,6 +237,7 @@ func (m *TwoMeshes) clusterB(t *testing.T, out Output) ([]*unstructured.Unstruct
 		objectsB = m.addObjects(objectsB)
 	}
 	world := NewWorld(objectsB)
+	world.AddManagedGateways(t)
 	if !hasDeployment(objectsB, "istio-system", "istio-ingressgateway") {
 		world.Add(t, SharedIngressGateway)
 	}

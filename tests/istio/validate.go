@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"istio.io/istio/pkg/config/crd"
 	"istio.io/istio/pkg/config/schema/collections"
@@ -31,6 +34,9 @@ import (
 type Validator struct {
 	crds    *crd.Validator
 	webhook http.Handler
+	// gatewayAPI validates Gateway API kinds against the CRDs of the gateway-api release the
+	// pinned Istio vendors, in the channel peergate's output needs there (GatewayAPIChannel).
+	gatewayAPI *crd.Validator
 	// certManager validates cert-manager's kinds against the pinned cert-manager release's
 	// CRDs (CERT_MANAGER_CRDS), with the same structural-schema and CEL code.
 	certManager *crd.Validator
@@ -77,7 +83,12 @@ func IstioValidator(t testing.TB) *Validator {
 			validatorErr = fmt.Errorf("%s: %v", dir, err)
 			return
 		}
-		validator = &Validator{crds: crds, webhook: mux, certManager: certManager}
+		gatewayAPI, err := GatewayAPIValidator(GatewayAPIChannel())
+		if err != nil {
+			validatorErr = err
+			return
+		}
+		validator = &Validator{crds: crds, webhook: mux, certManager: certManager, gatewayAPI: gatewayAPI}
 	})
 	if validatorErr != nil {
 		t.Fatal(validatorErr)
@@ -96,6 +107,12 @@ func (v *Validator) Validate(obj *unstructured.Unstructured) error {
 		}
 		return nil
 	}
+	if obj.GroupVersionKind().Group == gatewayAPIGroup {
+		if err := v.gatewayAPI.ValidateCustomResource(obj.DeepCopy()); err != nil {
+			return fmt.Errorf("Gateway API %s CRD schema: %v", GatewayAPIChannel(), err)
+		}
+		return validateNames(obj)
+	}
 	if obj.GroupVersionKind().Group == "cert-manager.io" {
 		if err := v.certManager.ValidateCustomResource(obj.DeepCopy()); err != nil {
 			return fmt.Errorf("cert-manager CRD schema: %v", err)
@@ -103,6 +120,39 @@ func (v *Validator) Validate(obj *unstructured.Unstructured) error {
 		return validateNames(obj)
 	}
 	return validateKubernetes(obj)
+}
+
+// GatewayAPISourceDir is the sigs.k8s.io/gateway-api module this binary links (the version
+// the pinned Istio requires): its config/crd holds that release's CRDs.
+func GatewayAPISourceDir() string {
+	file, _ := goruntime.FuncForPC(reflect.ValueOf(gatewayv1.Resource).Pointer()).FileLine(0)
+	return strings.TrimSuffix(filepath.ToSlash(filepath.Dir(file)), "/apis/v1")
+}
+
+// GatewayAPIChannel is the channel of Gateway API CRDs peergate's Gateway API output needs
+// on the pinned release: "standard" when that channel has the Gateway's spec.tls.frontend
+// (gateway-api v1.5 and later, Istio 1.30 and later), else "experimental".
+func GatewayAPIChannel() string {
+	data, err := os.ReadFile(filepath.Join(GatewayAPISourceDir(), "config/crd/standard/gateway.networking.k8s.io_gateways.yaml"))
+	if err == nil && bytes.Contains(data, []byte("frontend:")) {
+		return "standard"
+	}
+	return "experimental"
+}
+
+// GatewayAPIValidator checks objects against one channel of the linked gateway-api release's
+// CRDs with Istio's CRD validator (structural schema, unknown fields, CEL rules).
+func GatewayAPIValidator(channel string) (*crd.Validator, error) {
+	dir := filepath.Join(GatewayAPISourceDir(), "config/crd", channel)
+	files, err := filepath.Glob(filepath.Join(dir, "gateway.networking.k8s.io_*.yaml"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("%s: no Gateway API CRDs there (%v)", dir, err)
+	}
+	v, err := crd.NewValidatorFromFiles(files...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", dir, err)
+	}
+	return v, nil
 }
 
 // admit sends the object to the webhook as the API server would (an AdmissionReview for a

@@ -1,6 +1,7 @@
 package oracle
 
 import (
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,6 +40,9 @@ func outputVariants() []outputVariant {
 		{name: "connection layer", flags: []string{"--layer", "connection"}, since: 30},
 		{name: "trafficextension", flags: []string{"--api", "trafficextension"}, since: 30},
 		{name: "trafficextension, connection layer, wasmImage", flags: []string{"--api", "trafficextension", "--layer", "connection", "--wasm-image", "ghcr.io/acme/peergate-filter:0.1.0@" + someImageDigest}, since: 30},
+		{name: "gateway api", flags: []string{"--gateway-api", "kubernetes"}},
+		{name: "gateway api, revision, cert-manager, issuing CA", flags: []string{"--gateway-api", "kubernetes", "--istio-revision", "stable-1", "--certificates", "cert-manager", "--intermediate", "partner-issuing"}},
+		{name: "gateway api, trafficextension", flags: []string{"--gateway-api", "kubernetes", "--api", "trafficextension"}, since: 30},
 	}
 }
 
@@ -76,14 +80,16 @@ func TestEveryGeneratedObjectPassesIstioValidation(t *testing.T) {
 			objects := allObjects(t, out)
 			istioKinds := 0
 			for _, obj := range objects {
-				if IsIstioConfig(obj) {
+				if IsIstioConfig(obj) || obj.GroupVersionKind().Group == gatewayAPIGroup {
 					istioKinds++
 				}
 				if err := v.Validate(obj); err != nil {
 					t.Errorf("Istio %s refuses %s/%s/%s: %v", pin.Name, obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
 				}
 			}
-			// ServiceEntry, VirtualService, DestinationRule, Gateway, VirtualService, plugin.
+			// ServiceEntry, VirtualService, DestinationRule, Gateway, VirtualService, plugin; or
+			// under the Gateway API the Gateway, two HTTPRoutes and a ReferenceGrant instead
+			// of the Gateway and VirtualService.
 			if istioKinds < 6 {
 				t.Errorf("only %d Istio objects in %s", istioKinds, Names(objects))
 			}
@@ -108,6 +114,9 @@ func TestVersionGatesMatchThePinnedRelease(t *testing.T) {
 		// connection.peer_certificate property in the Envoy those releases ship, shown in the
 		// real-Envoy run (every connection refused).
 		{[]string{"--layer", "connection"}, "plugin.layer", 30, nil},
+		// Frontend validation is first in Istio 1.28, the oldest pin: every pin accepts it
+		// (the oracle's Gateway API tests show it working on each).
+		{[]string{"--gateway-api", "kubernetes"}, "clusterB.gateway.api", 28, nil},
 	}
 	for _, gate := range gates {
 		t.Run(gate.key, func(t *testing.T) {
@@ -223,4 +232,72 @@ func TestIstioValidationRefusesKnownBadOutput(t *testing.T) {
 
 func spec(object map[string]any) map[string]any {
 	return object["spec"].(map[string]any)
+}
+
+// The Gateway API output against both channels of the CRDs the pinned Istio vendors: the
+// experimental channel accepts it on every pin; the standard channel only where it has
+// spec.tls.frontend (gateway-api v1.5, Istio 1.30): on 1.28 it refuses the Gateway, so the
+// README tells 1.28 users to install the experimental channel. And known-bad Gateways are
+// refused by the channel peergate needs.
+func TestGatewayAPIObjectsAgainstTheVendoredCRDs(t *testing.T) {
+	pin := CurrentPin(t)
+	out := genForPin(t, pin, "--gateway-api", "kubernetes")
+	objects := out.Objects(t, "cluster-b")
+	gateway := KubernetesGateways(objects)[0]
+	var gatewayAPI []*unstructured.Unstructured
+	for _, obj := range objects {
+		if obj.GroupVersionKind().Group == gatewayAPIGroup {
+			gatewayAPI = append(gatewayAPI, obj)
+		}
+	}
+	if len(gatewayAPI) != 4 {
+		t.Fatalf("want a Gateway, two HTTPRoutes and a ReferenceGrant, got %s", Names(gatewayAPI))
+	}
+	for _, channel := range []string{"experimental", "standard"} {
+		v, err := GatewayAPIValidator(channel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range gatewayAPI {
+			err := v.ValidateCustomResource(obj.DeepCopy())
+			needsExperimental := channel == "standard" && obj == gateway && GatewayAPIChannel() == "experimental"
+			switch {
+			case needsExperimental && err == nil:
+				t.Errorf("gateway-api %s's standard channel accepts the Gateway: the README's channel for Istio %s is wrong", filepath.Base(GatewayAPISourceDir()), pin.Name)
+			case needsExperimental:
+				if !strings.Contains(err.Error(), "tls") {
+					t.Errorf("the standard channel refuses the Gateway, but not for spec.tls: %v", err)
+				}
+				t.Logf("Istio %s (%s): the standard channel refuses the Gateway: %v", pin.Name, filepath.Base(GatewayAPISourceDir()), err)
+			case err != nil:
+				t.Errorf("gateway-api %s (%s channel) refuses %s %s: %v", filepath.Base(GatewayAPISourceDir()), channel, obj.GetKind(), obj.GetName(), err)
+			}
+		}
+	}
+	v := IstioValidator(t)
+	validation := func(o map[string]any) map[string]any {
+		perPort := spec(o)["tls"].(map[string]any)["frontend"].(map[string]any)["perPort"].([]any)
+		return perPort[0].(map[string]any)["tls"].(map[string]any)["validation"].(map[string]any)
+	}
+	for _, c := range []struct {
+		name   string
+		change func(map[string]any)
+	}{
+		{"a validation mode that does not exist", func(o map[string]any) { validation(o)["mode"] = "AllowAnything" }},
+		{"no caCertificateRefs", func(o map[string]any) { delete(validation(o), "caCertificateRefs") }},
+		{"a listener without a port", func(o map[string]any) {
+			delete(spec(o)["listeners"].([]any)[1].(map[string]any), "port")
+		}},
+		{"an unknown TLS field", func(o map[string]any) {
+			spec(o)["listeners"].([]any)[1].(map[string]any)["tls"].(map[string]any)["caCertificateRefs"] = []any{}
+		}},
+	} {
+		changed := gateway.DeepCopy()
+		c.change(changed.Object)
+		if err := v.Validate(changed); err == nil {
+			t.Errorf("Istio %s's Gateway API CRDs accept a Gateway with %s", pin.Name, c.name)
+		} else {
+			t.Logf("%s: refused: %v", c.name, err)
+		}
+	}
 }

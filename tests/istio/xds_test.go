@@ -24,7 +24,7 @@ func clusterB(t *testing.T, pin Pin, out Output) (*Cluster, []*unstructured.Unst
 	t.Helper()
 	objects := out.Objects(t, "cluster-b")
 	other := Issue(t, nil, CertificateTemplate{CommonName: UnrelatedHostName, DNSNames: []string{UnrelatedHostName}})
-	world := NewWorld(objects)
+	world := NewWorld(objects).AddManagedGateways(t)
 	if !hasDeployment(objects, "istio-system", "istio-ingressgateway") {
 		world.Add(t, SharedIngressGateway)
 	}
@@ -54,7 +54,9 @@ func gatewayDeployments(objects []*unstructured.Unstructured, selector map[strin
 	return out
 }
 
-// ourGateway is the generated Gateway object and the one Deployment it runs on.
+// ourGateway is the generated Gateway object and the one Deployment it runs on: the
+// Deployment its selector picks, or for a Gateway API Gateway the one Istio deployed for it
+// (its Pods carry the Gateway's name in gateway.networking.k8s.io/gateway-name).
 func ourGateway(t *testing.T, generated, world []*unstructured.Unstructured) (*unstructured.Unstructured, *unstructured.Unstructured) {
 	t.Helper()
 	gateways := OfKind(generated, "Gateway")
@@ -62,6 +64,9 @@ func ourGateway(t *testing.T, generated, world []*unstructured.Unstructured) (*u
 		t.Fatalf("expected one generated Gateway, got %s", Names(gateways))
 	}
 	selector, _, _ := unstructured.NestedStringMap(gateways[0].Object, "spec", "selector")
+	if gateways[0].GroupVersionKind().Group == gatewayAPIGroup {
+		selector = map[string]string{gatewayNameLabel: gateways[0].GetName()}
+	}
 	deployments := gatewayDeployments(world, selector)
 	if len(deployments) != 1 {
 		t.Fatalf("the Gateway's selector %v picks %d Deployments: %s", selector, len(deployments), Names(deployments))
@@ -139,15 +144,23 @@ func gatewaysOf(world []*unstructured.Unstructured) []*unstructured.Unstructured
 
 func gatewayHosts(t *testing.T, gateway *unstructured.Unstructured) []string {
 	t.Helper()
-	servers, _, _ := unstructured.NestedSlice(gateway.Object, "spec", "servers")
 	var hosts []string
+	add := func(host string) {
+		if host != "" && !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
+	}
+	servers, _, _ := unstructured.NestedSlice(gateway.Object, "spec", "servers")
 	for _, s := range servers {
 		h, _, _ := unstructured.NestedStringSlice(s.(map[string]any), "hosts")
 		for _, host := range h {
-			if !slices.Contains(hosts, host) {
-				hosts = append(hosts, host)
-			}
+			add(host)
 		}
+	}
+	listeners, _, _ := unstructured.NestedSlice(gateway.Object, "spec", "listeners")
+	for _, l := range listeners {
+		host, _, _ := unstructured.NestedString(l.(map[string]any), "hostname")
+		add(host)
 	}
 	if len(hosts) == 0 {
 		t.Fatalf("the Gateway serves no host")
