@@ -156,7 +156,13 @@ pub struct HttpRouteSpec {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentReference {
-    /// The Gateway.
+    /// `gateway.networking.k8s.io` for a ListenerSet (a Gateway's is the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `ListenerSet` (`Gateway` is the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The Gateway or ListenerSet.
     pub name: String,
     /// Its namespace.
     pub namespace: String,
@@ -237,4 +243,62 @@ pub struct ReferenceGrantTo {
     pub kind: String,
     /// The one Service.
     pub name: String,
+}
+
+/// `ListenerSet.spec` (`gateway.networking.k8s.io/v1`, Gateway API v1.5 and later).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    /// The Gateway whose Pods serve the listeners.
+    pub parent_ref: ParentGatewayReference,
+    /// The listeners.
+    pub listeners: Vec<Listener>,
+}
+
+/// `ListenerSet.spec.parentRef`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParentGatewayReference {
+    /// `gateway.networking.k8s.io`.
+    pub group: String,
+    /// `Gateway`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+}
+
+/// What the owner of a shared Gateway merges into its spec for a ListenerSet with client
+/// validation: which namespaces' ListenerSets it accepts, and the port's validation.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayFragmentSpec {
+    /// `allowedListeners`.
+    pub allowed_listeners: AllowedListeners,
+    /// `tls.frontend.perPort` (with the required, empty `default`).
+    pub tls: GatewayTls,
+}
+
+/// `Gateway.spec.allowedListeners`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllowedListeners {
+    /// The namespaces.
+    pub namespaces: ListenerNamespaces,
+}
+
+/// `allowedListeners.namespaces`: `Selector` with the namespace's name label.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerNamespaces {
+    /// `Selector`.
+    pub from: String,
+    /// Which namespaces.
+    pub selector: LabelSelector,
+}
+
+/// A label selector.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels.
+    pub match_labels: std::collections::BTreeMap<String, String>,
 }

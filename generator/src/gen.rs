@@ -12,7 +12,7 @@ use crate::layout::{cert_paths, crl_path, retired_dir, rotation_path, settings_p
 use crate::manifests::{self, Manifest, ManifestError, Pki};
 use crate::mesh::{
     Certificates, ChosenLayer, Gateway, GatewayApi, IntermediateSection, KeyType, Mesh,
-    DEFAULT_ISSUER,
+    DEFAULT_ISSUER, GATEWAY_NAME_LABEL,
 };
 use crate::output::{remove_stale, FileStatus, Staging, WriteError};
 use crate::revocation::{self, Reason, Revocation};
@@ -1580,7 +1580,7 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
             mesh.cluster_a.namespace,
             mesh.cluster_a.client_name,
             mesh.client_secret_name(),
-            gateway.namespace(),
+            mesh.credential_namespace(gateway),
             mesh.cluster_b.server_name,
             mesh.server_secret_name(),
         ));
@@ -1594,6 +1594,23 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
     {
         notes.push(format!(
             "Istio deploys the gateway for Gateway {namespace}/{name} (Deployment and Service {name}-istio); it is serving when its conditions say so: kubectl -n {namespace} wait --for=condition=Programmed gateway/{name}, and kubectl -n {namespace} get gateway {name} -o yaml shows Accepted, Programmed and each listener's ResolvedRefs"
+        ));
+    }
+    if let Gateway::ListenerSet {
+        gateway: owner_gateway,
+        namespace,
+        port,
+        ..
+    } = gateway
+    {
+        let b = cluster_b.display();
+        notes.push(format!(
+            "for the owner of Gateway {namespace}/{owner_gateway}: merge {b}/{} into the Gateway (allowedListeners for namespace {ns}, and spec.tls.frontend.perPort for port {port}: keep your other entries, and no other listener may use port {port}, since that validation holds for every listener of the port), apply {b}/{} (the plugin, attached to the Gateway, scoped to port {port}), and run `istioctl proxy-config log <pod> -n {namespace} --level wasm:info` on each gateway Pod (kubectl -n {namespace} get pods -l {GATEWAY_NAME_LABEL}={owner_gateway}) for the decision lines; then the partner calls https://{domain}:{port}; kubectl -n {ns} get listenerset {ls} -o yaml shows Accepted and Programmed",
+            manifests::OWNER_GATEWAY_FILE,
+            mesh.plugin.api.file_name(),
+            ns = mesh.cluster_b.namespace,
+            domain = mesh.cluster_b.domain,
+            ls = mesh.cluster_b.service,
         ));
     }
     if let Gateway::Existing {

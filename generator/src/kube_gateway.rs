@@ -8,11 +8,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::gateway_api::{
-    AllowedRoutes, BackendReference, FrontendTls, FrontendTlsConfig, FrontendTlsPort,
-    FrontendValidation, GatewaySpec, GatewayTls, HttpRouteFilter, HttpRouteRule, HttpRouteSpec,
-    Infrastructure, Listener, ListenerTls, LocalParametersReference, ObjectReference,
-    ParentReference, ReferenceGrantFrom, ReferenceGrantSpec, ReferenceGrantTo, RequestRedirect,
-    RouteNamespaces,
+    AllowedListeners, AllowedRoutes, BackendReference, FrontendTls, FrontendTlsConfig,
+    FrontendTlsPort, FrontendValidation, GatewayFragmentSpec, GatewaySpec, GatewayTls,
+    HttpRouteFilter, HttpRouteRule, HttpRouteSpec, Infrastructure, LabelSelector, Listener,
+    ListenerNamespaces, ListenerSetSpec, ListenerTls, LocalParametersReference, ObjectReference,
+    ParentGatewayReference, ParentReference, ReferenceGrantFrom, ReferenceGrantSpec,
+    ReferenceGrantTo, RequestRedirect, RouteNamespaces,
 };
 use crate::istio::{Metadata, Object, PolicyTargetReference};
 use crate::mesh::OWN_GATEWAY_HTTPS_PORT;
@@ -75,21 +76,22 @@ fn core_ref(kind: &str, name: &str) -> ObjectReference {
 
 /// The ConfigMap of the roots a client certificate must chain to (`ca.crt`) and the CRLs
 /// in force (`ca.crl`): the Gateway's `caCertificateRefs`. A ConfigMap, not a Secret: Istio
-/// 1.28's SDS refuses a gateway a `caCertificateRefs` Secret (the README says why).
+/// 1.28 and 1.30 report a `caCertificateRefs` Secret resolved but serve it to no gateway
+/// over SDS (tests/istio/gatewaystatus_test.go).
 pub fn ca_bundle_name(secret_name: &str) -> String {
     format!("{secret_name}-ca")
 }
 
-/// The ConfigMap holding [`ca_bundle_name`]'s data.
-pub fn ca_bundle(gateway: &KubeGateway<'_>, roots: &str, crls: &str) -> ConfigMap {
+/// The ConfigMap holding [`ca_bundle_name`]'s data, in `namespace` beside the credential.
+pub fn ca_bundle(namespace: &str, secret_name: &str, roots: &str, crls: &str) -> ConfigMap {
     let mut data = BTreeMap::from([("ca.crt".to_owned(), roots.to_owned())]);
     if !crls.is_empty() {
         data.insert("ca.crl".to_owned(), crls.to_owned());
     }
     ConfigMap {
         metadata: ObjectMeta {
-            name: Some(ca_bundle_name(gateway.secret_name)),
-            namespace: Some(gateway.namespace.to_owned()),
+            name: Some(ca_bundle_name(secret_name)),
+            namespace: Some(namespace.to_owned()),
             ..Default::default()
         },
         data: Some(data),
@@ -167,29 +169,37 @@ pub fn gateway(gateway: &KubeGateway<'_>) -> Object<GatewaySpec> {
                     allowed_routes: same_namespace(),
                 },
             ],
-            tls: GatewayTls {
-                frontend: FrontendTls {
-                    default: FrontendTlsConfig::default(),
-                    per_port: vec![FrontendTlsPort {
-                        port: OWN_GATEWAY_HTTPS_PORT,
-                        tls: FrontendTlsConfig {
-                            validation: Some(FrontendValidation {
-                                ca_certificate_refs: vec![core_ref(
-                                    "ConfigMap",
-                                    &ca_bundle_name(gateway.secret_name),
-                                )],
-                                mode: "AllowValidOnly".into(),
-                            }),
-                        },
-                    }],
+            tls: port_validation(OWN_GATEWAY_HTTPS_PORT, gateway.secret_name),
+        },
+    }
+}
+
+/// Client-certificate validation of one port against the CA ConfigMap of the credential (no
+/// certificate, no connection); nothing for the other ports.
+fn port_validation(port: u16, secret_name: &str) -> GatewayTls {
+    GatewayTls {
+        frontend: FrontendTls {
+            default: FrontendTlsConfig::default(),
+            per_port: vec![FrontendTlsPort {
+                port,
+                tls: FrontendTlsConfig {
+                    validation: Some(FrontendValidation {
+                        ca_certificate_refs: vec![core_ref(
+                            "ConfigMap",
+                            &ca_bundle_name(secret_name),
+                        )],
+                        mode: "AllowValidOnly".into(),
+                    }),
                 },
-            },
+            }],
         },
     }
 }
 
 fn parent(gateway: &KubeGateway<'_>, listener: &str) -> ParentReference {
     ParentReference {
+        group: None,
+        kind: None,
         name: gateway.name.to_owned(),
         namespace: gateway.namespace.to_owned(),
         section_name: listener.to_owned(),
@@ -276,5 +286,116 @@ pub fn target_ref(gateway_name: &str) -> PolicyTargetReference {
         group: GATEWAY_API_GROUP.into(),
         kind: "Gateway".into(),
         name: gateway_name.to_owned(),
+    }
+}
+
+/// peergate's listener on a Gateway API gateway of another owner: a ListenerSet in the
+/// backend's namespace, on a port of its own.
+pub struct SharedListener<'a> {
+    /// The owner's Gateway.
+    pub gateway: &'a str,
+    /// Its namespace.
+    pub gateway_namespace: &'a str,
+    /// The ListenerSet's namespace (the backend's): its credential and CA ConfigMap are there,
+    /// where Istio resolves the ListenerSet's references (pilot/pkg/config/kube/gateway
+    /// conversion.go, buildTLS and buildCaCertificateReference take the ListenerSet as the
+    /// object whose namespace a reference defaults to).
+    pub namespace: &'a str,
+    /// The ListenerSet's name.
+    pub name: &'a str,
+    /// The domain.
+    pub domain: &'a str,
+    /// The server credential Secret.
+    pub secret_name: &'a str,
+    /// The HTTPS port.
+    pub port: u16,
+}
+
+/// The ListenerSet: HTTPS on its port for the domain, with the credential; routes of its own
+/// namespace only.
+pub fn listener_set(shared: &SharedListener<'_>) -> Object<ListenerSetSpec> {
+    Object {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "ListenerSet",
+        metadata: metadata(shared.name, shared.namespace),
+        spec: ListenerSetSpec {
+            parent_ref: ParentGatewayReference {
+                group: GATEWAY_API_GROUP.into(),
+                kind: "Gateway".into(),
+                name: shared.gateway.to_owned(),
+                namespace: shared.gateway_namespace.to_owned(),
+            },
+            listeners: vec![Listener {
+                name: HTTPS_LISTENER.into(),
+                hostname: shared.domain.to_owned(),
+                port: shared.port,
+                protocol: "HTTPS".into(),
+                tls: Some(ListenerTls {
+                    mode: "Terminate".into(),
+                    certificate_refs: vec![core_ref("Secret", shared.secret_name)],
+                }),
+                allowed_routes: AllowedRoutes {
+                    namespaces: RouteNamespaces {
+                        from: "Same".into(),
+                    },
+                },
+            }],
+        },
+    }
+}
+
+/// The route of the ListenerSet's listener to the backend (same namespace: no grant).
+pub fn listener_set_route(
+    shared: &SharedListener<'_>,
+    backend: &Backend<'_>,
+) -> Object<HttpRouteSpec> {
+    Object {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "HTTPRoute",
+        metadata: metadata(backend.service, shared.namespace),
+        spec: HttpRouteSpec {
+            parent_refs: vec![ParentReference {
+                group: Some(GATEWAY_API_GROUP.into()),
+                kind: Some("ListenerSet".into()),
+                name: shared.name.to_owned(),
+                namespace: shared.namespace.to_owned(),
+                section_name: HTTPS_LISTENER.into(),
+            }],
+            hostnames: vec![shared.domain.to_owned()],
+            rules: vec![HttpRouteRule {
+                filters: Vec::new(),
+                backend_refs: vec![BackendReference {
+                    name: backend.service.to_owned(),
+                    namespace: backend.namespace.to_owned(),
+                    port: backend.port,
+                }],
+            }],
+        },
+    }
+}
+
+/// What the owner merges into its Gateway: ListenerSets of the backend's namespace accepted,
+/// and the ListenerSet's port validated against the CA ConfigMap (a name without namespace:
+/// Istio looks it up in the ListenerSet's namespace). Not applicable as is: a Gateway needs
+/// its listeners, which this leaves out.
+pub fn owner_fragment(shared: &SharedListener<'_>) -> Object<GatewayFragmentSpec> {
+    Object {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "Gateway",
+        metadata: metadata(shared.gateway, shared.gateway_namespace),
+        spec: GatewayFragmentSpec {
+            allowed_listeners: AllowedListeners {
+                namespaces: ListenerNamespaces {
+                    from: "Selector".into(),
+                    selector: LabelSelector {
+                        match_labels: BTreeMap::from([(
+                            "kubernetes.io/metadata.name".to_owned(),
+                            shared.namespace.to_owned(),
+                        )]),
+                    },
+                },
+            },
+            tls: port_validation(shared.port, shared.secret_name),
+        },
     }
 }

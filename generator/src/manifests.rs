@@ -24,7 +24,7 @@ use crate::istio::{
     TrafficExtensionWasm, TrafficPolicy, TrafficSelector, VirtualServiceSpec, WasmPluginSpec,
     WorkloadSelector,
 };
-use crate::kube_gateway::{self, Backend as KubeBackend, KubeGateway};
+use crate::kube_gateway::{self, Backend as KubeBackend, KubeGateway, SharedListener};
 use crate::mesh::{
     Certificates, ClientCertMode, Gateway, GatewayApi, Mesh, PluginApi, DEFAULT_ISSUER,
     OWN_GATEWAY_HTTPS_PORT,
@@ -40,6 +40,9 @@ pub const TLS_SUBSET: &str = "tls-origination";
 pub const PLUGIN_NAME: &str = "peergate";
 /// The patch for an existing gateway's Deployment, not part of any kustomization.
 pub const XFCC_PATCH_FILE: &str = "ingressgateway-xfcc-patch.yaml";
+/// What the owner of a shared Gateway API gateway merges into its Gateway (not part of any
+/// kustomization, and not applicable as is).
+pub const OWNER_GATEWAY_FILE: &str = "owner-gateway-fragment.yaml";
 /// Files a run may or may not write, by cluster: a run removes those it did not write, so
 /// switching a mode leaves no object of the other one to be applied (nor, switching to
 /// cert-manager, a Secret with a leaf key).
@@ -64,6 +67,8 @@ pub fn optional_files(mesh: &Mesh) -> Vec<(Cluster, String)> {
         (Cluster::B, "httproute.yaml"),
         (Cluster::B, "httproute-redirect.yaml"),
         (Cluster::B, "referencegrant.yaml"),
+        (Cluster::B, "listenerset.yaml"),
+        (Cluster::B, OWNER_GATEWAY_FILE),
     ]
     .iter()
     .map(|(c, f)| (*c, (*f).to_owned()))
@@ -274,6 +279,8 @@ pub fn object_name(domain: &str) -> String {
 struct Emitter {
     out: Vec<Manifest>,
     error: Option<ManifestError>,
+    /// Files for the owner of a shared gateway to apply, left out of the kustomization.
+    owner_files: Vec<String>,
 }
 
 impl Emitter {
@@ -294,11 +301,20 @@ impl Emitter {
         }
     }
 
+    /// Leaves a cluster B file out of the kustomization: its owner applies it.
+    fn for_the_owner(&mut self, file: &str) {
+        self.owner_files.push(file.to_owned());
+    }
+
     fn kustomization(&mut self, cluster: Cluster) {
         let resources = self
             .out
             .iter()
-            .filter(|m| m.cluster == cluster && m.file != XFCC_PATCH_FILE)
+            .filter(|m| {
+                m.cluster == cluster
+                    && m.file != XFCC_PATCH_FILE
+                    && !self.owner_files.contains(&m.file)
+            })
             .map(|m| m.file.clone())
             .collect();
         let k = Kustomization {
@@ -346,7 +362,8 @@ pub fn plugin_config(
         crls: pki.crls.to_vec(),
         expiry_warning_days: mesh.plugin.expiry_warning_days,
         allowed_sans: Some(mesh.allowed_sans()),
-        protected_server_names: matches!(gateway, Gateway::Existing { .. })
+        protected_server_names: gateway
+            .is_shared()
             .then(|| vec![mesh.cluster_b.domain.clone()]),
         ..Default::default()
     }
@@ -361,8 +378,9 @@ pub fn manifests(
     let mut e = Emitter {
         out: Vec::new(),
         error: None,
+        owner_files: Vec::new(),
     };
-    cluster_a(&mut e, mesh, pki);
+    cluster_a(&mut e, mesh, gateway.public_https_port(), pki);
     e.kustomization(Cluster::A);
     cluster_b(&mut e, mesh, gateway, pki);
     e.kustomization(Cluster::B);
@@ -372,7 +390,7 @@ pub fn manifests(
     }
 }
 
-fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
+fn cluster_a(e: &mut Emitter, mesh: &Mesh, https_port: u16, pki: &Pki<'_>) {
     let a = &mesh.cluster_a;
     let ns = a.namespace.as_str();
     let secret_name = mesh.client_secret_name();
@@ -384,8 +402,8 @@ fn cluster_a(e: &mut Emitter, mesh: &Mesh, pki: &Pki<'_>) {
     e.emit(Cluster::A, "serviceaccount.yaml", &sa, false);
     client_credential(e, mesh, pki, &secret_name);
     client_deployment(e, mesh, &secret_name);
-    egress_routing(e, mesh);
-    client_destination_rule(e, mesh, &secret_name);
+    egress_routing(e, mesh, https_port);
+    client_destination_rule(e, mesh, &secret_name, https_port);
     if a.client_cert_mode == ClientCertMode::CredentialName {
         credential_reader(e, mesh);
     }
@@ -474,7 +492,7 @@ fn client_deployment(e: &mut Emitter, mesh: &Mesh, secret_name: &str) {
 
 /// Cluster B's host as a mesh-external service, and the route that sends its plain HTTP to the
 /// mutual-TLS subset.
-fn egress_routing(e: &mut Emitter, mesh: &Mesh) {
+fn egress_routing(e: &mut Emitter, mesh: &Mesh, https_port: u16) {
     let ns = mesh.cluster_a.namespace.as_str();
     let domain = &mesh.cluster_b.domain;
     let name = object_name(domain);
@@ -494,7 +512,7 @@ fn egress_routing(e: &mut Emitter, mesh: &Mesh) {
                     protocol: "HTTP".into(),
                 },
                 crate::istio::ServicePort {
-                    number: 443,
+                    number: https_port,
                     name: "https".into(),
                     protocol: "HTTPS".into(),
                 },
@@ -517,7 +535,7 @@ fn egress_routing(e: &mut Emitter, mesh: &Mesh) {
                     destination: Destination {
                         host: domain.clone(),
                         subset: Some(TLS_SUBSET.into()),
-                        port: PortSelector { number: 443 },
+                        port: PortSelector { number: https_port },
                     },
                 }],
             }],
@@ -527,7 +545,7 @@ fn egress_routing(e: &mut Emitter, mesh: &Mesh) {
 }
 
 /// The DestinationRule that originates mutual TLS with the client's certificate.
-fn client_destination_rule(e: &mut Emitter, mesh: &Mesh, secret_name: &str) {
+fn client_destination_rule(e: &mut Emitter, mesh: &Mesh, secret_name: &str, https_port: u16) {
     let a = &mesh.cluster_a;
     let ns = a.namespace.as_str();
     let domain = &mesh.cluster_b.domain;
@@ -572,7 +590,7 @@ fn client_destination_rule(e: &mut Emitter, mesh: &Mesh, secret_name: &str) {
                 name: TLS_SUBSET.into(),
                 traffic_policy: TrafficPolicy {
                     port_level_settings: vec![PortTrafficPolicy {
-                        port: PortSelector { number: 443 },
+                        port: PortSelector { number: https_port },
                         tls,
                     }],
                 },
@@ -692,7 +710,7 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
             namespace: gw_ns,
             ..
         } => gateway_namespace(e, gw_ns),
-        Gateway::Existing { .. } => {}
+        Gateway::Existing { .. } | Gateway::ListenerSet { .. } => {}
     }
     e.emit(
         Cluster::B,
@@ -709,12 +727,83 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
             replicas,
             ..
         } => kubernetes_gateway(e, mesh, name, gw_ns, *replicas, pki),
+        Gateway::ListenerSet {
+            gateway: gateway_name,
+            namespace: gw_ns,
+            port,
+            ..
+        } => shared_listener(e, mesh, gateway_name, gw_ns, *port, pki),
         _ => gateway_routing(e, mesh, gateway),
     }
     peergate_plugin(e, mesh, gateway, pki);
-    if let Gateway::Existing { .. } = gateway {
-        xfcc_patch(e);
+    match gateway {
+        Gateway::Existing { .. } => xfcc_patch(e),
+        // The plugin goes into the owner's namespace: the owner applies it.
+        Gateway::ListenerSet { .. } => e.for_the_owner(mesh.plugin.api.file_name()),
+        Gateway::Own { .. } => {}
     }
+}
+
+/// On a Gateway API gateway of another owner: the ListenerSet, its route and the CA
+/// ConfigMap in the backend's namespace, and the fragment the owner merges into its Gateway.
+fn shared_listener(
+    e: &mut Emitter,
+    mesh: &Mesh,
+    gateway_name: &str,
+    gateway_ns: &str,
+    port: u16,
+    pki: &Pki<'_>,
+) {
+    let b = &mesh.cluster_b;
+    let secret_name = mesh.server_secret_name();
+    let shared = SharedListener {
+        gateway: gateway_name,
+        gateway_namespace: gateway_ns,
+        namespace: &b.namespace,
+        name: &b.service,
+        domain: &b.domain,
+        secret_name: &secret_name,
+        port,
+    };
+    let backend = KubeBackend {
+        service: &b.service,
+        namespace: &b.namespace,
+        port: b.port,
+    };
+    let ca = kube_gateway::ca_bundle(
+        &b.namespace,
+        &secret_name,
+        &pki.root_bundle(),
+        &pki.crl_bundle(),
+    );
+    e.emit(
+        Cluster::B,
+        &format!(
+            "configmap-{}.yaml",
+            kube_gateway::ca_bundle_name(&secret_name)
+        ),
+        &ca,
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        "listenerset.yaml",
+        &kube_gateway::listener_set(&shared),
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        "httproute.yaml",
+        &kube_gateway::listener_set_route(&shared, &backend),
+        false,
+    );
+    e.emit(
+        Cluster::B,
+        OWNER_GATEWAY_FILE,
+        &kube_gateway::owner_fragment(&shared),
+        false,
+    );
+    e.for_the_owner(OWNER_GATEWAY_FILE);
 }
 
 /// Cluster B's gateway under the Gateway API (see `kube_gateway`): the Pods Istio deploys
@@ -750,7 +839,7 @@ fn kubernetes_gateway(
         namespace: &b.namespace,
         port: b.port,
     };
-    let ca = kube_gateway::ca_bundle(&kube, &pki.root_bundle(), &pki.crl_bundle());
+    let ca = kube_gateway::ca_bundle(ns, &secret_name, &pki.root_bundle(), &pki.crl_bundle());
     e.emit(
         Cluster::B,
         &format!(
@@ -796,7 +885,7 @@ fn kubernetes_gateway(
 /// cert-manager's objects that make one; in the gateway's namespace, where Istio's SDS reads it.
 fn server_credential(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     let secret_name = mesh.server_secret_name();
-    let gateway_ns = gateway.namespace();
+    let gateway_ns = mesh.credential_namespace(gateway);
     // The kubernetes.io/tls layout: Istio reads a CRL as `ca.crl` only beside `tls.crt` and
     // `tls.key` (an Opaque `cert`/`key` secret's would be `crl`), and `ca.crt` is the client CA
     // (pilot/pkg/credentials/kube/secrets.go, ExtractCertInfo and ExtractRoot).
@@ -811,12 +900,12 @@ fn server_credential(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<
             ];
             // Under the Gateway API the client CAs and CRLs are the CA ConfigMap's: a ca.crt
             // here would be a second, unused trust list.
-            let classic = !matches!(
+            let classic = matches!(
                 gateway,
                 Gateway::Own {
-                    api: GatewayApi::Kubernetes,
+                    api: GatewayApi::Istio,
                     ..
-                }
+                } | Gateway::Existing { .. }
             );
             if classic {
                 data.push(("ca.crt", root_bundle.as_str()));
@@ -967,7 +1056,10 @@ fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_
             api: GatewayApi::Kubernetes,
             name,
             ..
-        } => Attachment::TargetRefs(vec![kube_gateway::target_ref(name)]),
+        }
+        | Gateway::ListenerSet { gateway: name, .. } => {
+            Attachment::TargetRefs(vec![kube_gateway::target_ref(name)])
+        }
         _ => Attachment::Selector(WorkloadSelector {
             match_labels: gateway.labels().clone(),
         }),

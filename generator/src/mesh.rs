@@ -292,9 +292,12 @@ pub struct FeatureGate {
 /// layer reads.
 pub const CONNECTION_LAYER_SINCE: u32 = 30;
 
+/// The first Istio with the standard Gateway API ListenerSet.
+pub const LISTENER_SET_SINCE: u32 = 30;
+
 /// Features an older Istio cannot run, checked by [`Mesh::validate`]. The Istio oracle
 /// (tests/istio) checks every gate against each pinned release's own CRDs and proxies.
-pub const FEATURE_GATES: [FeatureGate; 3] = [
+pub const FEATURE_GATES: [FeatureGate; 4] = [
     FeatureGate {
         field: "clusterB.gateway.api",
         since: 28,
@@ -302,6 +305,15 @@ pub const FEATURE_GATES: [FeatureGate; 3] = [
         asked: |mesh| {
             let api = mesh.cluster_b.gateway.as_ref().map(|g| g.api);
             (api == Some(GatewayApi::Kubernetes)).then_some("kubernetes")
+        },
+    },
+    FeatureGate {
+        field: "clusterB.gateway.existing",
+        since: LISTENER_SET_SINCE,
+        why: "on an existing Gateway API gateway peergate adds a ListenerSet, standard from Gateway API v1.5 (Istio 1.30); Istio 1.28 has only the experimental XListenerSet behind PILOT_ENABLE_ALPHA_GATEWAY_API",
+        asked: |mesh| {
+            let section = mesh.cluster_b.gateway.as_ref()?;
+            (section.existing && section.api == GatewayApi::Kubernetes).then_some("true")
         },
     },
     FeatureGate {
@@ -345,10 +357,12 @@ pub struct GatewaySection {
     /// Gateway API, where Istio deploys the gateway itself for the `Gateway` object.
     pub api: GatewayApi,
     /// `true`: an existing gateway shared with other hosts, selected by `labels` in
-    /// `namespace`, whose listener for Service port 443 is `listenerPort`. `false` (the
-    /// default): a gateway of its own, generated.
+    /// `namespace`, whose listener for Service port 443 is `listenerPort`; under the Gateway
+    /// API the owner's Gateway `name` in `namespace`, where peergate adds a ListenerSet on
+    /// `listenerPort`. `false` (the default): a gateway of its own, generated.
     pub existing: bool,
-    /// The generated gateway's Deployment, Service and ServiceAccount (own gateway only).
+    /// The generated gateway's Deployment, Service and ServiceAccount (own gateway); the
+    /// Gateway API Gateway (its own, or the owner's for a ListenerSet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The gateway Pods' namespace; the credential Secret, the Gateway and the plugin go there.
@@ -360,7 +374,8 @@ pub struct GatewaySection {
     pub replicas: Option<u32>,
     /// The listener port Istio builds on the existing gateway for Service port 443 (its
     /// targetPort: 8443 for istioctl's istio-ingressgateway, 443 for the istio/gateway
-    /// chart). Existing gateway only: the generated one listens on 443 itself.
+    /// chart); under the Gateway API the ListenerSet's port. Existing gateway only: the
+    /// generated one listens on 443 itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listener_port: Option<u16>,
 }
@@ -429,6 +444,19 @@ pub enum Gateway {
         /// Replicas.
         replicas: u32,
     },
+    /// A Gateway API Gateway of another owner, shared with other hosts: peergate adds a
+    /// ListenerSet on a port of its own, and the owner adds that port's client-certificate
+    /// validation and the plugin.
+    ListenerSet {
+        /// The owner's Gateway.
+        gateway: String,
+        /// Its namespace (the owner's plugin goes there).
+        namespace: String,
+        /// The labels Istio puts on its Pods (`gateway.networking.k8s.io/gateway-name`).
+        labels: BTreeMap<String, String>,
+        /// The ListenerSet's HTTPS port, which the partner calls.
+        port: u16,
+    },
     /// Shared with other hosts: only selected.
     Existing {
         /// Namespace of its Pods.
@@ -447,14 +475,18 @@ impl Gateway {
     /// Namespace of the gateway Pods.
     pub fn namespace(&self) -> &str {
         match self {
-            Gateway::Own { namespace, .. } | Gateway::Existing { namespace, .. } => namespace,
+            Gateway::Own { namespace, .. }
+            | Gateway::Existing { namespace, .. }
+            | Gateway::ListenerSet { namespace, .. } => namespace,
         }
     }
 
     /// Labels selecting them.
     pub fn labels(&self) -> &BTreeMap<String, String> {
         match self {
-            Gateway::Own { labels, .. } | Gateway::Existing { labels, .. } => labels,
+            Gateway::Own { labels, .. }
+            | Gateway::Existing { labels, .. }
+            | Gateway::ListenerSet { labels, .. } => labels,
         }
     }
 
@@ -472,7 +504,20 @@ impl Gateway {
                 name,
                 ..
             } => Some(format!("{name}-istio")),
-            Gateway::Existing { .. } => None,
+            Gateway::Existing { .. } | Gateway::ListenerSet { .. } => None,
+        }
+    }
+
+    /// Shared with other hosts (only the request layer tells ours from theirs).
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Gateway::Own { .. })
+    }
+
+    /// The port the partner calls the domain on: 443, or the ListenerSet's own port.
+    pub fn public_https_port(&self) -> u16 {
+        match self {
+            Gateway::ListenerSet { port, .. } => *port,
+            _ => OWN_GATEWAY_HTTPS_PORT,
         }
     }
 
@@ -481,6 +526,8 @@ impl Gateway {
         match self {
             Gateway::Own { .. } => OWN_GATEWAY_HTTPS_PORT,
             Gateway::Existing { listener_port, .. } => *listener_port,
+            // Istio's Service for a Gateway API gateway maps each listener port to itself.
+            Gateway::ListenerSet { port, .. } => *port,
         }
     }
 }
@@ -879,7 +926,7 @@ impl Mesh {
         let (layer, why) = match self.plugin.layer {
             LayerChoice::Request => (Layer::Request, "plugin.layer = \"request\": an HTTP filter deciding every request; a refused peer gets a 403 with the reason"),
             LayerChoice::Connection => (Layer::Connection, "plugin.layer = \"connection\": a network filter deciding once per TLS connection; a refused peer's connection is closed"),
-            LayerChoice::Auto if matches!(gateway, Gateway::Existing { .. }) => (Layer::Request, "auto: the gateway is shared with other hosts, where only the request layer tells this host's requests from theirs; a refused peer gets a 403 with the reason"),
+            LayerChoice::Auto if gateway.is_shared() => (Layer::Request, "auto: the gateway is shared with other hosts, where only the request layer tells this host's requests from theirs; a refused peer gets a 403 with the reason"),
             LayerChoice::Auto if !self.istio_version.at_least(CONNECTION_LAYER_SINCE) => (Layer::Request, "auto: this Istio's Envoy has no connection.peer_certificate (first in Istio 1.30), so the request layer reads the certificate; a refused peer gets a 403 with the reason"),
             LayerChoice::Auto => (Layer::Connection, "auto: a gateway of its own on Istio 1.30 or newer, where one decision per TLS connection decides what the request layer would, for fewer instructions per request than Envoy's native RBAC; a refused peer's connection is closed (plugin.layer = \"request\" or --layer request for a 403 with the reason)"),
         };
@@ -1184,22 +1231,20 @@ impl Mesh {
         let gateway = self
             .gateway()
             .map_err(|(field, message)| invalid(&field, message))?;
-        if matches!(gateway, Gateway::Existing { .. })
-            && self.plugin.layer == LayerChoice::Connection
-        {
+        if gateway.is_shared() && self.plugin.layer == LayerChoice::Connection {
             return Err(invalid(
                 "plugin.layer",
                 "connection on an existing, shared gateway: a connection opened for another team's host would pass the network filter untouched and could then carry requests for yours (HTTP/2 connection coalescing does); use layer = \"request\" there (every request is decided by its server name and its authority), or a gateway of its own".into(),
             ));
         }
-        // Istio 1.31 merges only the Gateways of a Gateway API gateway's own namespace into
-        // it (PILOT_ENABLE_STRICT_GATEWAY_MERGING, on by default): a classic Gateway of ours
-        // would silently configure nothing there.
+        // The Pods Istio deploys for a Gateway API Gateway: istiod refuses their ServiceAccount
+        // a classic credential (Istio applies no Role for it), and from 1.31 merges no classic
+        // Gateway of another namespace into them (PILOT_ENABLE_STRICT_GATEWAY_MERGING).
         if let Gateway::Existing { labels, .. } = &gateway {
-            if labels.contains_key(GATEWAY_NAME_LABEL) && self.istio_version.at_least(31) {
+            if labels.contains_key(GATEWAY_NAME_LABEL) {
                 return Err(invalid(
                     "clusterB.gateway.labels",
-                    format!("{GATEWAY_NAME_LABEL} selects Pods that Istio deploys for a Gateway API Gateway; from Istio 1.31 (strict gateway merging) a classic Gateway from outside that Gateway's namespace is not merged into it, so this output would configure nothing there. Ask the Gateway's owner for a listener (see the README, \"An existing gateway under the Gateway API\")"),
+                    format!("{GATEWAY_NAME_LABEL} selects Pods that Istio deploys for a Gateway API Gateway: istiod would refuse their ServiceAccount the credential (Istio binds it no Role to read Secrets), and from Istio 1.31 (strict gateway merging) a classic Gateway outside that Gateway's namespace is not merged at all, so this output would serve nothing there. Use api = \"kubernetes\" with existing = true, name and listenerPort: a ListenerSet on that Gateway (README, \"An existing gateway under the Gateway API\")"),
                 ));
             }
         }
@@ -1223,6 +1268,16 @@ impl Mesh {
     /// The Secret holding the gateway's credential (`<server>-cert`).
     pub fn server_secret_name(&self) -> String {
         format!("{}-cert", self.cluster_b.server_name)
+    }
+
+    /// Where cluster B's credential lives: with the gateway Pods (Istio's SDS reads it there),
+    /// or for a ListenerSet on another owner's Gateway in the backend's namespace, where Istio
+    /// resolves the ListenerSet's references.
+    pub fn credential_namespace<'a>(&'a self, gateway: &'a Gateway) -> &'a str {
+        match gateway {
+            Gateway::ListenerSet { .. } => &self.cluster_b.namespace,
+            _ => gateway.namespace(),
+        }
     }
 
     /// The Secret holding the client's certificate in cluster A.
@@ -1274,10 +1329,7 @@ impl Mesh {
         }
         match (section.existing, section.api) {
             (true, GatewayApi::Istio) => existing_gateway(section),
-            (true, GatewayApi::Kubernetes) => err(
-                "clusterB.gateway.existing",
-                "an existing gateway under api = \"kubernetes\" is not generated: a tenant cannot add client-certificate validation to a Gateway it does not own (spec.tls.frontend is the owner's, per port); use a gateway of its own (existing = false)".into(),
-            ),
+            (true, GatewayApi::Kubernetes) => listener_set(section),
             (false, GatewayApi::Istio) => own_gateway(section),
             (false, GatewayApi::Kubernetes) => kubernetes_gateway(section),
         }
@@ -1306,6 +1358,45 @@ fn existing_gateway(section: GatewaySection) -> Result<Gateway, (String, String)
         namespace: section.namespace,
         labels: section.labels,
         listener_port,
+    })
+}
+
+/// `existing = true` under the Gateway API: the owner's Gateway (`name`, `namespace`) and the
+/// port of peergate's ListenerSet (`listenerPort`). Errors name the field.
+fn listener_set(section: GatewaySection) -> Result<Gateway, (String, String)> {
+    let err = |field: &str, message: String| Err((field.to_owned(), message));
+    if section.labels != GatewaySection::default().labels {
+        return err(
+            "clusterB.gateway.labels",
+            format!("does not apply under api = \"kubernetes\": the owner's Gateway is named by name and namespace, and Istio labels its Pods itself ({GATEWAY_NAME_LABEL})"),
+        );
+    }
+    if section.replicas.is_some() {
+        return err(
+            "clusterB.gateway.replicas",
+            "only for a gateway of its own: the existing Gateway's Deployment is its owner's"
+                .into(),
+        );
+    }
+    let Some(gateway) = section.name.filter(|n| is_dns_label(n)) else {
+        return err(
+            "clusterB.gateway.name",
+            "required for an existing Gateway API gateway: the name of the owner's Gateway (kubectl get gateways -A), a Kubernetes name".into(),
+        );
+    };
+    let port = match section.listener_port {
+        Some(port) if port != 0 && port != 80 => port,
+        _ => return err(
+            "clusterB.gateway.listenerPort",
+            "required for an existing Gateway API gateway, not 0 or 80: the port of peergate's ListenerSet, which the partner calls and the owner's spec.tls.frontend.perPort entry validates; a port no other host of the Gateway listens on, since that validation holds for every listener of the port".into(),
+        ),
+    };
+    let labels = BTreeMap::from([(GATEWAY_NAME_LABEL.to_owned(), gateway.clone())]);
+    Ok(Gateway::ListenerSet {
+        gateway,
+        namespace: section.namespace,
+        labels,
+        port,
     })
 }
 
@@ -1547,6 +1638,15 @@ mod tests {
             match gate.field {
                 "plugin.layer" => mesh.plugin.layer = LayerChoice::Connection,
                 "plugin.api" => mesh.plugin.api = PluginApi::TrafficExtension,
+                "clusterB.gateway.existing" => {
+                    mesh.cluster_b.gateway = Some(GatewaySection {
+                        api: GatewayApi::Kubernetes,
+                        existing: true,
+                        name: Some("shared".into()),
+                        listener_port: Some(8443),
+                        ..GatewaySection::default()
+                    });
+                }
                 "clusterB.gateway.api" => {
                     mesh.cluster_b.gateway = Some(GatewaySection {
                         api: GatewayApi::Kubernetes,

@@ -824,6 +824,71 @@ fn a_gateway_api_gateway_and_back() {
     assert!(b.join("gateway-deployment.yaml").exists());
 }
 
+/// An existing Gateway API gateway: a ListenerSet on its own port in the backend's
+/// namespace, the partner's cluster calling that port, and the owner's part left out of the
+/// kustomization.
+#[test]
+fn a_listener_set_on_a_shared_gateway_api_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.toml"),
+        "[clusterB.gateway]\napi = \"kubernetes\"\nexisting = true\nname = \"shared\"\nnamespace = \"edge\"\nlistenerPort = 8443\n",
+    )
+    .unwrap();
+    let stdout = gen_ok(dir.path(), &["--config", "mesh.toml"]);
+    let out = dir.path().join("out");
+    let b = out.join("cluster-b");
+    let set = yaml_file(&b.join("listenerset.yaml"));
+    assert_eq!(set["metadata"]["namespace"], "service");
+    assert_eq!(
+        set["spec"]["parentRef"],
+        serde_json::json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "shared", "namespace": "edge"})
+    );
+    assert_eq!(set["spec"]["listeners"][0]["port"], 8443);
+    let route = yaml_file(&b.join("httproute.yaml"));
+    assert_eq!(route["spec"]["parentRefs"][0]["kind"], "ListenerSet");
+    // The credential and the CA beside the ListenerSet, where Istio resolves its references.
+    let secret = yaml_file(&b.join("secret-cluster-b-server-cert.yaml"));
+    assert_eq!(secret["metadata"]["namespace"], "service");
+    let fragment = yaml_file(&b.join("owner-gateway-fragment.yaml"));
+    let per_port = &fragment["spec"]["tls"]["frontend"]["perPort"][0];
+    assert_eq!(per_port["port"], 8443);
+    let ca_name = per_port["tls"]["validation"]["caCertificateRefs"][0]["name"]
+        .as_str()
+        .unwrap();
+    let ca = yaml_file(&b.join(format!("configmap-{ca_name}.yaml")));
+    assert_eq!(ca["metadata"]["namespace"], "service");
+    let plugin = yaml_file(&b.join("wasmplugin.yaml"));
+    assert_eq!(plugin["metadata"]["namespace"], "edge");
+    assert_eq!(plugin["spec"]["targetRefs"][0]["name"], "shared");
+    assert_eq!(
+        plugin["spec"]["match"][0]["ports"],
+        serde_json::json!([{"number": 8443}])
+    );
+    assert_eq!(
+        plugin["spec"]["pluginConfig"]["protectedServerNames"],
+        serde_json::json!([DOMAIN])
+    );
+    let built = kustomize(&b);
+    assert!(built.contains("kind: ListenerSet\n"));
+    assert!(
+        !built.contains("kind: WasmPlugin"),
+        "the owner applies the plugin"
+    );
+    assert!(
+        !built.lines().any(|l| l == "kind: Gateway"),
+        "the owner's Gateway is not ours to apply"
+    );
+    let a = kustomize(&out.join("cluster-a"));
+    assert!(a.contains("number: 8443"), "{a}");
+    assert!(!a.contains("number: 443\n"), "{a}");
+    assert!(
+        stdout.contains("https://helloworld.zufar.io:8443"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("layer request"), "{stdout}");
+}
+
 /// `layer = "auto"` (the default): the connection layer on a gateway of its own with Istio
 /// 1.30 or newer, the request layer before 1.30 and on a shared gateway; an explicit layer is
 /// kept; `gen` says which and why.

@@ -229,6 +229,7 @@ func (w *World) Start(t testing.TB, pin Pin) *Cluster {
 		}
 		if obj.GetKind() == "Namespace" {
 			namespaces[obj.GetName()] = true
+			obj = withNameLabel(obj)
 		}
 		if obj.GetNamespace() != "" {
 			used[obj.GetNamespace()] = true
@@ -253,9 +254,9 @@ func (w *World) Start(t testing.TB, pin Pin) *Cluster {
 	}
 	sort.Strings(missing)
 	for _, ns := range missing {
-		kube = append(kube, &unstructured.Unstructured{Object: map[string]any{
+		kube = append(kube, withNameLabel(&unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns},
-		}})
+		}}))
 	}
 	for _, obj := range w.objects {
 		if obj.GetKind() == "Service" {
@@ -269,11 +270,28 @@ func (w *World) Start(t testing.TB, pin Pin) *Cluster {
 		t.Fatal(err)
 	}
 	fake := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		ConfigString:       ToYAML(t, config),
-		KubernetesObjects:  kubeObjects(t, kube),
-		KubeClientModifier: authorizer.install,
+		ConfigString:      ToYAML(t, config),
+		KubernetesObjects: kubeObjects(t, kube),
+		KubeClientModifier: func(c kubelib.Client) {
+			authorizer.install(c)
+			gatewayAPIExtras(t, c)
+		},
 	})
 	return &Cluster{Fake: fake, Pin: pin, Pods: pods}
+}
+
+// withNameLabel is a Namespace as the API server stores it: labelled with its own name
+// (kubernetes.io/metadata.name), which namespace selectors such as a Gateway's
+// allowedListeners match.
+func withNameLabel(namespace *unstructured.Unstructured) *unstructured.Unstructured {
+	namespace = namespace.DeepCopy()
+	labels := namespace.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["kubernetes.io/metadata.name"] = namespace.GetName()
+	namespace.SetLabels(labels)
+	return namespace
 }
 
 // kubeObjects are the objects as the API server's typed clients hold them, decoded with

@@ -3,6 +3,8 @@
 package oracle
 
 import (
+	"istio.io/istio/pkg/config/schema/gvr"
+	"istio.io/istio/pkg/kube/kclient/clienttest"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -28,4 +30,22 @@ func newDeploymentController(client kube.Client, env *model.Environment, webhook
 func createGateway(t testing.TB, client kube.Client, gw *unstructured.Unstructured) {
 	t.Helper()
 	createTyped[*gatewayv1.Gateway](t, client, &gatewayv1.Gateway{}, gw)
+}
+
+// gatewayAPIExtras registers the CRDs of Gateway API kinds Istio's fake server leaves out
+// (ListenerSet).
+func gatewayAPIExtras(t testing.TB, client kube.Client) {
+	t.Helper()
+	clienttest.MakeCRD(t, client, gvr.ListenerSet)
+}
+
+// createListenerSets creates the ListenerSets among objects through the typed client (they
+// add ports to what the deployment controller renders).
+func createListenerSets(t testing.TB, client kube.Client, objects []*unstructured.Unstructured) {
+	t.Helper()
+	for _, obj := range objects {
+		if obj.GetKind() == "ListenerSet" {
+			createTyped[*gatewayv1.ListenerSet](t, client, &gatewayv1.ListenerSet{}, obj)
+		}
+	}
 }

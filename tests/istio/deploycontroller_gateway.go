@@ -29,3 +29,9 @@ func createGateway(t testing.TB, client kube.Client, gw *unstructured.Unstructur
 	t.Helper()
 	createTyped[*gatewayv1beta1.Gateway](t, client, &gatewayv1beta1.Gateway{}, gw)
 }
+
+// gatewayAPIExtras: nothing on 1.28 (peergate generates no ListenerSet for it).
+func gatewayAPIExtras(testing.TB, kube.Client) {}
+
+// createListenerSets: none on 1.28 (its XListenerSet is alpha, and gen refuses it there).
+func createListenerSets(testing.TB, kube.Client, []*unstructured.Unstructured) {}

@@ -73,12 +73,23 @@ func ManagedGateway(t testing.TB, gw *unstructured.Unstructured, objects []*unst
 		}
 		return true, nil, nil
 	})
-	createTyped[*corev1.Namespace](t, client, &corev1.Namespace{}, namespaceObject(gw.GetNamespace()))
+	gatewayAPIExtras(t, client)
+	namespaces := map[string]bool{gw.GetNamespace(): true}
+	var listenerSets []*unstructured.Unstructured
 	for _, obj := range objects {
 		if obj.GetKind() == "ConfigMap" && obj.GetNamespace() == gw.GetNamespace() {
 			createTyped[*corev1.ConfigMap](t, client, &corev1.ConfigMap{}, obj)
 		}
+		parent, _, _ := unstructured.NestedStringMap(obj.Object, "spec", "parentRef")
+		if obj.GetKind() == "ListenerSet" && parent["name"] == gw.GetName() && parent["namespace"] == gw.GetNamespace() {
+			listenerSets = append(listenerSets, obj)
+			namespaces[obj.GetNamespace()] = true
+		}
 	}
+	for ns := range namespaces {
+		createTyped[*corev1.Namespace](t, client, &corev1.Namespace{}, withNameLabel(namespaceObject(ns)))
+	}
+	createListenerSets(t, client, listenerSets)
 	createGateway(t, client, gw)
 
 	webhook := gatewayInjection(t)
@@ -222,4 +233,21 @@ func AsIstioReads(t testing.TB, obj *unstructured.Unstructured) *unstructured.Un
 	served := obj.DeepCopy()
 	served.SetAPIVersion(written.Group + "/" + schema.GroupVersionKind().Version)
 	return served
+}
+
+// listenerSetHost is the host and port of the HTTPS listener of a ListenerSet among objects.
+func listenerSetHost(objects []*unstructured.Unstructured) (string, int, bool) {
+	for _, obj := range OfKind(objects, "ListenerSet") {
+		listeners, _, _ := unstructured.NestedSlice(obj.Object, "spec", "listeners")
+		for _, l := range listeners {
+			listener := l.(map[string]any)
+			if listener["protocol"] != "HTTPS" {
+				continue
+			}
+			port, _ := toInt64(listener["port"])
+			host, _ := listener["hostname"].(string)
+			return host, int(port), true
+		}
+	}
+	return "", 0, false
 }

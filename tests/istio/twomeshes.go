@@ -65,7 +65,9 @@ type TwoMeshes struct {
 	Domain  string
 	Plugin  Plugin
 	Gateway *Envoy
-	// GatewayPort is the listener port of our gateway for Service port 443.
+	// PublicPort is the Service port the partner calls our host on (443, or a ListenerSet's).
+	PublicPort int
+	// GatewayPort is the listener port of our gateway for Service port PublicPort.
 	GatewayPort int
 	// GatewayHTTPPort is its listener port for Service port 80 (0: no such port).
 	GatewayHTTPPort int
@@ -151,7 +153,11 @@ func (m *TwoMeshes) build(t *testing.T, helloworld, other string) {
 	objectsB, world, clB := m.clusterB(t, m.Out)
 	m.Plugin = ReadPlugin(t, objectsB)
 	gatewayObject, ours := ourGateway(t, objectsB, world.Objects())
-	m.Domain = gatewayHosts(t, gatewayObject)[0]
+	m.Domain, m.PublicPort = gatewayHosts(t, gatewayObject)[0], 443
+	// On another owner's Gateway API gateway our host is the ListenerSet's, on its port.
+	if domain, port, ok := listenerSetHost(objectsB); ok {
+		m.Domain, m.PublicPort = domain, port
+	}
 	m.ours = ours
 	upstreams := podUpstreams(t, world, clB, helloworld, other)
 	m.meshB = NewCA(t, "cluster-b-mesh-ca")
@@ -159,7 +165,7 @@ func (m *TwoMeshes) build(t *testing.T, helloworld, other string) {
 		return o.GetKind() == "Deployment" && o.GetName() == ours.GetName() && o.GetNamespace() == ours.GetNamespace()
 	})
 	m.Gateway, m.GatewayX = m.launchGateway(t, "gateway", clB, ours, oursGenerated, upstreams)
-	m.GatewayPort = targetPort(t, world.Objects(), ours, 443)
+	m.GatewayPort = targetPort(t, world.Objects(), ours, int64(m.PublicPort))
 	m.GatewayHTTPPort, _ = servicePort(world.Objects(), ours, 80)
 	shared := Find(t, world.Objects(), "Deployment", "istio-ingressgateway")
 	m.UnrelatedAddr = m.Gateway.Address(targetPort(t, world.Objects(), shared, 443))
@@ -270,7 +276,7 @@ func (m *TwoMeshes) StartSidecar(t *testing.T, objectsA []*unstructured.Unstruct
 	return m.launch("sidecar", xA, EnvoyOptions{
 		// DNS for the domain leads to our gateway's load balancer, which forwards Service
 		// port 443 to the gateway Pod's listener port.
-		Upstreams:            map[string]string{net.JoinHostPort(m.Domain, "443"): m.Gateway.Address(m.GatewayPort)},
+		Upstreams:            map[string]string{net.JoinHostPort(m.Domain, strconv.Itoa(m.PublicPort)): m.Gateway.Address(m.GatewayPort)},
 		AgentSecrets:         agentSecrets,
 		LogLevel:             logLevel,
 		ComponentLogLevel:    componentLogLevel,
