@@ -121,13 +121,6 @@ pub fn parameters(gateway: &KubeGateway<'_>) -> ConfigMap {
 /// The Gateway: HTTPS on 443 for the domain with the credential, HTTP on 80 (redirected),
 /// and client-certificate validation on 443 only, against the CA ConfigMap.
 pub fn gateway(gateway: &KubeGateway<'_>) -> Object<GatewaySpec> {
-    let same_namespace = || AllowedRoutes {
-        // Only routes of the gateway's namespace attach: no other tenant can route the
-        // partner's requests to a backend of theirs.
-        namespaces: RouteNamespaces {
-            from: "Same".into(),
-        },
-    };
     let mut meta = metadata(gateway.name, gateway.namespace);
     meta.annotations.clone_from(&gateway.annotations);
     if let Some(revision) = gateway.revision {
@@ -155,7 +148,7 @@ pub fn gateway(gateway: &KubeGateway<'_>) -> Object<GatewaySpec> {
                     port: 80,
                     protocol: "HTTP".into(),
                     tls: None,
-                    allowed_routes: same_namespace(),
+                    allowed_routes: same_namespace_routes(),
                 },
                 Listener {
                     name: HTTPS_LISTENER.into(),
@@ -166,7 +159,7 @@ pub fn gateway(gateway: &KubeGateway<'_>) -> Object<GatewaySpec> {
                         mode: "Terminate".into(),
                         certificate_refs: vec![core_ref("Secret", gateway.secret_name)],
                     }),
-                    allowed_routes: same_namespace(),
+                    allowed_routes: same_namespace_routes(),
                 },
             ],
             tls: port_validation(OWN_GATEWAY_HTTPS_PORT, gateway.secret_name),
@@ -196,6 +189,28 @@ fn port_validation(port: u16, secret_name: &str) -> GatewayTls {
     }
 }
 
+/// Only routes of the listener's own namespace attach: no other tenant can route the
+/// partner's requests to a backend of theirs.
+fn same_namespace_routes() -> AllowedRoutes {
+    AllowedRoutes {
+        namespaces: RouteNamespaces {
+            from: "Same".into(),
+        },
+    }
+}
+
+/// A rule sending everything to the backend.
+fn backend_rule(backend: &Backend<'_>) -> HttpRouteRule {
+    HttpRouteRule {
+        filters: Vec::new(),
+        backend_refs: vec![BackendReference {
+            name: backend.service.to_owned(),
+            namespace: backend.namespace.to_owned(),
+            port: backend.port,
+        }],
+    }
+}
+
 fn parent(gateway: &KubeGateway<'_>, listener: &str) -> ParentReference {
     ParentReference {
         group: None,
@@ -216,14 +231,7 @@ pub fn https_route(gateway: &KubeGateway<'_>, backend: &Backend<'_>) -> Object<H
         spec: HttpRouteSpec {
             parent_refs: vec![parent(gateway, HTTPS_LISTENER)],
             hostnames: vec![gateway.domain.to_owned()],
-            rules: vec![HttpRouteRule {
-                filters: Vec::new(),
-                backend_refs: vec![BackendReference {
-                    name: backend.service.to_owned(),
-                    namespace: backend.namespace.to_owned(),
-                    port: backend.port,
-                }],
-            }],
+            rules: vec![backend_rule(backend)],
         },
     }
 }
@@ -334,11 +342,7 @@ pub fn listener_set(shared: &SharedListener<'_>) -> Object<ListenerSetSpec> {
                     mode: "Terminate".into(),
                     certificate_refs: vec![core_ref("Secret", shared.secret_name)],
                 }),
-                allowed_routes: AllowedRoutes {
-                    namespaces: RouteNamespaces {
-                        from: "Same".into(),
-                    },
-                },
+                allowed_routes: same_namespace_routes(),
             }],
         },
     }
@@ -362,14 +366,7 @@ pub fn listener_set_route(
                 section_name: HTTPS_LISTENER.into(),
             }],
             hostnames: vec![shared.domain.to_owned()],
-            rules: vec![HttpRouteRule {
-                filters: Vec::new(),
-                backend_refs: vec![BackendReference {
-                    name: backend.service.to_owned(),
-                    namespace: backend.namespace.to_owned(),
-                    port: backend.port,
-                }],
-            }],
+            rules: vec![backend_rule(backend)],
         },
     }
 }

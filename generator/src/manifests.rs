@@ -744,6 +744,16 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
     }
 }
 
+/// The ConfigMap of the client CAs and CRLs the Gateway API validation refers to.
+fn ca_bundle(e: &mut Emitter, ns: &str, secret_name: &str, pki: &Pki<'_>) {
+    let ca = kube_gateway::ca_bundle(ns, secret_name, &pki.root_bundle(), &pki.crl_bundle());
+    let file = format!(
+        "configmap-{}.yaml",
+        kube_gateway::ca_bundle_name(secret_name)
+    );
+    e.emit(Cluster::B, &file, &ca, false);
+}
+
 /// On a Gateway API gateway of another owner: the ListenerSet, its route and the CA
 /// ConfigMap in the backend's namespace, and the fragment the owner merges into its Gateway.
 fn shared_listener(
@@ -770,21 +780,7 @@ fn shared_listener(
         namespace: &b.namespace,
         port: b.port,
     };
-    let ca = kube_gateway::ca_bundle(
-        &b.namespace,
-        &secret_name,
-        &pki.root_bundle(),
-        &pki.crl_bundle(),
-    );
-    e.emit(
-        Cluster::B,
-        &format!(
-            "configmap-{}.yaml",
-            kube_gateway::ca_bundle_name(&secret_name)
-        ),
-        &ca,
-        false,
-    );
+    ca_bundle(e, &b.namespace, &secret_name, pki);
     e.emit(
         Cluster::B,
         "listenerset.yaml",
@@ -839,16 +835,7 @@ fn kubernetes_gateway(
         namespace: &b.namespace,
         port: b.port,
     };
-    let ca = kube_gateway::ca_bundle(ns, &secret_name, &pki.root_bundle(), &pki.crl_bundle());
-    e.emit(
-        Cluster::B,
-        &format!(
-            "configmap-{}.yaml",
-            kube_gateway::ca_bundle_name(&secret_name)
-        ),
-        &ca,
-        false,
-    );
+    ca_bundle(e, ns, &secret_name, pki);
     e.emit(
         Cluster::B,
         "gateway-parameters.yaml",
@@ -1048,10 +1035,10 @@ fn gateway_routing(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway) {
     e.emit(Cluster::B, "virtualservice.yaml", &vs, false);
 }
 
-/// The WasmPlugin (or TrafficExtension) that puts peergate on the gateway's HTTPS listener.
-fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
-    let gateway_ns = gateway.namespace();
-    let attachment = match gateway {
+/// Which Pods the plugin applies to: a Gateway API Gateway's by `targetRefs`, others by their
+/// labels.
+fn plugin_attachment(gateway: &Gateway) -> Attachment {
+    match gateway {
         Gateway::Own {
             api: GatewayApi::Kubernetes,
             name,
@@ -1063,7 +1050,13 @@ fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_
         _ => Attachment::Selector(WorkloadSelector {
             match_labels: gateway.labels().clone(),
         }),
-    };
+    }
+}
+
+/// The WasmPlugin (or TrafficExtension) that puts peergate on the gateway's HTTPS listener.
+fn peergate_plugin(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
+    let gateway_ns = gateway.namespace();
+    let attachment = plugin_attachment(gateway);
     let config = plugin_config(mesh, gateway, pki);
     // A connection-layer plugin is a network filter (Istio >= 1.20): the type follows the
     // layer the pluginConfig names. HTTP is the default and is left unsaid so the object reads

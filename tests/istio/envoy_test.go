@@ -203,14 +203,7 @@ func TestTwoMeshesOnRealEnvoy(t *testing.T) {
 		if result := m.GatewayTLS(t, &stolen); result.Status != http.StatusOK {
 			t.Fatalf("a second client of the issuing CA before revocation: %s", result)
 		}
-		stolenFile := filepath.Join(t.TempDir(), "stolen.pem")
-		if err := os.WriteFile(stolenFile, []byte(stolen.Cert), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		revoke := exec.Command(PeergateBin(t), append([]string{"revoke", "--config", filepath.Join(filepath.Dir(out.Dir), "mesh.toml"), "--out", out.Dir, "--istio-version", pin.Name, "--wasm-url", url, "--wasm", FilterWasm(t), "--cert", stolenFile, "--reason", "keyCompromise"}, flags...)...)
-		if output, err := revoke.CombinedOutput(); err != nil {
-			t.Fatalf("peergate revoke: %v\n%s", err, output)
-		}
+		revokeServed(t, pin, out, url, stolen.Cert, flags...)
 		if !strings.Contains(out.File(t, "cluster-b/secret-cluster-b-server-cert.yaml"), "ca.crl") {
 			t.Fatal("the credential has no ca.crl after revoke")
 		}
@@ -324,5 +317,19 @@ func waitLog(t *testing.T, e *Envoy, needles ...string) string {
 			t.Fatalf("no log line with %q:\n%s", needles, e.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// revokeServed runs `peergate revoke --reason keyCompromise` on the certificate, for an
+// output genServed made with these flags.
+func revokeServed(t *testing.T, pin Pin, out Output, url, cert string, flags ...string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "revoked.pem")
+	if err := os.WriteFile(file, []byte(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	revoke := exec.Command(PeergateBin(t), append([]string{"revoke", "--config", filepath.Join(filepath.Dir(out.Dir), "mesh.toml"), "--out", out.Dir, "--istio-version", pin.Name, "--wasm-url", url, "--wasm", FilterWasm(t), "--cert", file, "--reason", "keyCompromise"}, flags...)...)
+	if output, err := revoke.CombinedOutput(); err != nil {
+		t.Fatalf("peergate revoke: %v\n%s", err, output)
 	}
 }

@@ -2,9 +2,6 @@ package oracle
 
 import (
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,24 +27,9 @@ func TestGatewayAPIOnRealEnvoy(t *testing.T) {
 			t.Errorf("helloworld got XFCC %q", xfcc)
 		}
 
-		root := m.Root(t)
 		// Istio's frontend validation refuses the handshake of a client without a
 		// certificate, and of one from another CA.
-		for _, c := range []struct {
-			name   string
-			client *Keypair
-			stat   string
-		}{
-			{"no client certificate", nil, ".ssl.fail_verify_no_cert"},
-			{"a same-named root of its own", ptr(Issue(t, ptr(LookAlikeCA(t, root)), CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/client/sa/sleep"}, Usage: clientAuth})), ".ssl.fail_verify_error"},
-		} {
-			before := m.Gateway.Counter(c.stat)
-			if result := m.GatewayTLS(t, c.client); result.Err == nil {
-				t.Errorf("%s: got %s, want the handshake refused", c.name, result)
-				continue
-			}
-			m.Gateway.WaitCounter(c.stat, before+1)
-		}
+		root := expectHandshakeRefusals(t, m)
 		// The Gateway API has no subject matching: the filter alone refuses a stranger of
 		// the agreed root.
 		stranger := Issue(t, &root, CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/other/sa/x"}, Usage: clientAuth})
@@ -115,14 +97,7 @@ func TestGatewayAPIOnRealEnvoy(t *testing.T) {
 		if result := m.GatewayTLS(t, &stolen); result.Status != http.StatusOK {
 			t.Fatalf("a second client of the issuing CA before revocation: %s", result)
 		}
-		stolenFile := filepath.Join(t.TempDir(), "stolen.pem")
-		if err := os.WriteFile(stolenFile, []byte(stolen.Cert), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		revoke := exec.Command(PeergateBin(t), append([]string{"revoke", "--config", filepath.Join(filepath.Dir(out.Dir), "mesh.toml"), "--out", out.Dir, "--istio-version", pin.Name, "--wasm-url", url, "--wasm", FilterWasm(t), "--cert", stolenFile, "--reason", "keyCompromise"}, flags...)...)
-		if output, err := revoke.CombinedOutput(); err != nil {
-			t.Fatalf("peergate revoke: %v\n%s", err, output)
-		}
+		revokeServed(t, pin, out, url, stolen.Cert, flags...)
 		if !strings.Contains(out.File(t, "cluster-b/configmap-cluster-b-server-cert-ca.yaml"), "ca.crl") {
 			t.Fatal("the CA ConfigMap has no ca.crl after revoke")
 		}
@@ -255,4 +230,28 @@ func TestGatewayAPIOnIstiodsConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// expectHandshakeRefusals checks that our gateway's handshake refuses a client without a
+// certificate and one from a look-alike root (a CA of the agreed root's name with a key of
+// its own), counting each; it returns the agreed root.
+func expectHandshakeRefusals(t *testing.T, m *TwoMeshes) Keypair {
+	t.Helper()
+	root := m.Root(t)
+	for _, c := range []struct {
+		name   string
+		client *Keypair
+		stat   string
+	}{
+		{"no client certificate", nil, ".ssl.fail_verify_no_cert"},
+		{"a same-named root of its own", ptr(Issue(t, ptr(LookAlikeCA(t, root)), CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/client/sa/sleep"}, Usage: clientAuth})), ".ssl.fail_verify_error"},
+	} {
+		before := m.Gateway.Counter(c.stat)
+		if result := m.GatewayTLS(t, c.client); result.Err == nil {
+			t.Errorf("%s: got %s, want the handshake refused", c.name, result)
+			continue
+		}
+		m.Gateway.WaitCounter(c.stat, before+1)
+	}
+	return root
 }

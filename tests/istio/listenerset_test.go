@@ -169,22 +169,7 @@ func TestListenerSetOnASharedGatewayAPIGateway(t *testing.T) {
 		if status, body := m.Hello(t); status != http.StatusOK || !strings.HasPrefix(body, "Hello version: v1") {
 			t.Fatalf("the application got %d %q\ngateway listeners: %s\ngateway log:\n%s", status, body, m.Gateway.Listeners(), m.Gateway.Log())
 		}
-		root := m.Root(t)
-		for _, c := range []struct {
-			name   string
-			client *Keypair
-			stat   string
-		}{
-			{"no client certificate", nil, ".ssl.fail_verify_no_cert"},
-			{"a same-named root of its own", ptr(Issue(t, ptr(LookAlikeCA(t, root)), CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/client/sa/sleep"}, Usage: clientAuth})), ".ssl.fail_verify_error"},
-		} {
-			before := m.Gateway.Counter(c.stat)
-			if result := m.GatewayTLS(t, c.client); result.Err == nil {
-				t.Errorf("%s: got %s, want the handshake refused", c.name, result)
-				continue
-			}
-			m.Gateway.WaitCounter(c.stat, before+1)
-		}
+		root := expectHandshakeRefusals(t, m)
 		stranger := Issue(t, &root, CertificateTemplate{URIs: []string{"spiffe://cluster-a/ns/other/sa/x"}, Usage: clientAuth})
 		if result := m.GatewayTLS(t, &stranger); result.Err != nil || result.Status != http.StatusForbidden || strings.TrimSpace(result.Body) != "san_not_allowed" {
 			t.Fatalf("the stranger got %s, want 403 san_not_allowed", result)
