@@ -173,6 +173,9 @@ struct Case<'a> {
 /// Every listener's filter took Envoy's signature verifier (so the impostors below are
 /// refused by BoringSSL's verdict; `host_verifier.rs` checks it decides as the module's own).
 fn expect_envoys_verifier(envoy: &Envoy) {
+    // The worker VMs configure as Envoy starts; on a loaded machine their lines can follow
+    // the listeners' readiness.
+    envoy.wait_for_log_line(&["peergate: configured:"], Duration::from_secs(20));
     let log = envoy.log();
     let configured: Vec<&str> = log
         .lines()
