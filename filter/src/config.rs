@@ -79,6 +79,12 @@ pub struct PluginConfig {
     /// matches `allowedSans` or its subject matches one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_subjects: Option<Vec<String>>,
+    /// Per-path rules for every authority without its own entry in `hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+    /// With the top-level `routes`: a path no route matches is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routes_only: bool,
     /// Per-authority overrides, keyed by host name (no port, case-insensitive).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, HostConfig>,
@@ -148,6 +154,8 @@ impl Default for PluginConfig {
             trust_anchors: Vec::new(),
             allowed_sans: None,
             allowed_subjects: None,
+            routes: Vec::new(),
+            routes_only: false,
             hosts: BTreeMap::new(),
             denied_serials: Vec::new(),
             denied_fingerprints: Vec::new(),
@@ -171,6 +179,31 @@ pub struct HostConfig {
     /// Subject DNs allowed on this authority, instead of the top-level list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_subjects: Vec<String>,
+    /// Per-path rules: the longest matching `pathPrefix` decides (request layer only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+    /// A path no route matches is refused (`route_not_allowed`) instead of falling back to
+    /// this host's names.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routes_only: bool,
+}
+
+/// One `routes` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A prefix ending in `/`, or an exact path; canonical (no dot-segment, `//`, needless
+    /// percent-encoding), no query.
+    pub path_prefix: String,
+    /// The methods admitted, exact and case-sensitive; absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    /// SAN patterns admitted on the route; absent (with `allowedSubjects`): the host's names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_sans: Option<Vec<String>>,
+    /// Subject DNs admitted on the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_subjects: Option<Vec<String>>,
 }
 
 /// One `trustedIssuers` entry: a PEM string, as it always was, or

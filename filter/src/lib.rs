@@ -27,6 +27,8 @@ pub mod peer;
 pub mod policy;
 pub mod profile;
 pub mod reason;
+pub mod request_path;
+pub mod routes;
 pub mod rsa_pkcs1;
 pub mod signature;
 pub mod subject;

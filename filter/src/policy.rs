@@ -15,7 +15,9 @@ use x509_parser::prelude::FromDer;
 
 pub use crate::clock::unix_seconds;
 use crate::clock::{is_after_second, is_before_second};
-use crate::config::{Layer, Mode, ParseError, PluginConfig};
+use crate::request_path::{canonical, path_part};
+use crate::routes::{self, RequestLine, RouteError, RouteTable};
+use crate::config::{Layer, Mode, ParseError, PluginConfig, RouteConfig};
 use crate::der::{check_certificate_framing, with_signature_value};
 use crate::pattern::{PatternError, SanAllowList};
 use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
@@ -157,6 +159,12 @@ pub enum CompileError {
     /// filter never sees.
     #[error("protectedServerNames: with layer connection a connection opened for another server name would pass untouched and could then carry requests for a protected host (HTTP/2 connection coalescing sends exactly that), which a network filter never sees; use layer request on a shared gateway, or a gateway of its own (no protectedServerNames)")]
     ProtectedServerNamesAtConnectionLayer,
+    /// A `routes` entry, or `routesOnly`, is wrong (the message names the field).
+    #[error("{0}")]
+    BadRoute(String),
+    /// `routes` at `layer: connection`, which never sees a path.
+    #[error("routes: need layer request (a network filter never sees a request's path or method)")]
+    RoutesAtConnectionLayer,
     /// `denyStatus` with `layer: connection`, where a denial closes the connection.
     #[error("denyStatus: with layer connection a refused peer's connection is closed; there is no HTTP reply to give a status (remove denyStatus or use layer request)")]
     DenyStatusAtConnectionLayer,
@@ -172,6 +180,10 @@ pub struct Policy {
     pub(crate) trust: Trust,
     default_rule: Option<NameRule>,
     hosts: HashMap<String, NameRule>,
+    /// The top-level `routes` (empty: none).
+    default_routes: RouteTable<NameRule>,
+    /// `hosts.<host>.routes`, for the hosts that have them.
+    host_routes: HashMap<String, RouteTable<NameRule>>,
     pub(crate) denied_serials: HashSet<Vec<u8>>,
     pub(crate) denied_fingerprints: HashSet<[u8; 32]>,
     deny_status: u16,
@@ -346,6 +358,19 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         }),
     };
     let hosts = compile_hosts(config)?;
+    if config.layer == Layer::Connection
+        && (!config.routes.is_empty() || config.hosts.values().any(|h| !h.routes.is_empty()))
+    {
+        return Err(CompileError::RoutesAtConnectionLayer);
+    }
+    let default_routes = compile_routes("", &config.routes, config.routes_only)?;
+    let mut host_routes = HashMap::new();
+    for (host, rule) in &config.hosts {
+        if !rule.routes.is_empty() || rule.routes_only {
+            let table = compile_routes(&format!("hosts.{host}."), &rule.routes, rule.routes_only)?;
+            host_routes.insert(normalize_authority(host), table);
+        }
+    }
     let (denied_serials, denied_fingerprints) = compile_deny_lists(config)?;
     let deny_status = compile_deny_status(config)?;
     if config.layer == Layer::Connection && config.protected_server_names.is_some() {
@@ -368,6 +393,8 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         trust,
         default_rule,
         hosts,
+        default_routes,
+        host_routes,
         denied_serials,
         denied_fingerprints,
         deny_status,
@@ -376,6 +403,36 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         client_profile: config.client_profile,
         expiry_window: i64::from(config.expiry_warning_days) * 86_400,
         verifier: Verifier::InProcess,
+    })
+}
+
+/// One `routes` list (`field` prefixes its messages: `""` or `hosts.<host>.`).
+fn compile_routes(
+    field: &str,
+    routes: &[RouteConfig],
+    only: bool,
+) -> Result<RouteTable<NameRule>, CompileError> {
+    let names = |index: usize, route: &RouteConfig| -> Result<Option<NameRule>, CompileError> {
+        if route.allowed_sans.is_none() && route.allowed_subjects.is_none() {
+            return Ok(None);
+        }
+        let at = |list: &str| format!("{field}routes[{index}].{list}");
+        Ok(Some(NameRule {
+            sans: route
+                .allowed_sans
+                .as_deref()
+                .map(|list| compile_allow_list(&at("allowedSans"), list))
+                .transpose()?,
+            subjects: route
+                .allowed_subjects
+                .as_deref()
+                .map(|list| compile_subject_list(&at("allowedSubjects"), list))
+                .transpose()?,
+        }))
+    };
+    routes::compile(routes, only, names).map_err(|e| match e {
+        RouteError::Names(inner) => inner,
+        other => CompileError::BadRoute(format!("{field}{other}")),
     })
 }
 
@@ -639,6 +696,8 @@ pub struct Decision {
     /// Whole days to the peer's notAfter, when it is allowed and that is inside
     /// `expiryWarningDays`.
     pub days_left: Option<i64>,
+    /// The `pathPrefix` of the route that decided, when one did.
+    pub route: Option<String>,
 }
 
 impl Decision {
@@ -649,6 +708,7 @@ impl Decision {
             assessment: None,
             crl_stale: false,
             days_left: None,
+            route: None,
         }
     }
 
@@ -1065,6 +1125,19 @@ impl Policy {
         authority: &str,
         now: SystemTime,
     ) -> Decision {
+        self.judge_request(assessment, authority, None, now)
+    }
+
+    /// [`Policy::judge`] for a request whose path and method routes decide on (`None`: no
+    /// request, as at the connection layer, where routes are refused at compile time; an
+    /// audit without a path judges the host's names).
+    pub fn judge_request(
+        &self,
+        assessment: &Arc<Assessment>,
+        authority: &str,
+        request: Option<RequestLine<'_>>,
+        now: SystemTime,
+    ) -> Decision {
         let crl_stale = assessment
             .crl_next_update
             .is_some_and(|t| is_after_second(now, t));
@@ -1073,6 +1146,7 @@ impl Policy {
             assessment: Some(Arc::clone(assessment)),
             crl_stale,
             days_left: None,
+            route: None,
         };
         if let Some(reason) = assessment.issuer_failure {
             return decision(reason);
@@ -1100,7 +1174,8 @@ impl Policy {
         if let Some(reason) = assessment.denial {
             return decision(reason);
         }
-        let names = match self.rule_for(authority) {
+        let rule = self.rule_for(authority);
+        let rule_names = || match rule {
             Rule::Missing => Reason::NoRuleForHost,
             Rule::Default(rule) => match assessment.default_names {
                 Some(names) if assessment.is_from(self) => names,
@@ -1108,13 +1183,70 @@ impl Policy {
             },
             Rule::Host(_, rule) => self.name_verdict(rule, assessment, peer),
         };
+        let (names, route) = match (self.routes_for(rule), request) {
+            (Some(table), Some(request)) => {
+                self.routed_names(table, request, assessment, peer, rule_names)
+            }
+            _ => (rule_names(), None),
+        };
+        let route = route.map(str::to_owned);
         match names {
             Reason::Allowed => Decision {
                 days_left: self.days_left(peer.not_after, now),
+                route,
                 ..decision(Reason::Allowed)
             },
-            reason => decision(reason),
+            reason => Decision {
+                route,
+                ..decision(reason)
+            },
         }
+    }
+
+    /// The routes of the rule that applies, when it has any.
+    fn routes_for(&self, rule: Rule<'_>) -> Option<&RouteTable<NameRule>> {
+        let table = match rule {
+            Rule::Host(host, _) => self.host_routes.get(host)?,
+            Rule::Default(_) => &self.default_routes,
+            Rule::Missing => return None,
+        };
+        (!table.is_empty()).then_some(table)
+    }
+
+    /// The names' verdict under routes, and the route that gave it: the path must be
+    /// canonical; the longest matching route admits the method and its own names (or, without
+    /// them, the rule's); no route falls back to the rule's names unless `routesOnly`.
+    fn routed_names<'t>(
+        &self,
+        table: &'t RouteTable<NameRule>,
+        request: RequestLine<'_>,
+        assessment: &Assessment,
+        peer: &PeerSummary,
+        rule_names: impl FnOnce() -> Reason,
+    ) -> (Reason, Option<&'t str>) {
+        let Ok(path) = canonical(path_part(request.path)) else {
+            return (Reason::UnnormalizedPath, None);
+        };
+        let Some(route) = table.select(path) else {
+            let reason = if table.only {
+                Reason::RouteNotAllowed
+            } else {
+                rule_names()
+            };
+            return (reason, None);
+        };
+        let reason = if !route.admits_method(request.method) {
+            Reason::RouteNotAllowed
+        } else {
+            match &route.names {
+                Some(names) => match self.name_verdict(names, assessment, peer) {
+                    Reason::SanNotAllowed => Reason::RouteNotAllowed,
+                    other => other,
+                },
+                None => rule_names(),
+            }
+        };
+        (reason, Some(route.path.as_str()))
     }
 
     /// The peer's names under `rule` and the signing issuer's scope.

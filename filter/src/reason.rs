@@ -53,13 +53,18 @@ pub enum Reason {
     OutsideIssuerScope,
     /// The authority has no `hosts` entry and there is no top-level `allowedSans`.
     NoRuleForHost,
+    /// The request's route does not admit its method or the peer, or no route matches a path
+    /// under `routesOnly`.
+    RouteNotAllowed,
+    /// The request path is not in the canonical spelling routes are matched in.
+    UnnormalizedPath,
     /// The proxy could not tell the filter what it needs (a failed host call): fail closed.
     ProxyError,
 }
 
 impl Reason {
     /// Every reason, for defining counters up front.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 25] = [
         Reason::Allowed,
         Reason::NoPeerCertificate,
         Reason::XfccMismatch,
@@ -82,6 +87,8 @@ impl Reason {
         Reason::SanNotAllowed,
         Reason::OutsideIssuerScope,
         Reason::NoRuleForHost,
+        Reason::RouteNotAllowed,
+        Reason::UnnormalizedPath,
         Reason::ProxyError,
     ];
 
@@ -110,6 +117,8 @@ impl Reason {
             Reason::SanNotAllowed => "san_not_allowed",
             Reason::OutsideIssuerScope => "outside_issuer_scope",
             Reason::NoRuleForHost => "no_rule_for_host",
+            Reason::RouteNotAllowed => "route_not_allowed",
+            Reason::UnnormalizedPath => "unnormalized_path",
             Reason::ProxyError => "proxy_error",
         }
     }
@@ -161,6 +170,12 @@ impl Reason {
                 "a name of the certificate is outside the scope of the issuer that signed it (a scope bounds every SAN, and a subject never passes a scoped issuer)"
             }
             Reason::NoRuleForHost => "no rule covers this authority",
+            Reason::RouteNotAllowed => {
+                "the route for this path does not admit the method or the peer (or no route matches and the host takes routes only)"
+            }
+            Reason::UnnormalizedPath => {
+                "the path holds a dot-segment, an encoded slash or backslash, a needless percent-encoding, a double slash or a byte RFC 3986 keeps out of paths: it has other spellings, so no route is guessed for it"
+            }
             Reason::ProxyError => "the proxy failed to provide the connection's details",
         }
     }

@@ -826,3 +826,96 @@ fn an_assessment_is_judged_by_the_names_of_the_policy_that_judges_it() {
         "another policy's entry is dropped on lookup"
     );
 }
+
+/// Partner A may call `/payments/` (GET, POST), partner B only `GET /status`; the longest
+/// prefix decides, an unmatched path falls back to the host's names unless `routesOnly`, and
+/// a path in any other spelling than the canonical one is refused before a route is chosen.
+#[test]
+fn routes_decide_by_path_method_and_peer() {
+    let pki = pki();
+    let partner_b = pki.root.issue(&Leaf::client(
+        "partner-b",
+        &["URI:spiffe://partner-b/ns/status/sa/poller"],
+        KeyKind::P256,
+    ));
+    let json = |routes_only: bool| {
+        serde_json::json!({
+            "trustedIssuers": [pki.root.cert.cert_pem],
+            "hosts": {
+                "api.zufar.io": {
+                    "allowedSans": [CLIENT_ID, "spiffe://partner-b/*"],
+                    "routesOnly": routes_only,
+                    "routes": [
+                        {"pathPrefix": "/payments/", "methods": ["GET", "POST"], "allowedSans": [CLIENT_ID]},
+                        {"pathPrefix": "/payments/refunds/", "methods": ["POST"], "allowedSans": [CLIENT_ID]},
+                        {"pathPrefix": "/status", "methods": ["GET"]}
+                    ]
+                }
+            }
+        })
+    };
+    let policy = compile(&serde_json::from_value(json(false)).unwrap()).unwrap();
+    let decide = |leaf: &Issued, method: &str, path: &str| {
+        let assessment = Arc::new(policy.assess(&leaf.cert_der));
+        let request = peergate_filter::routes::RequestLine { path, method };
+        let d = policy.judge_request(&assessment, "api.zufar.io", Some(request), now());
+        (d.reason, d.route)
+    };
+    let route = |r: &str| Some(r.to_owned());
+    let a = &pki.client;
+    let b = &partner_b;
+    let cases: &[(&Issued, &str, &str, Reason, Option<String>)] = &[
+        (a, "POST", "/payments/charge", Reason::Allowed, route("/payments/")),
+        (a, "GET", "/payments/charge?x=1", Reason::Allowed, route("/payments/")),
+        (a, "DELETE", "/payments/charge", Reason::RouteNotAllowed, route("/payments/")),
+        (a, "post", "/payments/charge", Reason::RouteNotAllowed, route("/payments/")),
+        (b, "GET", "/payments/charge", Reason::RouteNotAllowed, route("/payments/")),
+        (a, "POST", "/payments/refunds/9", Reason::Allowed, route("/payments/refunds/")),
+        (a, "GET", "/payments/refunds/9", Reason::RouteNotAllowed, route("/payments/refunds/")),
+        // A route without names takes the host's: both partners.
+        (b, "GET", "/status", Reason::Allowed, route("/status")),
+        (a, "GET", "/status", Reason::Allowed, route("/status")),
+        (b, "POST", "/status", Reason::RouteNotAllowed, route("/status")),
+        // No route: the host's names.
+        (b, "GET", "/status/x", Reason::Allowed, None),
+        (b, "GET", "/other", Reason::Allowed, None),
+        // Other spellings of a route's path are refused, not matched.
+        (b, "GET", "/status/../payments/charge", Reason::UnnormalizedPath, None),
+        (b, "GET", "/payments%2Fcharge", Reason::UnnormalizedPath, None),
+        (b, "GET", "//payments/charge", Reason::UnnormalizedPath, None),
+        (b, "GET", "/p%61yments/charge", Reason::UnnormalizedPath, None),
+    ];
+    for (leaf, method, path, want, want_route) in cases {
+        assert_eq!(
+            decide(leaf, method, path),
+            (*want, want_route.clone()),
+            "{} {method} {path}",
+            leaf.cert_pem.len()
+        );
+    }
+    // routesOnly: an unmatched path is a denial.
+    let only = compile(&serde_json::from_value(json(true)).unwrap()).unwrap();
+    let assessment = Arc::new(only.assess(&partner_b.cert_der));
+    let request = peergate_filter::routes::RequestLine {
+        path: "/other",
+        method: "GET",
+    };
+    assert_eq!(
+        only.judge_request(&assessment, "api.zufar.io", Some(request), now())
+            .reason,
+        Reason::RouteNotAllowed
+    );
+    // Routes need the request layer.
+    let mut connection: PluginConfig = serde_json::from_value(json(false)).unwrap();
+    connection.layer = Layer::Connection;
+    assert!(matches!(
+        compile(&connection),
+        Err(CompileError::RoutesAtConnectionLayer)
+    ));
+    let mut bad: PluginConfig = serde_json::from_value(json(false)).unwrap();
+    if let Some(host) = bad.hosts.get_mut("api.zufar.io") {
+        host.routes[0].path_prefix = "/payments/../".into();
+    }
+    let err = compile(&bad).unwrap_err().to_string();
+    assert!(err.contains("hosts.api.zufar.io.routes[0].pathPrefix"), "{err}");
+}

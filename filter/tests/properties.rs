@@ -275,6 +275,8 @@ proptest! {
             trust_anchors: anchors.iter().map(|&i| pems[i].clone()).collect(),
             allowed_subjects: subjects,
             allowed_sans: sans,
+            routes: Vec::new(),
+            routes_only: false,
             hosts: hosts
                 .into_iter()
                 .map(|(host, allowed_sans)| (host, HostConfig { allowed_sans, ..Default::default() }))
