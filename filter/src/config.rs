@@ -79,6 +79,11 @@ pub struct PluginConfig {
     /// matches `allowedSans` or its subject matches one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_subjects: Option<Vec<String>>,
+    /// The verified identity handed to the backend in headers under a prefix (default on,
+    /// `x-peergate-`); `false` sets none. Client-sent headers with the prefix are removed
+    /// either way.
+    #[serde(default, skip_serializing_if = "ForwardIdentity::is_default")]
+    pub forward_identity: ForwardIdentity,
     /// Per-path rules for every authority without its own entry in `hosts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteConfig>,
@@ -154,6 +159,7 @@ impl Default for PluginConfig {
             trust_anchors: Vec::new(),
             allowed_sans: None,
             allowed_subjects: None,
+            forward_identity: ForwardIdentity::default(),
             routes: Vec::new(),
             routes_only: false,
             hosts: BTreeMap::new(),
@@ -186,6 +192,71 @@ pub struct HostConfig {
     /// this host's names.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub routes_only: bool,
+}
+
+/// `forwardIdentity`: `false`, `true`, or `{"headerPrefix": "x-peergate-"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardIdentity {
+    /// Whether allowed requests carry the identity headers.
+    pub enabled: bool,
+    /// Their prefix, also of the client-sent headers that are removed.
+    pub header_prefix: String,
+}
+
+impl Default for ForwardIdentity {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            header_prefix: crate::identity::DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl ForwardIdentity {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ForwardIdentityForm {
+    Switch(bool),
+    Prefix(ForwardIdentityPrefix),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ForwardIdentityPrefix {
+    header_prefix: String,
+}
+
+impl Serialize for ForwardIdentity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.enabled {
+            ForwardIdentityForm::Prefix(ForwardIdentityPrefix {
+                header_prefix: self.header_prefix.clone(),
+            })
+        } else {
+            ForwardIdentityForm::Switch(false)
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ForwardIdentity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match ForwardIdentityForm::deserialize(deserializer)? {
+            ForwardIdentityForm::Switch(enabled) => ForwardIdentity {
+                enabled,
+                ..Self::default()
+            },
+            ForwardIdentityForm::Prefix(p) => ForwardIdentity {
+                enabled: true,
+                header_prefix: p.header_prefix,
+            },
+        })
+    }
 }
 
 /// One `routes` entry.

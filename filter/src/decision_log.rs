@@ -78,6 +78,9 @@ pub struct DecisionRecord<'a> {
     pub authority: Cow<'a, str>,
     /// Where the certificate came from.
     pub source: CertSource,
+    /// The `pathPrefix` of the route that decided, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Cow<'a, str>>,
     /// The peer's subject DN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Cow<'a, str>>,
@@ -118,6 +121,7 @@ impl<'a> DecisionRecord<'a> {
             enforced: decision.is_refused_in(mode),
             authority: Cow::Borrowed(authority),
             source,
+            route: decision.route.as_deref().map(Cow::Borrowed),
             subject: peer.map(|p| Cow::Borrowed(p.subject.as_str())),
             issuer: peer.map(|p| Cow::Borrowed(p.issuer.as_str())),
             sans: peer.map(|p| Cow::Borrowed(p.sans.as_slice())),

@@ -15,7 +15,9 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::cache::AssessmentCache;
 use crate::config::{Layer, Mode};
 use crate::decision_log::{decision_log_line, CertSource};
+use crate::identity;
 use crate::policy::{compile_json, rejection_log_line, unix_seconds, Decision, Policy, Reason};
+use crate::routes::RequestLine;
 use crate::xfcc::{certificate_der_from_pem, parse_digest, xfcc_cert_matching};
 
 const XFCC: &str = "x-forwarded-client-cert";
@@ -396,6 +398,7 @@ impl PeerCheck {
         &self,
         policy: &Policy,
         authority: &str,
+        request: Option<RequestLine<'_>>,
         now: SystemTime,
         fallback: Fallback,
     ) -> (Decision, CertSource) {
@@ -410,7 +413,10 @@ impl PeerCheck {
             Err(_) => return fail(Reason::ProxyError),
         };
         if let Some(assessment) = self.cache.borrow_mut().get(&digest, now_secs, policy) {
-            return (policy.judge(&assessment, authority, now), CertSource::Cache);
+            return (
+                policy.judge_request(&assessment, authority, request, now),
+                CertSource::Cache,
+            );
         }
         let (der, source) = match property(&["connection", "peer_certificate"]) {
             // Envoy gives both the certificate and its digest from the same connection's TLS
@@ -441,7 +447,10 @@ impl PeerCheck {
         self.cache
             .borrow_mut()
             .insert(Arc::clone(&assessment), now_secs);
-        (policy.judge(&assessment, authority, now), source)
+        (
+            policy.judge_request(&assessment, authority, request, now),
+            source,
+        )
     }
 
     /// Whether the request or connection is outside `protectedServerNames` (another team's host
@@ -494,11 +503,12 @@ impl PeerCheck {
         &self,
         policy: &Policy,
         authority: &str,
+        request: Option<RequestLine<'_>>,
         fallback: Fallback,
     ) -> (Decision, CertSource, SystemTime) {
         match self.clock.now() {
             Some(now) => {
-                let (decision, source) = self.decide(policy, authority, now, fallback);
+                let (decision, source) = self.decide(policy, authority, request, now, fallback);
                 (decision, source, now)
             }
             None => (
@@ -538,6 +548,8 @@ impl HttpContext for Request {
             self.refuse(503, Reason::ProxyError);
             return Action::Pause;
         };
+        // Nothing a client sends under our prefix reaches the backend, whatever follows.
+        strip_client_headers(&policy.forward_identity().header_prefix);
         let read_authority = || {
             request_header(":authority")
                 .ok()
@@ -558,9 +570,18 @@ impl HttpContext for Request {
         // Only per-host rules need the authority to decide; otherwise it is read only for a
         // decision-log line, so an allowed request costs one host call less.
         let authority = seen_authority.or_else(|| policy.has_host_rules().then(read_authority));
+        // Routes need the path and method; without routes they are not read.
+        let line = policy.has_routes().then(|| {
+            let read = |name| request_header(name).ok().flatten().unwrap_or_default();
+            (read(":path"), read(":method"))
+        });
+        let request = line
+            .as_ref()
+            .map(|(path, method)| RequestLine { path, method });
         let (decision, source, now) = self.0.decide_now(
             &policy,
             authority.as_deref().unwrap_or_default(),
+            request,
             Fallback::Xfcc,
         );
         self.0.record(&policy, &decision, source, now, || {
@@ -570,7 +591,34 @@ impl HttpContext for Request {
             self.refuse(policy.deny_status(), decision.reason);
             return Action::Pause;
         }
+        add_identity_headers(&policy, &decision);
         Action::Continue
+    }
+}
+
+/// Removes every request header whose name starts with `prefix` (the client's own: the
+/// filter adds its headers only after this).
+fn strip_client_headers(prefix: &str) {
+    let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
+        return;
+    };
+    for (name, _) in headers {
+        if identity::is_ours(&name, prefix) {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &name, None);
+        }
+    }
+}
+
+/// The verified identity of an allowed peer, or in audit mode what enforcement would do.
+fn add_identity_headers(policy: &Policy, decision: &Decision) {
+    let forward = policy.forward_identity();
+    let mut headers = Vec::new();
+    if decision.is_allowed() && forward.enabled {
+        headers = identity::identity_headers(decision, &forward.header_prefix);
+    }
+    headers.extend(identity::audit_header(decision, &forward.header_prefix));
+    for (name, value) in headers {
+        let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, &name, &value);
     }
 }
 
@@ -598,9 +646,12 @@ impl StreamContext for TlsConnection {
         // `protectedServerNames` is refused at this layer (a connection for another name could
         // carry our host's requests), so every connection is decided.
         let sni = policy.has_host_rules().then(server_name);
-        let (decision, source, now) =
-            self.peer
-                .decide_now(&policy, sni.as_deref().unwrap_or_default(), Fallback::None);
+        let (decision, source, now) = self.peer.decide_now(
+            &policy,
+            sni.as_deref().unwrap_or_default(),
+            None,
+            Fallback::None,
+        );
         self.peer.record(&policy, &decision, source, now, || {
             sni.unwrap_or_else(server_name)
         });

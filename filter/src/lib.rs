@@ -21,6 +21,7 @@ pub mod directory_string;
 #[cfg(feature = "documents")]
 pub mod document;
 pub mod hex;
+pub mod identity;
 pub mod inspect;
 pub mod pattern;
 pub mod peer;

@@ -15,9 +15,7 @@ use x509_parser::prelude::FromDer;
 
 pub use crate::clock::unix_seconds;
 use crate::clock::{is_after_second, is_before_second};
-use crate::request_path::{canonical, path_part};
-use crate::routes::{self, RequestLine, RouteError, RouteTable};
-use crate::config::{Layer, Mode, ParseError, PluginConfig, RouteConfig};
+use crate::config::{ForwardIdentity, Layer, Mode, ParseError, PluginConfig, RouteConfig};
 use crate::der::{check_certificate_framing, with_signature_value};
 use crate::pattern::{PatternError, SanAllowList};
 use crate::peer::{fingerprint, normalize_serial, parse_hex, PeerSummary};
@@ -26,6 +24,8 @@ use crate::profile::{
     ProfileViolation,
 };
 pub use crate::reason::Reason;
+use crate::request_path::{canonical, path_part};
+use crate::routes::{self, RequestLine, RouteError, RouteTable};
 use crate::signature::{ecdsa_twin, SignatureFailure};
 use crate::subject::{SubjectAllowList, SubjectPatternError};
 pub(crate) use crate::trust::TrustedIssuer;
@@ -162,6 +162,9 @@ pub enum CompileError {
     /// A `routes` entry, or `routesOnly`, is wrong (the message names the field).
     #[error("{0}")]
     BadRoute(String),
+    /// `forwardIdentity.headerPrefix` is not a lower-case header-name prefix ending in `-`.
+    #[error("forwardIdentity.headerPrefix: {0:?} must be lower-case letters, digits and '-', end with '-', and not be a prefix of headers Envoy or Istio set (x-envoy-, x-forwarded-, x-b3-, x-request-id)")]
+    BadHeaderPrefix(String),
     /// `routes` at `layer: connection`, which never sees a path.
     #[error("routes: need layer request (a network filter never sees a request's path or method)")]
     RoutesAtConnectionLayer,
@@ -182,6 +185,8 @@ pub struct Policy {
     hosts: HashMap<String, NameRule>,
     /// The top-level `routes` (empty: none).
     default_routes: RouteTable<NameRule>,
+    /// `forwardIdentity`.
+    forward_identity: ForwardIdentity,
     /// `hosts.<host>.routes`, for the hosts that have them.
     host_routes: HashMap<String, RouteTable<NameRule>>,
     pub(crate) denied_serials: HashSet<Vec<u8>>,
@@ -218,11 +223,21 @@ pub(crate) enum Rule<'p> {
     Missing,
 }
 
+/// What an allowed peer passed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// The SAN at this position of the peer's SANs matched the allow-list.
+    San(usize),
+    /// Its subject matched `allowedSubjects`.
+    Subject,
+}
+
 /// How a peer's names fared against a rule and its issuer's scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameOutcome {
-    /// A SAN the rule admits is inside the issuer's scope (or there is no scope).
-    San(usize),
+    /// A SAN the rule admits (pattern index, the SAN's position among the peer's) is inside
+    /// the issuer's scope (or there is no scope).
+    San(usize, usize),
     /// No SAN is admitted, the subject is, and the issuer has no scope.
     Subject(usize),
     /// A SAN of the peer (its position in the peer's SANs) is outside the issuer's scope: a
@@ -235,10 +250,19 @@ pub(crate) enum NameOutcome {
 }
 
 impl NameOutcome {
+    /// Who the peer passed as: the SAN that matched, or its subject.
+    pub(crate) fn identity(self) -> Option<PeerIdentity> {
+        match self {
+            NameOutcome::San(_, position) => Some(PeerIdentity::San(position)),
+            NameOutcome::Subject(_) => Some(PeerIdentity::Subject),
+            _ => None,
+        }
+    }
+
     /// The reason a decision gives for it.
     pub(crate) fn reason(self) -> Reason {
         match self {
-            NameOutcome::San(_) | NameOutcome::Subject(_) => Reason::Allowed,
+            NameOutcome::San(..) | NameOutcome::Subject(_) => Reason::Allowed,
             NameOutcome::SanOutsideScope(_) | NameOutcome::SubjectUnderScope => {
                 Reason::OutsideIssuerScope
             }
@@ -261,12 +285,17 @@ impl NameRule {
                 return NameOutcome::SanOutsideScope(outside);
             }
         }
-        if let Some((index, _, _)) = self
+        if let Some((index, _, san)) = self
             .sans
             .as_ref()
             .and_then(|sans| sans.first_match(&peer.sans))
         {
-            return NameOutcome::San(index);
+            let position = peer
+                .sans
+                .iter()
+                .position(|s| std::ptr::eq(s, san))
+                .unwrap_or_default();
+            return NameOutcome::San(index, position);
         }
         match self
             .subjects
@@ -395,6 +424,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         hosts,
         default_routes,
         host_routes,
+        forward_identity: compile_forward_identity(&config.forward_identity)?,
         denied_serials,
         denied_fingerprints,
         deny_status,
@@ -404,6 +434,25 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         expiry_window: i64::from(config.expiry_warning_days) * 86_400,
         verifier: Verifier::InProcess,
     })
+}
+
+/// `forwardIdentity`: a prefix no header Envoy or Istio sets starts with.
+fn compile_forward_identity(config: &ForwardIdentity) -> Result<ForwardIdentity, CompileError> {
+    let prefix = &config.header_prefix;
+    let shape = prefix.len() >= 2
+        && prefix.ends_with('-')
+        && !prefix.starts_with('-')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    // Removing a prefix's headers must not strip what the proxy itself relies on.
+    let theirs = ["x-envoy-", "x-forwarded-", "x-b3-", "x-request-id"]
+        .iter()
+        .any(|taken| taken.starts_with(prefix.as_str()) || prefix.starts_with(taken));
+    if !shape || theirs {
+        return Err(CompileError::BadHeaderPrefix(prefix.clone()));
+    }
+    Ok(config.clone())
 }
 
 /// One `routes` list (`field` prefixes its messages: `""` or `hosts.<host>.`).
@@ -665,7 +714,7 @@ pub struct Assessment {
     denial: Option<Reason>,
     /// The names' verdict under the default rule (and the signer's scope), judged once with the
     /// certificate: a request without a host rule of its own only reads it.
-    default_names: Option<Reason>,
+    default_names: Option<(Reason, Option<PeerIdentity>)>,
 }
 
 impl Assessment {
@@ -698,6 +747,8 @@ pub struct Decision {
     pub days_left: Option<i64>,
     /// The `pathPrefix` of the route that decided, when one did.
     pub route: Option<String>,
+    /// What an allowed peer passed as (the SAN that matched, or its subject).
+    pub identity: Option<PeerIdentity>,
 }
 
 impl Decision {
@@ -709,6 +760,7 @@ impl Decision {
             crl_stale: false,
             days_left: None,
             route: None,
+            identity: None,
         }
     }
 
@@ -753,6 +805,16 @@ impl Policy {
     /// Status of the local reply on a denial.
     pub fn deny_status(&self) -> u16 {
         self.deny_status
+    }
+
+    /// `forwardIdentity`: whether to set the identity headers, and their prefix.
+    pub fn forward_identity(&self) -> &ForwardIdentity {
+        &self.forward_identity
+    }
+
+    /// Whether some rule has routes (requests must then be judged with their path).
+    pub fn has_routes(&self) -> bool {
+        !self.default_routes.is_empty() || !self.host_routes.is_empty()
     }
 
     /// Whether allowed requests get a decision-log line too.
@@ -926,10 +988,10 @@ impl Policy {
                 }
             }
         };
-        let default_names = self
-            .default_rule
-            .as_ref()
-            .map(|rule| rule.judge(&peer, issuer.scope.as_ref()).reason());
+        let default_names = self.default_rule.as_ref().map(|rule| {
+            let outcome = rule.judge(&peer, issuer.scope.as_ref());
+            (outcome.reason(), outcome.identity())
+        });
         Assessment {
             policy: self.id,
             fingerprint,
@@ -1147,6 +1209,7 @@ impl Policy {
             crl_stale,
             days_left: None,
             route: None,
+            identity: None,
         };
         if let Some(reason) = assessment.issuer_failure {
             return decision(reason);
@@ -1176,7 +1239,7 @@ impl Policy {
         }
         let rule = self.rule_for(authority);
         let rule_names = || match rule {
-            Rule::Missing => Reason::NoRuleForHost,
+            Rule::Missing => (Reason::NoRuleForHost, None),
             Rule::Default(rule) => match assessment.default_names {
                 Some(names) if assessment.is_from(self) => names,
                 _ => self.name_verdict(rule, assessment, peer),
@@ -1191,12 +1254,13 @@ impl Policy {
         };
         let route = route.map(str::to_owned);
         match names {
-            Reason::Allowed => Decision {
+            (Reason::Allowed, identity) => Decision {
                 days_left: self.days_left(peer.not_after, now),
                 route,
+                identity,
                 ..decision(Reason::Allowed)
             },
-            reason => Decision {
+            (reason, _) => Decision {
                 route,
                 ..decision(reason)
             },
@@ -1222,40 +1286,46 @@ impl Policy {
         request: RequestLine<'_>,
         assessment: &Assessment,
         peer: &PeerSummary,
-        rule_names: impl FnOnce() -> Reason,
-    ) -> (Reason, Option<&'t str>) {
+        rule_names: impl FnOnce() -> (Reason, Option<PeerIdentity>),
+    ) -> ((Reason, Option<PeerIdentity>), Option<&'t str>) {
         let Ok(path) = canonical(path_part(request.path)) else {
-            return (Reason::UnnormalizedPath, None);
+            return ((Reason::UnnormalizedPath, None), None);
         };
         let Some(route) = table.select(path) else {
-            let reason = if table.only {
-                Reason::RouteNotAllowed
+            let names = if table.only {
+                (Reason::RouteNotAllowed, None)
             } else {
                 rule_names()
             };
-            return (reason, None);
+            return (names, None);
         };
-        let reason = if !route.admits_method(request.method) {
-            Reason::RouteNotAllowed
+        let names = if !route.admits_method(request.method) {
+            (Reason::RouteNotAllowed, None)
         } else {
             match &route.names {
                 Some(names) => match self.name_verdict(names, assessment, peer) {
-                    Reason::SanNotAllowed => Reason::RouteNotAllowed,
+                    (Reason::SanNotAllowed, _) => (Reason::RouteNotAllowed, None),
                     other => other,
                 },
                 None => rule_names(),
             }
         };
-        (reason, Some(route.path.as_str()))
+        (names, Some(route.path.as_str()))
     }
 
     /// The peer's names under `rule` and the signing issuer's scope.
-    fn name_verdict(&self, rule: &NameRule, assessment: &Assessment, peer: &PeerSummary) -> Reason {
+    fn name_verdict(
+        &self,
+        rule: &NameRule,
+        assessment: &Assessment,
+        peer: &PeerSummary,
+    ) -> (Reason, Option<PeerIdentity>) {
         let scope = assessment
             .signer
             .and_then(|i| self.trust.issuers.get(i))
             .and_then(|issuer| issuer.scope.as_ref());
-        rule.judge(peer, scope).reason()
+        let outcome = rule.judge(peer, scope);
+        (outcome.reason(), outcome.identity())
     }
 }
 

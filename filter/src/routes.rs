@@ -91,7 +91,9 @@ pub fn compile<N, E>(
             why,
         };
         if path.contains(['?', '#']) {
-            return Err(bad("holds a query or fragment: routes match the path alone"));
+            return Err(bad(
+                "holds a query or fragment: routes match the path alone",
+            ));
         }
         canonical(path).map_err(|problem| bad(path_problem_text(problem)))?;
         if compiled.iter().any(|r| &r.path == path) {
@@ -124,7 +126,8 @@ fn compile_methods<E>(
     let bad = |why: String| RouteError::BadMethods { index, why };
     if methods.is_empty() {
         return Err(bad(
-            "empty: a route that admits no method refuses everything; leave methods out for any".into(),
+            "empty: a route that admits no method refuses everything; leave methods out for any"
+                .into(),
         ));
     }
     for method in methods {
@@ -147,7 +150,9 @@ fn path_problem_text(problem: PathProblem) -> &'static str {
         PathProblem::DotSegment => "holds a . or .. segment",
         PathProblem::EmptySegment => "holds an empty segment (//)",
         PathProblem::EncodedSeparator => "holds an encoded slash or backslash",
-        PathProblem::NeedlessEncoding => "percent-encodes a character that needs none, or is malformed",
+        PathProblem::NeedlessEncoding => {
+            "percent-encodes a character that needs none, or is malformed"
+        }
         PathProblem::ForbiddenByte => "holds a byte RFC 3986 keeps out of paths",
     }
 }

@@ -865,25 +865,97 @@ fn routes_decide_by_path_method_and_peer() {
     let a = &pki.client;
     let b = &partner_b;
     let cases: &[(&Issued, &str, &str, Reason, Option<String>)] = &[
-        (a, "POST", "/payments/charge", Reason::Allowed, route("/payments/")),
-        (a, "GET", "/payments/charge?x=1", Reason::Allowed, route("/payments/")),
-        (a, "DELETE", "/payments/charge", Reason::RouteNotAllowed, route("/payments/")),
-        (a, "post", "/payments/charge", Reason::RouteNotAllowed, route("/payments/")),
-        (b, "GET", "/payments/charge", Reason::RouteNotAllowed, route("/payments/")),
-        (a, "POST", "/payments/refunds/9", Reason::Allowed, route("/payments/refunds/")),
-        (a, "GET", "/payments/refunds/9", Reason::RouteNotAllowed, route("/payments/refunds/")),
+        (
+            a,
+            "POST",
+            "/payments/charge",
+            Reason::Allowed,
+            route("/payments/"),
+        ),
+        (
+            a,
+            "GET",
+            "/payments/charge?x=1",
+            Reason::Allowed,
+            route("/payments/"),
+        ),
+        (
+            a,
+            "DELETE",
+            "/payments/charge",
+            Reason::RouteNotAllowed,
+            route("/payments/"),
+        ),
+        (
+            a,
+            "post",
+            "/payments/charge",
+            Reason::RouteNotAllowed,
+            route("/payments/"),
+        ),
+        (
+            b,
+            "GET",
+            "/payments/charge",
+            Reason::RouteNotAllowed,
+            route("/payments/"),
+        ),
+        (
+            a,
+            "POST",
+            "/payments/refunds/9",
+            Reason::Allowed,
+            route("/payments/refunds/"),
+        ),
+        (
+            a,
+            "GET",
+            "/payments/refunds/9",
+            Reason::RouteNotAllowed,
+            route("/payments/refunds/"),
+        ),
         // A route without names takes the host's: both partners.
         (b, "GET", "/status", Reason::Allowed, route("/status")),
         (a, "GET", "/status", Reason::Allowed, route("/status")),
-        (b, "POST", "/status", Reason::RouteNotAllowed, route("/status")),
+        (
+            b,
+            "POST",
+            "/status",
+            Reason::RouteNotAllowed,
+            route("/status"),
+        ),
         // No route: the host's names.
         (b, "GET", "/status/x", Reason::Allowed, None),
         (b, "GET", "/other", Reason::Allowed, None),
         // Other spellings of a route's path are refused, not matched.
-        (b, "GET", "/status/../payments/charge", Reason::UnnormalizedPath, None),
-        (b, "GET", "/payments%2Fcharge", Reason::UnnormalizedPath, None),
-        (b, "GET", "//payments/charge", Reason::UnnormalizedPath, None),
-        (b, "GET", "/p%61yments/charge", Reason::UnnormalizedPath, None),
+        (
+            b,
+            "GET",
+            "/status/../payments/charge",
+            Reason::UnnormalizedPath,
+            None,
+        ),
+        (
+            b,
+            "GET",
+            "/payments%2Fcharge",
+            Reason::UnnormalizedPath,
+            None,
+        ),
+        (
+            b,
+            "GET",
+            "//payments/charge",
+            Reason::UnnormalizedPath,
+            None,
+        ),
+        (
+            b,
+            "GET",
+            "/p%61yments/charge",
+            Reason::UnnormalizedPath,
+            None,
+        ),
     ];
     for (leaf, method, path, want, want_route) in cases {
         assert_eq!(
@@ -917,5 +989,8 @@ fn routes_decide_by_path_method_and_peer() {
         host.routes[0].path_prefix = "/payments/../".into();
     }
     let err = compile(&bad).unwrap_err().to_string();
-    assert!(err.contains("hosts.api.zufar.io.routes[0].pathPrefix"), "{err}");
+    assert!(
+        err.contains("hosts.api.zufar.io.routes[0].pathPrefix"),
+        "{err}"
+    );
 }

@@ -275,6 +275,7 @@ proptest! {
             trust_anchors: anchors.iter().map(|&i| pems[i].clone()).collect(),
             allowed_subjects: subjects,
             allowed_sans: sans,
+            forward_identity: Default::default(),
             routes: Vec::new(),
             routes_only: false,
             hosts: hosts
