@@ -20,9 +20,11 @@ use crate::peer::{colon_hex, PeerSummary, San};
 use crate::policy::{
     authority_key_id, best_issuer_attempt, is_expired, is_not_yet_valid, unix_seconds,
     within_window, DeniedEncoding, IssuerAttempt, KeyIdComparison, NameOutcome, NameRule, Policy,
-    Reason, Rule, TrustedIssuer,
+    Reason, RouteChoice, Rule, TrustedIssuer,
 };
 use crate::profile::key_description;
+use crate::request_path::{canonical, path_part};
+use crate::routes::RequestLine;
 use crate::signature::SignatureFailure;
 
 /// The checks, in the order the filter makes them.
@@ -69,6 +71,9 @@ pub enum CheckName {
     Subject,
     /// Every SAN is inside the signing issuer's `scope`.
     IssuerScope,
+    /// The request's path is canonical and its route admits the method (and the peer, by the
+    /// route's own names).
+    Route,
 }
 
 impl CheckName {
@@ -95,6 +100,7 @@ impl CheckName {
             CheckName::San => "san",
             CheckName::Subject => "subject",
             CheckName::IssuerScope => "issuer_scope",
+            CheckName::Route => "route",
         }
     }
 }
@@ -176,6 +182,12 @@ pub struct AuditReport {
     pub enforced: bool,
     /// The `:authority` audited.
     pub authority: String,
+    /// The request's `:method` and `:path` audited, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The `pathPrefix` of the route that decided, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// The instant audited, RFC 3339.
     pub at: String,
     /// The certificate, when it parsed.
@@ -347,13 +359,14 @@ impl Policy {
         origin: &str,
         certificates: impl IntoIterator<Item = (&'a str, &'a [u8])>,
         authority: &str,
+        request: Option<RequestLine<'_>>,
         at: SystemTime,
     ) -> AuditRun {
         let certificates: Vec<AuditedCertificate> = certificates
             .into_iter()
             .map(|(source, der)| AuditedCertificate {
                 source: source.to_owned(),
-                report: self.audit(der, authority, at),
+                report: self.audit(der, authority, request, at),
             })
             .collect();
         let verdict = if certificates
@@ -380,16 +393,27 @@ impl Policy {
         }
     }
 
-    /// Audits a leaf certificate (DER) for a request to `authority` at `now`.
-    pub fn audit(&self, der: &[u8], authority: &str, now: SystemTime) -> AuditReport {
+    /// Audits a leaf certificate (DER) for a request to `authority` (with `request`'s path
+    /// and method, when routes are to be judged) at `now`.
+    pub fn audit(
+        &self,
+        der: &[u8],
+        authority: &str,
+        request: Option<RequestLine<'_>>,
+        now: SystemTime,
+    ) -> AuditReport {
         let assessment = Arc::new(self.assess(der));
-        let decision = self.judge(&assessment, authority, now);
+        let decision = self.judge_request(&assessment, authority, request, now);
         let checks = match X509Certificate::from_der(der) {
             Ok(([], cert)) => match (check_certificate_framing(der), &assessment.peer) {
                 (Err(detail), _) => unparsable(format!("not DER: {detail}")),
-                (Ok(()), Some(peer)) => {
-                    self.checks(&cert, peer, &assessment.fingerprint, authority, now)
-                }
+                (Ok(()), Some(peer)) => self.checks(
+                    &cert,
+                    peer,
+                    &assessment.fingerprint,
+                    (authority, request),
+                    now,
+                ),
                 (Ok(()), None) => unparsable("the subjectAltName extension is malformed".into()),
             },
             Ok((rest, _)) => {
@@ -404,6 +428,8 @@ impl Policy {
             mode: self.mode(),
             enforced: self.refuses(&decision),
             authority: authority.to_owned(),
+            request: request.map(|r| format!("{} {}", r.method, r.path)),
+            route: decision.route.clone(),
             at: rfc3339_millis(now),
             peer: assessment.peer.as_ref().map(PeerReport::from),
             checks,
@@ -415,7 +441,7 @@ impl Policy {
         cert: &X509Certificate<'_>,
         peer: &PeerSummary,
         fingerprint: &[u8; 32],
-        authority: &str,
+        (authority, request): (&str, Option<RequestLine<'_>>),
         now: SystemTime,
     ) -> Vec<Check> {
         let mut checks = vec![pass(
@@ -441,7 +467,7 @@ impl Policy {
         checks.push(issuer_validity_check(signer, now));
         checks.push(self.revocation_check(cert, signer));
         checks.extend(self.deny_list_checks(der_of(cert), cert, peer, fingerprint, signer));
-        checks.extend(self.name_checks(peer, authority, signer));
+        checks.extend(self.name_checks(peer, authority, request, signer));
         checks
     }
 
@@ -632,12 +658,100 @@ impl Policy {
         )
     }
 
+    /// The route check, then the names of the rule that decides: the route's own, when it
+    /// has them, else the host's or the top level's.
     fn name_checks(
         &self,
         peer: &PeerSummary,
         authority: &str,
+        request: Option<RequestLine<'_>>,
         signer: Option<&TrustedIssuer>,
-    ) -> [Check; 4] {
+    ) -> Vec<Check> {
+        let rule = self.rule_for(authority);
+        let scope = signer.and_then(|issuer| issuer.scope.as_ref());
+        let shown = |r: RequestLine<'_>| format!("{} {}", r.method, r.path);
+        let route = match (self.route_for(rule, request), request) {
+            (RouteChoice::NoRoutes, None) => skip(
+                CheckName::Route,
+                "no request path given: routes are not judged",
+            ),
+            (RouteChoice::NoRoutes, Some(r)) => pass(
+                CheckName::Route,
+                format!("{}: no route applies; the rule's names decide", shown(r)),
+            ),
+            (RouteChoice::Unnormalized, r) => {
+                let problem = r
+                    .map(|r| canonical(path_part(r.path)).err())
+                    .unwrap_or_default();
+                fail(CheckName::Route, Reason::UnnormalizedPath, format!("the path is not canonical ({problem:?}): it has other spellings, so no route is chosen"))
+            }
+            (RouteChoice::UnmatchedOnly, r) => fail(
+                CheckName::Route,
+                Reason::RouteNotAllowed,
+                format!(
+                    "{}: no route matches and the rule takes routes only",
+                    r.map(shown).unwrap_or_default()
+                ),
+            ),
+            (RouteChoice::MethodRefused(route), r) => fail(
+                CheckName::Route,
+                Reason::RouteNotAllowed,
+                format!(
+                    "route {:?} admits {}, not {}",
+                    route.path,
+                    route.methods.as_deref().unwrap_or_default().join(", "),
+                    r.map(|r| r.method).unwrap_or_default()
+                ),
+            ),
+            (RouteChoice::Route(route), r) => {
+                if let Some(names) = &route.names {
+                    let field = format!("the route {:?}", route.path);
+                    let mut checks = vec![pass(
+                        CheckName::Route,
+                        format!(
+                            "{}: route {:?} admits the method; its own names decide",
+                            r.map(shown).unwrap_or_default(),
+                            route.path
+                        ),
+                    )];
+                    let named = self.named_checks(peer, names, field, scope, signer);
+                    if named.iter().any(|c| {
+                        c.outcome == Outcome::Fail && c.reason == Some(Reason::SanNotAllowed)
+                    }) {
+                        checks[0] = fail(
+                            CheckName::Route,
+                            Reason::RouteNotAllowed,
+                            format!(
+                                "route {:?}: no SAN or subject of the peer is among its names",
+                                route.path
+                            ),
+                        );
+                    }
+                    checks.extend(named);
+                    return checks;
+                }
+                pass(
+                    CheckName::Route,
+                    format!(
+                        "{}: route {:?} admits the method; the rule's names decide",
+                        r.map(shown).unwrap_or_default(),
+                        route.path
+                    ),
+                )
+            }
+        };
+        let mut checks = vec![route];
+        checks.extend(self.rule_checks(peer, authority, signer));
+        checks
+    }
+
+    /// The host's or the top level's names.
+    fn rule_checks(
+        &self,
+        peer: &PeerSummary,
+        authority: &str,
+        signer: Option<&TrustedIssuer>,
+    ) -> Vec<Check> {
         let shown = if authority.is_empty() {
             "(none)"
         } else {
@@ -648,7 +762,7 @@ impl Policy {
             Rule::Default(rule) => (String::new(), rule),
             Rule::Missing => {
                 let why = "no rule applies";
-                return [
+                return vec![
                     fail(
                         CheckName::HostRule,
                         Reason::NoRuleForHost,
@@ -667,17 +781,29 @@ impl Policy {
         } else {
             field.clone()
         };
-        let host_rule = pass(
+        let scope = signer.and_then(|issuer| issuer.scope.as_ref());
+        let mut checks = vec![pass(
             CheckName::HostRule,
             format!("authority {shown}: {applies} applies"),
-        );
-        let scope = signer.and_then(|issuer| issuer.scope.as_ref());
+        )];
+        checks.extend(self.named_checks(peer, rule, field, scope, signer));
+        checks
+    }
+
+    /// The san, subject and scope checks of one rule (`field` names it in the details).
+    fn named_checks(
+        &self,
+        peer: &PeerSummary,
+        rule: &NameRule,
+        field: String,
+        scope: Option<&SanAllowList>,
+        signer: Option<&TrustedIssuer>,
+    ) -> [Check; 3] {
         let outcome = rule.judge(peer, scope);
         let which = signer.map_or(String::new(), |i| format!("trustedIssuers[{}]", i.index));
         if let (Some(scope), NameOutcome::SanOutsideScope(position)) = (scope, outcome) {
             let why = "a SAN is outside the signing issuer's scope, which decides";
             return [
-                host_rule,
                 skip(CheckName::San, why),
                 skip(CheckName::Subject, why),
                 san_outside_scope(peer, position, scope, &which),
@@ -699,7 +825,6 @@ impl Policy {
                 .map(|(index, pattern)| (index, pattern.to_string())),
         };
         [
-            host_rule,
             names.san_check(),
             names.subject_check(),
             issuer_scope_check(peer, scope, outcome, &which),

@@ -25,7 +25,7 @@ use crate::profile::{
 };
 pub use crate::reason::Reason;
 use crate::request_path::{canonical, path_part};
-use crate::routes::{self, RequestLine, RouteError, RouteTable};
+use crate::routes::{self, RequestLine, Route, RouteError, RouteTable};
 use crate::signature::{ecdsa_twin, SignatureFailure};
 use crate::subject::{SubjectAllowList, SubjectPatternError};
 pub(crate) use crate::trust::TrustedIssuer;
@@ -210,6 +210,22 @@ static NEXT_POLICY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 pub(crate) struct NameRule {
     pub(crate) sans: Option<SanAllowList>,
     pub(crate) subjects: Option<SubjectAllowList>,
+}
+
+/// The route a request falls under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RouteChoice<'p> {
+    /// The rule has no routes, no route matches (and it is not `routesOnly`), or there is no
+    /// request: the rule's names decide.
+    NoRoutes,
+    /// The path is not canonical.
+    Unnormalized,
+    /// No route matches under `routesOnly`.
+    UnmatchedOnly,
+    /// This route matches and admits the method.
+    Route(&'p Route<NameRule>),
+    /// This route matches and refuses the method.
+    MethodRefused(&'p Route<NameRule>),
 }
 
 /// The rule that applies to an authority, and where it comes from.
@@ -1246,12 +1262,7 @@ impl Policy {
             },
             Rule::Host(_, rule) => self.name_verdict(rule, assessment, peer),
         };
-        let (names, route) = match (self.routes_for(rule), request) {
-            (Some(table), Some(request)) => {
-                self.routed_names(table, request, assessment, peer, rule_names)
-            }
-            _ => (rule_names(), None),
-        };
+        let (names, route) = self.routed_names(rule, request, assessment, peer, rule_names);
         let route = route.map(str::to_owned);
         match names {
             (Reason::Allowed, identity) => Decision {
@@ -1277,40 +1288,55 @@ impl Policy {
         (!table.is_empty()).then_some(table)
     }
 
+    /// Which route a request falls under on the rule that applies.
+    pub(crate) fn route_for<'p>(
+        &'p self,
+        rule: Rule<'p>,
+        request: Option<RequestLine<'_>>,
+    ) -> RouteChoice<'p> {
+        let (Some(table), Some(request)) = (self.routes_for(rule), request) else {
+            return RouteChoice::NoRoutes;
+        };
+        let Ok(path) = canonical(path_part(request.path)) else {
+            return RouteChoice::Unnormalized;
+        };
+        match table.select(path) {
+            None if table.only => RouteChoice::UnmatchedOnly,
+            None => RouteChoice::NoRoutes,
+            Some(route) if route.admits_method(request.method) => RouteChoice::Route(route),
+            Some(route) => RouteChoice::MethodRefused(route),
+        }
+    }
+
     /// The names' verdict under routes, and the route that gave it: the path must be
     /// canonical; the longest matching route admits the method and its own names (or, without
     /// them, the rule's); no route falls back to the rule's names unless `routesOnly`.
     fn routed_names<'t>(
-        &self,
-        table: &'t RouteTable<NameRule>,
-        request: RequestLine<'_>,
+        &'t self,
+        rule: Rule<'t>,
+        request: Option<RequestLine<'_>>,
         assessment: &Assessment,
         peer: &PeerSummary,
         rule_names: impl FnOnce() -> (Reason, Option<PeerIdentity>),
     ) -> ((Reason, Option<PeerIdentity>), Option<&'t str>) {
-        let Ok(path) = canonical(path_part(request.path)) else {
-            return ((Reason::UnnormalizedPath, None), None);
-        };
-        let Some(route) = table.select(path) else {
-            let names = if table.only {
-                (Reason::RouteNotAllowed, None)
-            } else {
-                rule_names()
-            };
-            return (names, None);
-        };
-        let names = if !route.admits_method(request.method) {
-            (Reason::RouteNotAllowed, None)
-        } else {
-            match &route.names {
-                Some(names) => match self.name_verdict(names, assessment, peer) {
-                    (Reason::SanNotAllowed, _) => (Reason::RouteNotAllowed, None),
-                    other => other,
-                },
-                None => rule_names(),
+        match self.route_for(rule, request) {
+            RouteChoice::NoRoutes => (rule_names(), None),
+            RouteChoice::Unnormalized => ((Reason::UnnormalizedPath, None), None),
+            RouteChoice::UnmatchedOnly => ((Reason::RouteNotAllowed, None), None),
+            RouteChoice::MethodRefused(route) => {
+                ((Reason::RouteNotAllowed, None), Some(route.path.as_str()))
             }
-        };
-        (names, Some(route.path.as_str()))
+            RouteChoice::Route(route) => {
+                let names = match &route.names {
+                    Some(names) => match self.name_verdict(names, assessment, peer) {
+                        (Reason::SanNotAllowed, _) => (Reason::RouteNotAllowed, None),
+                        other => other,
+                    },
+                    None => rule_names(),
+                };
+                (names, Some(route.path.as_str()))
+            }
+        }
     }
 
     /// The peer's names under `rule` and the signing issuer's scope.

@@ -80,9 +80,10 @@ fn both_ecdsa_encodings_of_a_denied_certificate_are_denied() {
                         "the original"
                     },
                 );
-                let report = compile(&closed)
-                    .unwrap()
-                    .audit(presented, "h", SystemTime::now());
+                let report =
+                    compile(&closed)
+                        .unwrap()
+                        .audit(presented, "h", None, SystemTime::now());
                 assert_eq!(report.reason.code(), "denied_fingerprint");
             }
         }

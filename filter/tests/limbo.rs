@@ -274,7 +274,7 @@ fn run_with(file: &str, client_profile: bool, anchored: bool) -> Vec<Outcome> {
                 let der = der.clone().unwrap();
                 let at = parse_time(when);
                 let reason = policy.decide(Some(&der), "h", at).reason;
-                let report = policy.audit(&der, "h", at);
+                let report = policy.audit(&der, "h", None, at);
                 // The audit and the decision share the engine: this only says the report is
                 // consistent with itself. Its checks get their own oracle below.
                 assert_eq!(report.reason, reason, "{id}: audit verdict");

@@ -650,7 +650,7 @@ fn a_re_encoded_certificate_does_not_escape_the_fingerprint_deny_list() {
         variant[at] ^= xor;
         let decision = policy.decide(Some(&variant), "h", now());
         assert_eq!(decision.reason, Reason::UnparsableCertificate, "byte {at}");
-        let report = policy.audit(&variant, "h", now());
+        let report = policy.audit(&variant, "h", None, now());
         assert_eq!(
             report.deciding_check().and_then(|c| c.reason),
             Some(Reason::UnparsableCertificate)

@@ -111,7 +111,7 @@ fn the_audit_names_the_san_outside_the_scope() {
     );
     let report = compile(&config)
         .unwrap()
-        .audit(&leaf.cert_der, "h", SystemTime::now());
+        .audit(&leaf.cert_der, "h", None, SystemTime::now());
     assert_eq!(report.reason.code(), "outside_issuer_scope");
     let deciding = report.deciding_check().unwrap();
     assert_eq!(
@@ -411,7 +411,7 @@ fn the_audits_hexstring_pastes_into_allowed_subjects_and_matches_that_subject_on
     };
     let shown = compile(&probe)
         .unwrap()
-        .audit(&odd.cert_der, "h", SystemTime::now())
+        .audit(&odd.cert_der, "h", None, SystemTime::now())
         .peer
         .unwrap()
         .subject_rfc4514;

@@ -79,7 +79,7 @@ fn a_leaf_under_a_listed_issuing_ca_of_the_agreed_root_is_admitted() {
     assert_eq!(reason(&config, &p.client), Reason::Allowed);
     let policy = compile(&config).unwrap();
     assert_eq!(policy.anchor_count(), 1);
-    let report = policy.audit(&p.client.cert_der, "h", SystemTime::now());
+    let report = policy.audit(&p.client.cert_der, "h", None, SystemTime::now());
     let chain = report
         .checks
         .iter()
@@ -234,6 +234,7 @@ fn a_second_trusted_ca_cannot_mint_the_first_partners_names() {
     let report = compile(&config).unwrap().audit(
         &leaf(&ca_b, &[PARTNER_A]).cert_der,
         "h",
+        None,
         SystemTime::now(),
     );
     assert_eq!(
@@ -315,7 +316,7 @@ fn revoked_leaves_and_revoked_issuing_cas_are_refused() {
     assert_eq!(reason(&config, &other), Reason::Allowed);
     let policy = compile(&config).unwrap();
     assert_eq!(policy.crl_count(), 1);
-    let report = policy.audit(&p.client.cert_der, "h", SystemTime::now());
+    let report = policy.audit(&p.client.cert_der, "h", None, SystemTime::now());
     assert_eq!(
         report.deciding_check().unwrap().check,
         CheckName::Revocation

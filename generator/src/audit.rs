@@ -224,12 +224,15 @@ pub fn certificates_from_xfcc(value: &str) -> Result<Vec<Subject>, AuditError> {
 }
 
 pub use peergate_filter::audit::{AuditRun, AuditedCertificate, PolicyInfo};
+pub use peergate_filter::routes::RequestLine;
 
-/// Audits each certificate for a request to `authority` at `at`, in the policy core.
+/// Audits each certificate for a request to `authority` (with its method and path when
+/// routes are to be judged) at `at`, in the policy core.
 pub fn audit(
     loaded: &LoadedPolicy,
     subjects: &[Subject],
     authority: &str,
+    request: Option<RequestLine<'_>>,
     at: SystemTime,
 ) -> AuditRun {
     loaded.policy.audit_run(
@@ -239,6 +242,7 @@ pub fn audit(
             .iter()
             .map(|s| (s.source.as_str(), s.der.as_slice())),
         authority,
+        request,
         at,
     )
 }

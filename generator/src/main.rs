@@ -114,6 +114,17 @@ struct AuditArgs {
     /// The request's :authority (selects a hosts rule).
     #[arg(long, value_name = "AUTHORITY", conflicts_with = "logs")]
     host: Option<String>,
+    /// The request's :path (chooses a route, as the filter judges it: query and all).
+    #[arg(long, value_name = "PATH", conflicts_with = "logs")]
+    path: Option<String>,
+    /// The request's :method (with --path; default GET).
+    #[arg(
+        long,
+        value_name = "METHOD",
+        requires = "path",
+        conflicts_with = "logs"
+    )]
+    method: Option<String>,
     /// Audit as of this time: RFC 3339 (2027-01-31T12:00:00Z) or a date (2027-01-31, midnight
     /// UTC). Default: now.
     #[arg(long, value_name = "TIME", conflicts_with = "logs")]
@@ -351,7 +362,20 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         Some(text) => parse_at(text)?,
         None => SystemTime::now(),
     };
-    let run = peergate::audit::audit(&loaded, &subjects, args.host.as_deref().unwrap_or(""), at);
+    let request = args
+        .path
+        .as_deref()
+        .map(|path| peergate::audit::RequestLine {
+            path,
+            method: args.method.as_deref().unwrap_or("GET"),
+        });
+    let run = peergate::audit::audit(
+        &loaded,
+        &subjects,
+        args.host.as_deref().unwrap_or(""),
+        request,
+        at,
+    );
     if args.json {
         print_json(&run)?;
     } else {

@@ -148,7 +148,10 @@ pub fn audit_text(run: &AuditRun, style: Style) -> String {
                 },
             ],
             vec!["at".into(), at.to_owned()],
-        ],
+        ]
+        .into_iter()
+        .chain(request_rows(run))
+        .collect::<Vec<_>>(),
         "",
     ));
     for certificate in &run.certificates {
@@ -169,6 +172,26 @@ pub fn audit_text(run: &AuditRun, style: Style) -> String {
         );
     }
     out
+}
+
+/// The request and the route that decided, when a path was given.
+fn request_rows(run: &AuditRun) -> Vec<Vec<String>> {
+    let Some(report) = run.certificates.first().map(|c| &c.report) else {
+        return Vec::new();
+    };
+    let Some(request) = &report.request else {
+        return Vec::new();
+    };
+    vec![
+        vec!["request".into(), request.clone()],
+        vec![
+            "route".into(),
+            report
+                .route
+                .as_ref()
+                .map_or("(none applied)".into(), |r| format!("{r:?}")),
+        ],
+    ]
 }
 
 fn certificate_audit_text(audited: &AuditedCertificate, deny_status: u16, style: Style) -> String {

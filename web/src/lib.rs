@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use peergate_filter::document::find_plugin_configs;
 use peergate_filter::inspect::{certificates_from_bytes, inspect as inspect_der, CertificateInfo};
 use peergate_filter::policy::rejection_log_line;
+use peergate_filter::routes::RequestLine;
 use peergate_filter::{compile, Policy};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -72,22 +73,43 @@ fn certificates(text: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
 }
 
 /// The audit as JSON (`peergate audit --json`'s format), or a message naming the bad input.
+/// `method` and `path` (both empty: not judged) choose the route, as `peergate audit
+/// --method --path` does.
 pub fn audit_json(
     policy_text: &str,
     certificate_text: &str,
     host: &str,
+    method: &str,
+    path: &str,
     unix_ms: f64,
 ) -> Result<String, String> {
     let (origin, policy) = policy_from_text(policy_text)?;
     let subjects = certificates(certificate_text)?;
+    let request = request_line(method, path)?;
     let run = policy.audit_run(
         POLICY_SOURCE,
         &origin,
         subjects.iter().map(|(s, d)| (s.as_str(), d.as_slice())),
         host.trim(),
+        request,
         instant(unix_ms)?,
     );
     serde_json::to_string(&run).map_err(|e| e.to_string())
+}
+
+/// The request a route is chosen by: none when both are empty; a path needs a method
+/// (`GET` when left empty, as a browser's request would be).
+fn request_line<'a>(method: &'a str, path: &'a str) -> Result<Option<RequestLine<'a>>, String> {
+    let (method, path) = (method.trim(), path.trim());
+    match (method.is_empty(), path.is_empty()) {
+        (true, true) => Ok(None),
+        (_, true) => Err("path: give the request's path with its method".into()),
+        (true, false) => Ok(Some(RequestLine {
+            path,
+            method: "GET",
+        })),
+        (false, false) => Ok(Some(RequestLine { path, method })),
+    }
 }
 
 /// One inspected certificate, as `peergate inspect --json` prints it.
@@ -115,11 +137,18 @@ pub fn inspect_json(certificate_text: &str, unix_ms: f64) -> Result<String, Stri
     serde_json::to_string(&inspected).map_err(|e| e.to_string())
 }
 
-/// `audit(policy, certificate, host, unixMs)`: the JSON of `peergate audit --json`; throws
-/// an Error naming the bad input.
+/// `audit(policy, certificate, host, method, path, unixMs)`: the JSON of `peergate audit
+/// --json`; throws an Error naming the bad input.
 #[wasm_bindgen]
-pub fn audit(policy: &str, certificate: &str, host: &str, unix_ms: f64) -> Result<String, JsError> {
-    audit_json(policy, certificate, host, unix_ms).map_err(|e| JsError::new(&e))
+pub fn audit(
+    policy: &str,
+    certificate: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    unix_ms: f64,
+) -> Result<String, JsError> {
+    audit_json(policy, certificate, host, method, path, unix_ms).map_err(|e| JsError::new(&e))
 }
 
 /// `inspect(certificate, unixMs)`: the JSON of `peergate inspect --json`.

@@ -49,7 +49,8 @@ function show(run, details) {
 function run() {
   const now = Date.now();
   try {
-    const result = JSON.parse(audit($("policy").value, $("certificate").value, $("host").value, now));
+    const result = JSON.parse(audit($("policy").value, $("certificate").value, $("host").value,
+      $("method").value, $("path").value, now));
     let details = [];
     try { details = JSON.parse(inspect($("certificate").value, now)); } catch { /* the audit says why */ }
     show(result, details);

@@ -96,7 +96,7 @@ fn judge(
         .map_err(|e| format!("case {}: leaf is not base64: {e}", case.id))?;
     let now = time_of(case.now);
     let decision = policy.decide(Some(&der), &case.authority, now);
-    let report = policy.audit(&der, &case.authority, now);
+    let report = policy.audit(&der, &case.authority, None, now);
     if report.reason != decision.reason {
         return Err(format!(
             "case {}: the audit says {} where the decision says {}",
