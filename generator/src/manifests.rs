@@ -362,6 +362,8 @@ pub fn plugin_config(
         crls: pki.crls.to_vec(),
         expiry_warning_days: mesh.plugin.expiry_warning_days,
         allowed_sans: Some(mesh.allowed_sans()),
+        routes: mesh.cluster_b.routes.clone(),
+        routes_only: mesh.cluster_b.routes_only,
         protected_server_names: gateway
             .is_shared()
             .then(|| vec![mesh.cluster_b.domain.clone()]),

@@ -647,6 +647,14 @@ pub struct ClusterBSection {
     /// it admits. Absent: exactly cluster A's client SANs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_sans: Option<Vec<String>>,
+    /// Per-path rules for the domain (`[[clusterB.routes]]`: `pathPrefix`, `methods`,
+    /// `allowedSans`, `allowedSubjects`), the pluginConfig's `routes`; they need the request
+    /// layer, which `auto` then picks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<peergate_filter::config::RouteConfig>,
+    /// A path no route matches is refused (`route_not_allowed`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub routes_only: bool,
     /// Deprecated: `[clusterB.gateway] existing = true` with this `listenerPort`, on
     /// istio-system's `istio: ingressgateway` (what it meant before gateways of their own).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -782,6 +790,8 @@ impl Default for ClusterBSection {
             image: "docker.io/istio/examples-helloworld-v1".into(),
             port: 5000,
             allowed_sans: None,
+            routes: Vec::new(),
+            routes_only: false,
             plugin_listener_port: None,
             gateway: None,
         }
@@ -926,6 +936,7 @@ impl Mesh {
         let (layer, why) = match self.plugin.layer {
             LayerChoice::Request => (Layer::Request, "plugin.layer = \"request\": an HTTP filter deciding every request; a refused peer gets a 403 with the reason"),
             LayerChoice::Connection => (Layer::Connection, "plugin.layer = \"connection\": a network filter deciding once per TLS connection; a refused peer's connection is closed"),
+            LayerChoice::Auto if !self.cluster_b.routes.is_empty() => (Layer::Request, "auto: [[clusterB.routes]] judge each request's path and method, which only the request layer sees; a refused peer gets a 403 with the reason"),
             LayerChoice::Auto if gateway.is_shared() => (Layer::Request, "auto: the gateway is shared with other hosts, where only the request layer tells this host's requests from theirs; a refused peer gets a 403 with the reason"),
             LayerChoice::Auto if !self.istio_version.at_least(CONNECTION_LAYER_SINCE) => (Layer::Request, "auto: this Istio's Envoy has no connection.peer_certificate (first in Istio 1.30), so the request layer reads the certificate; a refused peer gets a 403 with the reason"),
             LayerChoice::Auto => (Layer::Connection, "auto: a gateway of its own on Istio 1.30 or newer, where one decision per TLS connection decides what the request layer would, for fewer instructions per request than Envoy's native RBAC; a refused peer's connection is closed (plugin.layer = \"request\" or --layer request for a 403 with the reason)"),
@@ -1106,6 +1117,7 @@ impl Mesh {
                 ));
             }
         }
+        self.check_routes(invalid)?;
         if let Some(allowed) = &self.cluster_b.allowed_sans {
             if allowed.is_empty() {
                 return Err(invalid(
@@ -1121,6 +1133,32 @@ impl Mesh {
             }
         }
         Ok(())
+    }
+
+    /// `[[clusterB.routes]]`: what the filter compiles, each error naming the mesh.toml key.
+    fn check_routes(&self, invalid: &dyn Fn(&str, String) -> MeshError) -> Result<(), MeshError> {
+        use peergate_filter::routes::{compile, RouteError};
+        let names = |index: usize, route: &peergate_filter::config::RouteConfig| {
+            let at = |list: &str, i: usize| format!("clusterB.routes[{index}].{list}[{i}]");
+            if let Some(sans) = &route.allowed_sans {
+                peergate_filter::pattern::SanAllowList::parse(sans)
+                    .map_err(|(i, e)| FieldError(at("allowedSans", i), e.to_string()))?;
+            }
+            if let Some(subjects) = &route.allowed_subjects {
+                peergate_filter::subject::SubjectAllowList::parse(subjects)
+                    .map_err(|(i, e)| FieldError(at("allowedSubjects", i), e.to_string()))?;
+            }
+            Ok::<Option<()>, FieldError>(None)
+        };
+        match compile(&self.cluster_b.routes, self.cluster_b.routes_only, names) {
+            Ok(_) => Ok(()),
+            Err(RouteError::Names(FieldError(field, message))) => Err(invalid(&field, message)),
+            Err(other) => {
+                let text = other.to_string();
+                let (field, message) = text.split_once(": ").unwrap_or(("routes", &text));
+                Err(invalid(&format!("clusterB.{field}"), message.to_owned()))
+            }
+        }
     }
 
     /// Where the module comes from: one source, a usable URL or image, a digest of the right form.
@@ -1231,6 +1269,12 @@ impl Mesh {
         let gateway = self
             .gateway()
             .map_err(|(field, message)| invalid(&field, message))?;
+        if !self.cluster_b.routes.is_empty() && self.plugin.layer == LayerChoice::Connection {
+            return Err(invalid(
+                "plugin.layer",
+                "connection with [[clusterB.routes]]: a network filter never sees a request's path or method; use layer = \"request\" or \"auto\"".into(),
+            ));
+        }
         if gateway.is_shared() && self.plugin.layer == LayerChoice::Connection {
             return Err(invalid(
                 "plugin.layer",
@@ -1477,6 +1521,16 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |nl| before.len() - nl - 1)
         + 1;
     (line, column)
+}
+
+/// A mesh.toml key and what is wrong with it.
+#[derive(Debug)]
+struct FieldError(String, String);
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0, self.1)
+    }
 }
 
 /// RFC 1123 label, as Kubernetes names most objects.
