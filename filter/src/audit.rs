@@ -706,27 +706,30 @@ impl Policy {
             (RouteChoice::Route(route), r) => {
                 if let Some(names) = &route.names {
                     let field = format!("the route {:?}", route.path);
-                    let mut checks = vec![pass(
-                        CheckName::Route,
-                        format!(
-                            "{}: route {:?} admits the method; its own names decide",
-                            r.map(shown).unwrap_or_default(),
-                            route.path
-                        ),
-                    )];
                     let named = self.named_checks(peer, names, field, scope, signer);
-                    if named.iter().any(|c| {
+                    let refused = named.iter().any(|c| {
                         c.outcome == Outcome::Fail && c.reason == Some(Reason::SanNotAllowed)
-                    }) {
-                        checks[0] = fail(
+                    });
+                    let route_check = if refused {
+                        fail(
                             CheckName::Route,
                             Reason::RouteNotAllowed,
                             format!(
                                 "route {:?}: no SAN or subject of the peer is among its names",
                                 route.path
                             ),
-                        );
-                    }
+                        )
+                    } else {
+                        pass(
+                            CheckName::Route,
+                            format!(
+                                "{}: route {:?} admits the method; its own names decide",
+                                r.map(shown).unwrap_or_default(),
+                                route.path
+                            ),
+                        )
+                    };
+                    let mut checks = vec![route_check];
                     checks.extend(named);
                     return checks;
                 }

@@ -24,9 +24,7 @@ pub enum PathProblem {
 
 /// The path part of a `:path` value: up to the first `?` or `#`.
 pub fn path_part(request_path: &str) -> &str {
-    let end = request_path
-        .find(|c| c == '?' || c == '#')
-        .unwrap_or(request_path.len());
+    let end = request_path.find(['?', '#']).unwrap_or(request_path.len());
     request_path.get(..end).unwrap_or(request_path)
 }
 
