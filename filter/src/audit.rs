@@ -24,7 +24,7 @@ use crate::policy::{
 };
 use crate::profile::key_description;
 use crate::request_path::{canonical, path_part};
-use crate::routes::RequestLine;
+use crate::routes::{RequestLine, Route};
 use crate::signature::SignatureFailure;
 
 /// The checks, in the order the filter makes them.
@@ -668,83 +668,53 @@ impl Policy {
         signer: Option<&TrustedIssuer>,
     ) -> Vec<Check> {
         let rule = self.rule_for(authority);
-        let scope = signer.and_then(|issuer| issuer.scope.as_ref());
-        let shown = |r: RequestLine<'_>| format!("{} {}", r.method, r.path);
-        let route = match (self.route_for(rule, request), request) {
-            (RouteChoice::NoRoutes, None) => skip(
-                CheckName::Route,
-                "no request path given: routes are not judged",
-            ),
-            (RouteChoice::NoRoutes, Some(r)) => pass(
-                CheckName::Route,
-                format!("{}: no route applies; the rule's names decide", shown(r)),
-            ),
-            (RouteChoice::Unnormalized, r) => {
-                let problem = r
-                    .map(|r| canonical(path_part(r.path)).err())
-                    .unwrap_or_default();
-                fail(CheckName::Route, Reason::UnnormalizedPath, format!("the path is not canonical ({problem:?}): it has other spellings, so no route is chosen"))
+        let choice = self.route_for(rule, request);
+        if let RouteChoice::Route(route) = choice {
+            if let Some(names) = &route.names {
+                return self.route_name_checks(peer, route, names, request, signer);
             }
-            (RouteChoice::UnmatchedOnly, r) => fail(
-                CheckName::Route,
-                Reason::RouteNotAllowed,
-                format!(
-                    "{}: no route matches and the rule takes routes only",
-                    r.map(shown).unwrap_or_default()
-                ),
-            ),
-            (RouteChoice::MethodRefused(route), r) => fail(
-                CheckName::Route,
-                Reason::RouteNotAllowed,
-                format!(
-                    "route {:?} admits {}, not {}",
-                    route.path,
-                    route.methods.as_deref().unwrap_or_default().join(", "),
-                    r.map(|r| r.method).unwrap_or_default()
-                ),
-            ),
-            (RouteChoice::Route(route), r) => {
-                if let Some(names) = &route.names {
-                    let field = format!("the route {:?}", route.path);
-                    let named = self.named_checks(peer, names, field, scope, signer);
-                    let refused = named.iter().any(|c| {
-                        c.outcome == Outcome::Fail && c.reason == Some(Reason::SanNotAllowed)
-                    });
-                    let route_check = if refused {
-                        fail(
-                            CheckName::Route,
-                            Reason::RouteNotAllowed,
-                            format!(
-                                "route {:?}: no SAN or subject of the peer is among its names",
-                                route.path
-                            ),
-                        )
-                    } else {
-                        pass(
-                            CheckName::Route,
-                            format!(
-                                "{}: route {:?} admits the method; its own names decide",
-                                r.map(shown).unwrap_or_default(),
-                                route.path
-                            ),
-                        )
-                    };
-                    let mut checks = vec![route_check];
-                    checks.extend(named);
-                    return checks;
-                }
-                pass(
-                    CheckName::Route,
-                    format!(
-                        "{}: route {:?} admits the method; the rule's names decide",
-                        r.map(shown).unwrap_or_default(),
-                        route.path
-                    ),
-                )
-            }
-        };
-        let mut checks = vec![route];
+        }
+        let mut checks = vec![route_check(choice, request)];
         checks.extend(self.rule_checks(peer, authority, signer));
+        checks
+    }
+
+    /// A route with names of its own: they decide, and refusing the peer is the route's.
+    fn route_name_checks(
+        &self,
+        peer: &PeerSummary,
+        route: &Route<NameRule>,
+        names: &NameRule,
+        request: Option<RequestLine<'_>>,
+        signer: Option<&TrustedIssuer>,
+    ) -> Vec<Check> {
+        let scope = signer.and_then(|issuer| issuer.scope.as_ref());
+        let field = format!("the route {:?}", route.path);
+        let named = self.named_checks(peer, names, field, scope, signer);
+        let refused = named
+            .iter()
+            .any(|c| c.outcome == Outcome::Fail && c.reason == Some(Reason::SanNotAllowed));
+        let first = if refused {
+            fail(
+                CheckName::Route,
+                Reason::RouteNotAllowed,
+                format!(
+                    "route {:?}: no SAN or subject of the peer is among its names",
+                    route.path
+                ),
+            )
+        } else {
+            pass(
+                CheckName::Route,
+                format!(
+                    "{}: route {:?} admits the method; its own names decide",
+                    request.map(request_text).unwrap_or_default(),
+                    route.path
+                ),
+            )
+        };
+        let mut checks = vec![first];
+        checks.extend(named);
         checks
     }
 
@@ -832,6 +802,58 @@ impl Policy {
             names.subject_check(),
             issuer_scope_check(peer, scope, outcome, &which),
         ]
+    }
+}
+
+/// `GET /path`.
+fn request_text(request: RequestLine<'_>) -> String {
+    format!("{} {}", request.method, request.path)
+}
+
+/// The route check for a route without names of its own (or none).
+fn route_check(choice: RouteChoice<'_>, request: Option<RequestLine<'_>>) -> Check {
+    let shown = request.map(request_text).unwrap_or_default();
+    match choice {
+        RouteChoice::NoRoutes if request.is_none() => skip(
+            CheckName::Route,
+            "no request path given: routes are not judged",
+        ),
+        RouteChoice::NoRoutes => pass(
+            CheckName::Route,
+            format!("{shown}: no route applies; the rule's names decide"),
+        ),
+        RouteChoice::Unnormalized => {
+            let problem = request
+                .map(|r| canonical(path_part(r.path)).err())
+                .unwrap_or_default();
+            fail(
+                CheckName::Route,
+                Reason::UnnormalizedPath,
+                format!("the path is not canonical ({problem:?}): it has other spellings, so no route is chosen"),
+            )
+        }
+        RouteChoice::UnmatchedOnly => fail(
+            CheckName::Route,
+            Reason::RouteNotAllowed,
+            format!("{shown}: no route matches and the rule takes routes only"),
+        ),
+        RouteChoice::MethodRefused(route) => fail(
+            CheckName::Route,
+            Reason::RouteNotAllowed,
+            format!(
+                "route {:?} admits {}, not {}",
+                route.path,
+                route.methods.as_deref().unwrap_or_default().join(", "),
+                request.map(|r| r.method).unwrap_or_default()
+            ),
+        ),
+        RouteChoice::Route(route) => pass(
+            CheckName::Route,
+            format!(
+                "{shown}: route {:?} admits the method; the rule's names decide",
+                route.path
+            ),
+        ),
     }
 }
 
