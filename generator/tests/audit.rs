@@ -978,3 +978,43 @@ fn inspect_matches_openssl_fingerprints_and_spki_hashes() {
     assert_eq!(json["certificates"][0]["days_left"], -2);
     assert_eq!(json["certificates"][0]["expired"], true);
 }
+
+/// `--path` and `--method` choose the route as the filter does, and the route check says which
+/// one applied and why it refused.
+#[test]
+fn the_route_for_a_path_and_method_decides() {
+    let w = world();
+    let mut cfg = config(&[CLIENT_ID]);
+    cfg.routes = serde_json::from_value(serde_json::json!([
+        {"pathPrefix": "/payments/", "methods": ["POST"]},
+        {"pathPrefix": "/admin/", "allowedSans": ["spiffe://ops/*"]}
+    ]))
+    .unwrap();
+    let cert = &w.client.cert_pem;
+    let (code, json) = audit_json(
+        &cfg,
+        cert,
+        &["--path", "/payments/charge", "--method", "POST"],
+    );
+    let report = &json["certificates"][0];
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(report["route"], "/payments/");
+    assert_eq!(report["request"], "POST /payments/charge");
+    let (code, json) = audit_json(&cfg, cert, &["--path", "/payments/charge"]);
+    let report = &json["certificates"][0];
+    assert_eq!(code, 1);
+    assert_eq!(report["reason"], "route_not_allowed");
+    assert_eq!(check(report, "route")["outcome"], "fail");
+    assert!(check(report, "route")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("admits POST, not GET"));
+    let (_, json) = audit_json(&cfg, cert, &["--path", "/admin/x"]);
+    assert_eq!(json["certificates"][0]["reason"], "route_not_allowed");
+    let (_, json) = audit_json(&cfg, cert, &["--path", "/payments/../admin/x"]);
+    assert_eq!(json["certificates"][0]["reason"], "unnormalized_path");
+    // Without --path the routes are not judged (the route check says so).
+    let (code, json) = audit_json(&cfg, cert, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(check(&json["certificates"][0], "route")["outcome"], "skip");
+}
