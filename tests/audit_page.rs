@@ -60,7 +60,11 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
     // A CA with the agreed root's exact name but its own key: the rogue issuer.
     let rogue_ca = cast.root.same_name(KeyKind::P256);
     let rogue = rogue_ca.issue(&Scenario::client_leaf(KeyKind::P256));
-    let plugin: Value = serde_json::from_str(&cast.policy(json!({}))).unwrap();
+    // A route, so the page's method and path fields are judged as the CLI's flags are.
+    let plugin: Value = serde_json::from_str(&cast.policy(json!({
+        "routes": [{"pathPrefix": "/payments/", "methods": ["POST"]}]
+    })))
+    .unwrap();
     // Pasted as `kubectl kustomize` prints a Gateway API cluster B: the Gateway, then the
     // WasmPlugin attached to it by targetRefs.
     let gateway = json!({
@@ -91,25 +95,42 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
     let work = tempfile::tempdir().unwrap();
     let policy_path = work.path().join("wasmplugin.yaml");
     std::fs::write(&policy_path, &policy_yaml).unwrap();
+    // (name, certificate, verdict, reason, method and path: empty when not judged)
     let cases = [
-        ("allowed", &cast.client.cert_pem, "allow", "allowed"),
+        (
+            "allowed",
+            &cast.client.cert_pem,
+            "allow",
+            "allowed",
+            ("", ""),
+        ),
         (
             "wrong SAN",
             &cast.stranger.cert_pem,
             "deny",
             "san_not_allowed",
+            ("", ""),
         ),
         (
             "rogue issuer",
             &rogue.cert_pem,
             "deny",
             "issuer_key_id_mismatch",
+            ("", ""),
+        ),
+        (
+            "a route refusing the method",
+            &cast.client.cert_pem,
+            "deny",
+            "route_not_allowed",
+            ("DELETE", "/payments/charge"),
         ),
     ];
     let mut page_cases: Vec<Value> = cases
         .iter()
-        .map(|(name, pem, _, _)| {
-            json!({ "name": name, "certificate": pem, "screenshot": *name == "rogue issuer" })
+        .map(|(name, pem, _, _, (method, path))| {
+            json!({ "name": name, "certificate": pem, "method": method, "path": path,
+                    "screenshot": *name == "rogue issuer" })
         })
         .collect();
     page_cases.push(json!({ "name": "not a certificate", "certificate": "hello" }));
@@ -141,7 +162,7 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
     let page: Value = serde_json::from_slice(&output.stdout).unwrap();
     let results = page["results"].as_array().unwrap();
 
-    for (i, (name, pem, verdict, reason)) in cases.iter().enumerate() {
+    for (i, (name, pem, verdict, reason, (method, path))) in cases.iter().enumerate() {
         let shown = &results[i];
         assert_eq!(shown["error"], Value::Null, "{name}: {shown}");
         assert_eq!(shown["verdict"], *verdict, "{name}: {shown}");
@@ -154,13 +175,16 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
         // The same input through the CLI: the same verdict, reason and checks.
         let cert_path = work.path().join(format!("{i}.pem"));
         std::fs::write(&cert_path, pem).unwrap();
-        let output = Command::new(peergate_binary())
+        let mut audit = Command::new(peergate_binary());
+        audit
             .args(["audit", "--json", "--host", DOMAIN, "--policy"])
             .arg(&policy_path)
             .arg("--cert")
-            .arg(&cert_path)
-            .output()
-            .unwrap();
+            .arg(&cert_path);
+        if !path.is_empty() {
+            audit.args(["--path", path, "--method", method]);
+        }
+        let output = audit.output().unwrap();
         // The CLI's documented exit status: 0 allowed, 1 denied.
         assert_eq!(
             output.status.code(),
@@ -181,7 +205,7 @@ fn the_page_gives_the_clis_verdicts_without_leaving_the_browser() {
         results[0]["json"]["certificates"][0]["peer"]["sans"][0],
         format!("URI:{CLIENT_ID}")
     );
-    let error = results[3]["error"].as_str().unwrap_or_default();
+    let error = results[cases.len()]["error"].as_str().unwrap_or_default();
     assert!(error.contains("certificate"), "bad input is named: {error}");
 
     // Nothing leaves the page: every request went to the page's own loopback server.

@@ -1,7 +1,7 @@
 // Drives the audit page in Debian's chromium (headless, no sandbox, background networking off)
 // on a loopback server: pastes the policy and each certificate, reads what the page shows.
 // Usage: node audit_page.mjs WEB_DIR CASES_JSON SCREENSHOT_PNG
-// CASES_JSON: {"policy": "...", "host": "...", "cases": [{"name": "...", "certificate": "..."}]}
+// CASES_JSON: {"policy": "...", "host": "...", "cases": [{"name": "...", "certificate": "...", "method": "", "path": ""}]}
 // Prints one JSON line: {"results": [{"name", "verdict", "reason", "checks", "json", "error"}],
 // "requests": [...every URL the page asked for...], "outside_fetch": {"fetched", "violation"}}
 // where outside_fetch is the page itself trying to send something elsewhere (its
@@ -48,6 +48,8 @@ try {
   await page.fill("#host", input.host ?? "");
   for (const c of input.cases) {
     await page.fill("#certificate", c.certificate);
+    await page.fill("#method", c.method ?? "");
+    await page.fill("#path", c.path ?? "");
     await page.click("#run");
     await page.waitForSelector("#output .verdict, #output .error", { timeout: 10000 });
     const error = await page.$eval("#output", (o) => o.querySelector(".error")?.textContent ?? null);
