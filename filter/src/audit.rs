@@ -658,8 +658,8 @@ impl Policy {
         )
     }
 
-    /// The route check, then the names of the rule that decides: the route's own, when it
-    /// has them, else the host's or the top level's.
+    /// The rule for the authority, the route check, then the names that decide: the
+    /// route's own, when it has them, else the host's or the top level's.
     fn name_checks(
         &self,
         peer: &PeerSummary,
@@ -667,72 +667,11 @@ impl Policy {
         request: Option<RequestLine<'_>>,
         signer: Option<&TrustedIssuer>,
     ) -> Vec<Check> {
-        let rule = self.rule_for(authority);
-        let choice = self.route_for(rule, request);
-        if let RouteChoice::Route(route) = choice {
-            if let Some(names) = &route.names {
-                return self.route_name_checks(peer, route, names, request, signer);
-            }
-        }
-        let mut checks = vec![route_check(choice, request)];
-        checks.extend(self.rule_checks(peer, authority, signer));
-        checks
-    }
-
-    /// A route with names of its own: they decide, and refusing the peer is the route's.
-    fn route_name_checks(
-        &self,
-        peer: &PeerSummary,
-        route: &Route<NameRule>,
-        names: &NameRule,
-        request: Option<RequestLine<'_>>,
-        signer: Option<&TrustedIssuer>,
-    ) -> Vec<Check> {
         let scope = signer.and_then(|issuer| issuer.scope.as_ref());
-        let field = format!("the route {:?}", route.path);
-        let named = self.named_checks(peer, names, field, scope, signer);
-        let refused = named
-            .iter()
-            .any(|c| c.outcome == Outcome::Fail && c.reason == Some(Reason::SanNotAllowed));
-        let first = if refused {
-            fail(
-                CheckName::Route,
-                Reason::RouteNotAllowed,
-                format!(
-                    "route {:?}: no SAN or subject of the peer is among its names",
-                    route.path
-                ),
-            )
-        } else {
-            pass(
-                CheckName::Route,
-                format!(
-                    "{}: route {:?} admits the method; its own names decide",
-                    request.map(request_text).unwrap_or_default(),
-                    route.path
-                ),
-            )
-        };
-        let mut checks = vec![first];
-        checks.extend(named);
-        checks
-    }
-
-    /// The host's or the top level's names.
-    fn rule_checks(
-        &self,
-        peer: &PeerSummary,
-        authority: &str,
-        signer: Option<&TrustedIssuer>,
-    ) -> Vec<Check> {
-        let shown = if authority.is_empty() {
-            "(none)"
-        } else {
-            authority
-        };
-        let (field, rule) = match self.rule_for(authority) {
-            Rule::Host(host, rule) => (format!("hosts.{host}"), rule),
-            Rule::Default(rule) => (String::new(), rule),
+        let rule = self.rule_for(authority);
+        let (field, names) = match rule {
+            Rule::Host(host, names) => (format!("hosts.{host}"), names),
+            Rule::Default(names) => (String::new(), names),
             Rule::Missing => {
                 let why = "no rule applies";
                 return vec![
@@ -740,9 +679,11 @@ impl Policy {
                         CheckName::HostRule,
                         Reason::NoRuleForHost,
                         format!(
-                            "authority {shown} has no hosts entry and there is no top-level allowedSans or allowedSubjects"
+                            "authority {} has no hosts entry and there is no top-level allowedSans or allowedSubjects",
+                            shown_authority(authority)
                         ),
                     ),
+                    skip(CheckName::Route, why),
                     skip(CheckName::San, why),
                     skip(CheckName::Subject, why),
                     skip(CheckName::IssuerScope, why),
@@ -754,12 +695,30 @@ impl Policy {
         } else {
             field.clone()
         };
-        let scope = signer.and_then(|issuer| issuer.scope.as_ref());
         let mut checks = vec![pass(
             CheckName::HostRule,
-            format!("authority {shown}: {applies} applies"),
+            format!(
+                "authority {}: {applies} applies",
+                shown_authority(authority)
+            ),
         )];
-        checks.extend(self.named_checks(peer, rule, field, scope, signer));
+        let choice = self.route_for(rule, request);
+        if let RouteChoice::Route(route) = choice {
+            if let Some(own) = &route.names {
+                let named = self.named_checks(
+                    peer,
+                    own,
+                    format!("the route {:?}", route.path),
+                    scope,
+                    signer,
+                );
+                checks.push(route_names_check(route, &named, request));
+                checks.extend(named);
+                return checks;
+            }
+        }
+        checks.push(route_check(choice, request));
+        checks.extend(self.named_checks(peer, names, field, scope, signer));
         checks
     }
 
@@ -802,6 +761,46 @@ impl Policy {
             names.subject_check(),
             issuer_scope_check(peer, scope, outcome, &which),
         ]
+    }
+}
+
+/// An authority as the checks show it.
+fn shown_authority(authority: &str) -> &str {
+    if authority.is_empty() {
+        "(none)"
+    } else {
+        authority
+    }
+}
+
+/// The route check for a route with names of its own: they decide, and refusing the peer is
+/// the route's.
+fn route_names_check(
+    route: &Route<NameRule>,
+    named: &[Check],
+    request: Option<RequestLine<'_>>,
+) -> Check {
+    let refused = named
+        .iter()
+        .any(|c| c.outcome == Outcome::Fail && c.reason == Some(Reason::SanNotAllowed));
+    if refused {
+        fail(
+            CheckName::Route,
+            Reason::RouteNotAllowed,
+            format!(
+                "route {:?}: no SAN or subject of the peer is among its names",
+                route.path
+            ),
+        )
+    } else {
+        pass(
+            CheckName::Route,
+            format!(
+                "{}: route {:?} admits the method; its own names decide",
+                request.map(request_text).unwrap_or_default(),
+                route.path
+            ),
+        )
     }
 }
 

@@ -190,6 +190,7 @@ fn an_allowed_peer_passes_every_check_and_exits_0() {
             "denied_serial",
             "denied_fingerprint",
             "host_rule",
+            "route",
             "san",
             "subject",
             "issuer_scope"
