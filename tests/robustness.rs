@@ -183,6 +183,24 @@ fn hostile_requests(world: &World) -> Vec<Hostile> {
             &[200],
         ),
         with(
+            "our identity header, spoofed, with bytes that are not UTF-8",
+            vec![
+                ("x-peergate-peer", b"\xff\xfeadmin".to_vec()),
+                ("X-PeerGate-Sans", b"\"URI:spiffe://admin\"".to_vec()),
+            ],
+            &[200, 400],
+        ),
+        Hostile {
+            name: "a header name that is not UTF-8 (nor an HTTP token)",
+            raw: {
+                let mut raw = request(host, &[]);
+                raw.truncate(raw.len() - 2);
+                raw.extend_from_slice(b"x-peergate-\xff: 1\r\n\r\n");
+                raw
+            },
+            allowed: &[400],
+        },
+        with(
             "XFCC bytes that are not UTF-8",
             xfcc(b"Cert=\"\xff\xfe\x80\";By=\xc3\x28".to_vec()),
             &[200, 400],

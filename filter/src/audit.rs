@@ -717,7 +717,11 @@ impl Policy {
                 return checks;
             }
         }
-        checks.push(route_check(choice, request));
+        checks.push(route_check(
+            choice,
+            request,
+            self.routes_for(rule).is_some(),
+        ));
         checks.extend(self.named_checks(peer, names, field, scope, signer));
         checks
     }
@@ -809,10 +813,18 @@ fn request_text(request: RequestLine<'_>) -> String {
     format!("{} {}", request.method, request.path)
 }
 
-/// The route check for a route without names of its own (or none).
-fn route_check(choice: RouteChoice<'_>, request: Option<RequestLine<'_>>) -> Check {
+/// The route check for a route without names of its own (or none); `has_routes`: the rule
+/// has any.
+fn route_check(
+    choice: RouteChoice<'_>,
+    request: Option<RequestLine<'_>>,
+    has_routes: bool,
+) -> Check {
     let shown = request.map(request_text).unwrap_or_default();
     match choice {
+        RouteChoice::NoRoutes if !has_routes => {
+            pass(CheckName::Route, "the rule has no routes".into())
+        }
         RouteChoice::NoRoutes if request.is_none() => skip(
             CheckName::Route,
             "no request path given: routes are not judged",

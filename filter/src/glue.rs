@@ -599,7 +599,9 @@ impl HttpContext for Request {
 /// Removes every request header whose name starts with `prefix` (the client's own: the
 /// filter adds its headers only after this).
 fn strip_client_headers(prefix: &str) {
-    let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
+    // The bytes form: a value need not be UTF-8 (names are HTTP tokens: Envoy's codecs
+    // refuse any other, see tests/robustness.rs).
+    let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
         return;
     };
     for (name, _) in headers {

@@ -1279,7 +1279,7 @@ impl Policy {
     }
 
     /// The routes of the rule that applies, when it has any.
-    fn routes_for(&self, rule: Rule<'_>) -> Option<&RouteTable<NameRule>> {
+    pub(crate) fn routes_for(&self, rule: Rule<'_>) -> Option<&RouteTable<NameRule>> {
         let table = match rule {
             Rule::Host(host, _) => self.host_routes.get(host)?,
             Rule::Default(_) => &self.default_routes,
