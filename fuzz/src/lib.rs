@@ -5,6 +5,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use peergate_filter::config::RouteConfig;
+use peergate_filter::routes::RequestLine;
 use peergate_filter::{compile, HostConfig, Mode, PluginConfig, Policy, Reason};
 
 /// The roots the generator made for each key type.
@@ -55,6 +57,18 @@ pub fn policy(mode: Mode) -> Policy {
             DOMAIN.to_owned(),
             HostConfig {
                 allowed_sans: vec![CLIENT_SAN.to_owned()],
+                routes: vec![
+                    RouteConfig {
+                        path_prefix: "/payments/".to_owned(),
+                        methods: Some(vec!["POST".to_owned()]),
+                        ..Default::default()
+                    },
+                    RouteConfig {
+                        path_prefix: "/admin/".to_owned(),
+                        allowed_sans: Some(vec!["spiffe://ops/*".to_owned()]),
+                        ..Default::default()
+                    },
+                ],
                 ..Default::default()
             },
         )]
@@ -76,9 +90,32 @@ pub fn policy(mode: Mode) -> Policy {
 /// decision, as `filter/tests/limbo.rs` does for the limbo cases: the same verdict, and the
 /// first failed check gives the decision's reason.
 pub fn decide_and_audit(policy: &Policy, der: &[u8]) {
-    for authority in [DOMAIN, "other.zufar.io:8443", "", "\u{0}[::1]:x"] {
-        let decision = policy.decide(Some(der), authority, now());
-        let report = policy.audit(der, authority, now());
+    let requests = [
+        None,
+        Some(RequestLine {
+            path: "/payments/x?y",
+            method: "POST",
+        }),
+        Some(RequestLine {
+            path: "/payments/x",
+            method: "GET",
+        }),
+        Some(RequestLine {
+            path: "/admin/",
+            method: "GET",
+        }),
+        Some(RequestLine {
+            path: "/a/../admin/",
+            method: "GET",
+        }),
+    ];
+    for (authority, request) in [DOMAIN, "other.zufar.io:8443", "", "\u{0}[::1]:x"]
+        .into_iter()
+        .flat_map(|a| requests.iter().map(move |r| (a, *r)))
+    {
+        let assessment = std::sync::Arc::new(policy.assess(der));
+        let decision = policy.judge_request(&assessment, authority, request, now());
+        let report = policy.audit(der, authority, request, now());
         assert_eq!(report.reason, decision.reason, "audit and decide disagree");
         if decision.reason == Reason::Allowed {
             assert!(
