@@ -194,6 +194,9 @@ pub struct HostConfig {
     pub routes_only: bool,
 }
 
+/// The identity headers' prefix when `forwardIdentity` gives none.
+pub const DEFAULT_HEADER_PREFIX: &str = "x-peergate-";
+
 /// `forwardIdentity`: `false`, `true`, or `{"headerPrefix": "x-peergate-"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardIdentity {
@@ -207,7 +210,7 @@ impl Default for ForwardIdentity {
     fn default() -> Self {
         Self {
             enabled: true,
-            header_prefix: crate::identity::DEFAULT_PREFIX.to_owned(),
+            header_prefix: DEFAULT_HEADER_PREFIX.to_owned(),
         }
     }
 }

@@ -6,8 +6,7 @@
 use crate::peer::PeerSummary;
 use crate::policy::{Decision, PeerIdentity};
 
-/// The prefix when `forwardIdentity` gives none.
-pub const DEFAULT_PREFIX: &str = "x-peergate-";
+pub use crate::config::DEFAULT_HEADER_PREFIX as DEFAULT_PREFIX;
 
 /// Whether a request header is one of ours (ASCII case-insensitive: HTTP/1.1 names are).
 pub fn is_ours(name: &str, prefix: &str) -> bool {

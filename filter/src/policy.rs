@@ -403,19 +403,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy, CompileError> {
         }),
     };
     let hosts = compile_hosts(config)?;
-    if config.layer == Layer::Connection
-        && (!config.routes.is_empty() || config.hosts.values().any(|h| !h.routes.is_empty()))
-    {
-        return Err(CompileError::RoutesAtConnectionLayer);
-    }
-    let default_routes = compile_routes("", &config.routes, config.routes_only)?;
-    let mut host_routes = HashMap::new();
-    for (host, rule) in &config.hosts {
-        if !rule.routes.is_empty() || rule.routes_only {
-            let table = compile_routes(&format!("hosts.{host}."), &rule.routes, rule.routes_only)?;
-            host_routes.insert(normalize_authority(host), table);
-        }
-    }
+    let (default_routes, host_routes) = compile_all_routes(config)?;
     let (denied_serials, denied_fingerprints) = compile_deny_lists(config)?;
     let deny_status = compile_deny_status(config)?;
     if config.layer == Layer::Connection && config.protected_server_names.is_some() {
@@ -469,6 +457,26 @@ fn compile_forward_identity(config: &ForwardIdentity) -> Result<ForwardIdentity,
         return Err(CompileError::BadHeaderPrefix(prefix.clone()));
     }
     Ok(config.clone())
+}
+
+/// The top-level `routes` and each host's, keyed as `hosts` is; only at the request layer.
+type AllRoutes = (RouteTable<NameRule>, HashMap<String, RouteTable<NameRule>>);
+
+fn compile_all_routes(config: &PluginConfig) -> Result<AllRoutes, CompileError> {
+    if config.layer == Layer::Connection
+        && (!config.routes.is_empty() || config.hosts.values().any(|h| !h.routes.is_empty()))
+    {
+        return Err(CompileError::RoutesAtConnectionLayer);
+    }
+    let default_routes = compile_routes("", &config.routes, config.routes_only)?;
+    let mut host_routes = HashMap::new();
+    for (host, rule) in &config.hosts {
+        if !rule.routes.is_empty() || rule.routes_only {
+            let table = compile_routes(&format!("hosts.{host}."), &rule.routes, rule.routes_only)?;
+            host_routes.insert(normalize_authority(host), table);
+        }
+    }
+    Ok((default_routes, host_routes))
 }
 
 /// One `routes` list (`field` prefixes its messages: `""` or `hosts.<host>.`).
