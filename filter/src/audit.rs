@@ -150,10 +150,17 @@ pub struct PeerReport {
     pub not_before: String,
     /// notAfter, RFC 3339.
     pub not_after: String,
+    /// Whole days from the instant audited to notAfter, rounded toward zero: negative once
+    /// expired by a day or more.
+    pub days_left: i64,
+    /// notAfter is inside the policy's `expiryWarningDays` of the instant audited, or past:
+    /// the peers the filter counts as `peergate.expiring` (never with `expiryWarningDays` 0).
+    pub expiring: bool,
 }
 
-impl From<&PeerSummary> for PeerReport {
-    fn from(peer: &PeerSummary) -> Self {
+impl PeerReport {
+    /// The report of `peer` audited at `now` under `policy`'s expiry window.
+    fn of(peer: &PeerSummary, policy: &Policy, now: SystemTime) -> Self {
         PeerReport {
             subject: peer.subject.clone(),
             subject_rfc4514: peer.subject_rfc4514.clone(),
@@ -163,6 +170,8 @@ impl From<&PeerSummary> for PeerReport {
             fingerprint: peer.fingerprint.clone(),
             not_before: rfc3339_seconds(peer.not_before),
             not_after: rfc3339_seconds(peer.not_after),
+            days_left: (peer.not_after - unix_seconds(now)) / 86_400,
+            expiring: policy.days_left(peer.not_after, now).is_some(),
         }
     }
 }
@@ -334,6 +343,8 @@ pub struct PolicyInfo {
     pub crls: usize,
     /// Status of the local reply on a denial.
     pub deny_status: u16,
+    /// `expiryWarningDays`: a peer this close to its notAfter is `expiring`.
+    pub expiry_warning_days: i64,
     /// The TLS server names the policy is limited to (`protectedServerNames`); absent: all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protected_server_names: Option<Vec<String>>,
@@ -387,6 +398,7 @@ impl Policy {
                 trust_anchors: self.anchor_count(),
                 crls: self.crl_count(),
                 deny_status: self.deny_status(),
+                expiry_warning_days: self.expiry_warning_days(),
                 protected_server_names: self.protected_server_names(),
             },
             certificates,
@@ -431,7 +443,10 @@ impl Policy {
             request: request.map(|r| format!("{} {}", r.method, r.path)),
             route: decision.route.clone(),
             at: rfc3339_millis(now),
-            peer: assessment.peer.as_ref().map(PeerReport::from),
+            peer: assessment
+                .peer
+                .as_ref()
+                .map(|peer| PeerReport::of(peer, self, now)),
             checks,
         }
     }

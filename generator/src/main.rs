@@ -136,6 +136,10 @@ struct AuditArgs {
     /// Print JSON (the format is documented in the README).
     #[arg(long)]
     json: bool,
+    /// Exit 1 also when an audited certificate is inside the policy's `expiryWarningDays`
+    /// (for a job that checks partners' certificates).
+    #[arg(long, conflicts_with = "logs")]
+    fail_expiring: bool,
 }
 
 #[derive(clap::Args)]
@@ -381,9 +385,14 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", peergate::render::audit_text(&run, style()));
     }
+    let expiring = run
+        .certificates
+        .iter()
+        .any(|c| c.report.peer.as_ref().is_some_and(|peer| peer.expiring));
     Ok(match run.verdict {
-        Verdict::Allow => ExitCode::SUCCESS,
         Verdict::Deny => ExitCode::from(1),
+        Verdict::Allow if args.fail_expiring && expiring => ExitCode::from(1),
+        Verdict::Allow => ExitCode::SUCCESS,
     })
 }
 

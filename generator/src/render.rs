@@ -174,6 +174,20 @@ pub fn audit_text(run: &AuditRun, style: Style) -> String {
     out
 }
 
+/// "12 days left", marked when inside `expiryWarningDays`.
+fn days_left_text(days_left: i64, expiring: bool, style: Style) -> String {
+    let text = if days_left < 0 {
+        format!("expired {} days ago", -days_left)
+    } else {
+        format!("{days_left} days left")
+    };
+    if expiring {
+        style.paint(YELLOW, &format!("{text}, expiring"))
+    } else {
+        text
+    }
+}
+
 /// The request and the route that decided, when a path was given.
 fn request_rows(run: &AuditRun) -> Vec<Vec<String>> {
     let Some(report) = run.certificates.first().map(|c| &c.report) else {
@@ -207,7 +221,12 @@ fn certificate_audit_text(audited: &AuditedCertificate, deny_status: u16, style:
                 vec!["fingerprint".into(), peer.fingerprint.clone()],
                 vec![
                     "validity".into(),
-                    format!("{} .. {}", peer.not_before, peer.not_after),
+                    format!(
+                        "{} .. {} ({})",
+                        peer.not_before,
+                        peer.not_after,
+                        days_left_text(peer.days_left, peer.expiring, style)
+                    ),
                 ],
             ],
             "  ",

@@ -1019,3 +1019,60 @@ fn the_route_for_a_path_and_method_decides() {
     assert_eq!(code, 0);
     assert_eq!(check(&json["certificates"][0], "route")["outcome"], "skip");
 }
+
+#[test]
+fn expiry_is_machine_readable_and_fail_expiring_sets_the_exit_status() {
+    let w = world();
+    let mut soon = Leaf::client("soon", &[CLIENT_SAN], KeyKind::P256);
+    soon.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+    soon.not_after = OffsetDateTime::now_utc() + Duration::days(10) + Duration::hours(1);
+    let soon = w.root.issue(&soon);
+    let mut config = config(&[CLIENT_ID]);
+    config.expiry_warning_days = 30;
+
+    let (code, json) = audit_json(&config, &soon.cert_pem, &[]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["policy"]["expiry_warning_days"], 30);
+    let peer = &json["certificates"][0]["peer"];
+    assert_eq!(peer["days_left"], 10, "{peer}");
+    assert_eq!(peer["expiring"], true, "{peer}");
+    let (code, _) = audit_json(&config, &soon.cert_pem, &["--fail-expiring"]);
+    assert_eq!(code, 1, "an expiring peer with --fail-expiring");
+
+    // The long-lived client is outside the window: allowed, not expiring, exit 0 either way.
+    let (code, json) = audit_json(&config, &w.client.cert_pem, &["--fail-expiring"]);
+    assert_eq!(code, 0, "{json}");
+    let peer = &json["certificates"][0]["peer"];
+    assert_eq!(peer["expiring"], false, "{peer}");
+    assert!(peer["days_left"].as_i64().unwrap() > 30, "{peer}");
+
+    // An expired peer: negative days, expiring, and denied anyway.
+    let (code, json) = audit_json(&config, &w.expired.cert_pem, &[]);
+    assert_eq!(code, 1);
+    let peer = &json["certificates"][0]["peer"];
+    assert_eq!(peer["days_left"], -2, "{peer}");
+    assert_eq!(peer["expiring"], true, "{peer}");
+
+    // `expiryWarningDays: 0` flags nothing.
+    config.expiry_warning_days = 0;
+    let (code, json) = audit_json(&config, &soon.cert_pem, &["--fail-expiring"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["certificates"][0]["peer"]["expiring"], false);
+
+    // The text report says it too.
+    config.expiry_warning_days = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "wasmplugin.yaml", &wasmplugin_yaml(&config));
+    let cert = write(dir.path(), "soon.pem", &soon.cert_pem);
+    let out = peergate(&[
+        "audit",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--fail-expiring",
+    ]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("(10 days left, expiring)"), "{stdout}");
+}

@@ -35,7 +35,7 @@ function show(run, details) {
     if (info) {
       out.append(element("h2", {}, "Certificate"), table(["field", "value"], [
         [["subject", info.subject]], [["issuer", info.issuer]], [["serial", info.serial]],
-        [["not before", info.not_before]], [["not after", `${info.not_after} (${info.days_left} days left)`]],
+        [["not before", info.not_before]], [["not after", `${info.not_after} (${info.days_left} days left${c.peer?.expiring ? ", expiring" : ""})`]],
         [["SANs", info.sans.join(", ")]], [["key", `${info.key.algorithm} ${info.key.bits ?? ""}`.trim()]],
         [["signature", info.signature_algorithm]], [["CA", info.is_ca ? "yes" : "no"]],
         [["SHA-256", info.fingerprint_openssl]], [["SPKI SHA-256", info.spki_sha256]],
