@@ -18,6 +18,7 @@ pub mod logs;
 pub mod manifests;
 pub mod mesh;
 pub mod output;
+pub mod probe;
 pub mod render;
 pub mod revocation;
 pub mod settings;

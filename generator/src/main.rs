@@ -37,6 +37,9 @@ enum Command {
     Audit(AuditArgs),
     /// Show what a certificate says: names, validity, key, fingerprints.
     Inspect(InspectArgs),
+    /// Call the gateway as cluster A's sidecar does and say, step by step, what happened and
+    /// what refused the request. Exit status: 0 answered, 1 refused, 2 bad input.
+    Probe(ProbeArgs),
     /// Write the filter module as an OCI image layout Istio can pull (no Docker needed) and
     /// print its manifest digest, the WasmPlugin's sha256 for an oci:// url.
     Image(ImageArgs),
@@ -140,6 +143,41 @@ struct AuditArgs {
     /// (for a job that checks partners' certificates).
     #[arg(long, conflicts_with = "logs")]
     fail_expiring: bool,
+}
+
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// The URL to request (https://HOST[:PORT]/PATH, or http:// to test a plain port).
+    /// Default with --from: the generated host, port and /hello.
+    #[arg(value_name = "URL", required_unless_present = "from")]
+    url: Option<String>,
+    /// The client certificate (PEM, leaf first; a chain may follow).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// The agreed root (PEM): the server's chain must verify to it.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// The TLS server name to send and to check in the server's certificate (default: the
+    /// URL's host).
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    /// The HTTP Host header (default: the URL's host).
+    #[arg(long, value_name = "AUTHORITY")]
+    host: Option<String>,
+    /// Dial this address instead of the URL's (as curl's --connect-to), e.g. the gateway's
+    /// load balancer: HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// Play cluster A's sidecar from a generated output folder: its client certificate,
+    /// agreed root, server name, host and port (flags override each).
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -284,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gen(args) => gen(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit(args),
         Command::Inspect(args) => inspect(args),
+        Command::Probe(args) => probe(args),
         Command::Image(args) => image(args).map(|()| ExitCode::SUCCESS),
         Command::Revoke(args) => revoke(args).map(|()| ExitCode::SUCCESS),
         Command::Rotate(args) => rotate(args).map(|()| ExitCode::SUCCESS),
@@ -393,6 +432,56 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         Verdict::Deny => ExitCode::from(1),
         Verdict::Allow if args.fail_expiring && expiring => ExitCode::from(1),
         Verdict::Allow => ExitCode::SUCCESS,
+    })
+}
+
+fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    use peergate::probe::{self, kit, Target};
+    let sidecar = args.from.as_deref().map(kit::from_output).transpose()?;
+    let target = match (&args.url, &sidecar) {
+        (Some(url), _) => Target::parse(url)?,
+        (None, Some(kit)) => Target::parse(&format!("https://{}:{}/hello", kit.host, kit.port))?,
+        (None, None) => anyhow::bail!("give a URL, or --from DIR"),
+    };
+    if let Some(connect) = &args.connect {
+        probe::target::check_connect(connect)?;
+    }
+    let (roots, roots_source) = match (&args.ca, &sidecar) {
+        (Some(ca), _) => (kit::read_roots(ca)?, ca.display().to_string()),
+        (None, Some(kit)) => (kit.roots.clone(), kit.roots_source.clone()),
+        (None, None) if target.scheme == probe::Scheme::Http => (Vec::new(), String::new()),
+        (None, None) => {
+            anyhow::bail!("--ca (the agreed root, PEM) is required for https:// without --from")
+        }
+    };
+    let client = match (&args.cert, &args.key, sidecar) {
+        (Some(cert), Some(key), _) => Some(kit::read_client(cert, key)?),
+        (_, _, Some(kit)) => Some(kit.client),
+        _ => None,
+    };
+    let default_host = if target.port == 443 || target.port == 80 {
+        target.host.clone()
+    } else {
+        target.authority_for_dialling()
+    };
+    let request = probe::ProbeRequest {
+        sni: args.sni.clone().unwrap_or_else(|| target.host.clone()),
+        host: args.host.clone().unwrap_or(default_host),
+        connect: args.connect.clone(),
+        client,
+        roots,
+        roots_source,
+        target,
+    };
+    let report = probe::run(&request)?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", peergate::render::probe_text(&report, style()));
+    }
+    Ok(match report.verdict {
+        probe::Verdict::Ok => ExitCode::SUCCESS,
+        probe::Verdict::Refused => ExitCode::from(1),
     })
 }
 

@@ -397,6 +397,41 @@ pub fn logs_text(label: &str, summary: &LogSummary, style: Style) -> String {
     out
 }
 
+/// `peergate probe`'s text: each step, the TLS details, the answer, the cause.
+pub fn probe_text(report: &crate::probe::ProbeReport, style: Style) -> String {
+    use crate::probe::{Outcome as StepOutcome, Verdict as ProbeVerdict};
+    let mut out = format!("{}\n", style.paint(BOLD, &format!("probe {}", report.url)));
+    let rows: Vec<Vec<String>> = report
+        .steps
+        .iter()
+        .map(|s| {
+            let outcome = match s.outcome {
+                StepOutcome::Pass => style.paint(GREEN, "ok"),
+                StepOutcome::Fail => style.paint(RED, "FAIL"),
+                StepOutcome::Skip => style.paint(DIM, "skip"),
+            };
+            vec![s.step.to_owned(), outcome, s.detail.clone()]
+        })
+        .collect();
+    out.push_str(&table(&rows, "  "));
+    if let Some(answer) = &report.http {
+        if !answer.body.is_empty() && answer.status >= 400 {
+            let body: String = answer.body.chars().take(200).collect();
+            let _ = writeln!(out, "\n  body: {}", body.trim_end());
+        }
+    }
+    let verdict = match (report.verdict, &report.cause) {
+        (ProbeVerdict::Ok, _) => style.paint(&format!("{BOLD};{GREEN}"), "OK"),
+        (ProbeVerdict::Refused, Some(cause)) => format!(
+            "{}  {cause}",
+            style.paint(&format!("{BOLD};{RED}"), "REFUSED")
+        ),
+        (ProbeVerdict::Refused, None) => style.paint(&format!("{BOLD};{RED}"), "REFUSED"),
+    };
+    let _ = writeln!(out, "\n{verdict}");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
