@@ -64,6 +64,11 @@ struct Metrics {
     crl_stale_warned: Cell<bool>,
     /// Allowed decisions on peers inside `expiryWarningDays`.
     expiring: Option<u32>,
+    /// Decisions made from the decision cache (counted in the VM like allowed ones: nearly
+    /// every request is one) and decisions that read and assessed a certificate.
+    cached_decisions: Option<u32>,
+    cached_pending: Cell<u64>,
+    cold_decisions: Option<u32>,
     /// The certificates whose expiry line this VM has logged (per configuration, bounded):
     /// the line is written once per certificate even with `logAllowed` off.
     expiry_logged: RefCell<HashSet<[u8; 32]>>,
@@ -113,6 +118,9 @@ impl Metrics {
             crl_stale: counter("peergate.crl_stale"),
             crl_stale_warned: Cell::new(false),
             expiring: counter("peergate.expiring"),
+            cached_decisions: counter("peergate.cached_decisions"),
+            cached_pending: Cell::new(0),
+            cold_decisions: counter("peergate.cold_decisions"),
             expiry_logged: RefCell::new(HashSet::new()),
         }
     }
@@ -122,6 +130,7 @@ impl Metrics {
         for (id, pending) in [
             (self.allowed, &self.allowed_pending),
             (self.unprotected, &self.unprotected_pending),
+            (self.cached_decisions, &self.cached_pending),
         ] {
             let count = pending.replace(0);
             if let (Some(id), true) = (id, count > 0) {
@@ -171,7 +180,12 @@ impl Metrics {
         logged.insert(assessment.fingerprint)
     }
 
-    fn record(&self, decision: &Decision, policy: &Policy, now: SystemTime) {
+    fn record(&self, decision: &Decision, source: CertSource, policy: &Policy, now: SystemTime) {
+        match source {
+            CertSource::Cache => self.cached_pending.set(self.cached_pending.get() + 1),
+            CertSource::Connection | CertSource::Xfcc => bump(self.cold_decisions),
+            CertSource::None => {}
+        }
         if decision.days_left.is_some() {
             bump(self.expiring);
         }
@@ -478,7 +492,7 @@ impl PeerCheck {
     ) {
         let mut first_expiry_line = false;
         if let Some(metrics) = &self.metrics {
-            metrics.record(decision, policy, now);
+            metrics.record(decision, source, policy, now);
             first_expiry_line = metrics.first_expiry_line(decision);
         }
         if !decision.is_allowed() || policy.log_allowed() || first_expiry_line {
