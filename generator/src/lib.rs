@@ -17,6 +17,7 @@ pub mod layout;
 pub mod logs;
 pub mod manifests;
 pub mod mesh;
+pub mod monitoring;
 pub mod output;
 pub mod probe;
 pub mod render;

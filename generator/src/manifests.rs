@@ -26,9 +26,10 @@ use crate::istio::{
 };
 use crate::kube_gateway::{self, Backend as KubeBackend, KubeGateway, SharedListener};
 use crate::mesh::{
-    Certificates, ClientCertMode, Gateway, GatewayApi, Mesh, PluginApi, DEFAULT_ISSUER,
-    OWN_GATEWAY_HTTPS_PORT,
+    Certificates, ClientCertMode, Gateway, GatewayApi, Mesh, MonitoringSection, PluginApi,
+    DEFAULT_ISSUER, OWN_GATEWAY_HTTPS_PORT,
 };
+use crate::monitoring;
 
 /// Where the client Secret is mounted in the sidecar (mounted mode).
 pub const CLIENT_CERT_DIR: &str = "/etc/peergate/client";
@@ -738,11 +739,27 @@ fn cluster_b(e: &mut Emitter, mesh: &Mesh, gateway: &Gateway, pki: &Pki<'_>) {
         _ => gateway_routing(e, mesh, gateway),
     }
     peergate_plugin(e, mesh, gateway, pki);
+    if let Some(section) = &mesh.monitoring {
+        monitoring_objects(e, section, gateway);
+    }
     match gateway {
         Gateway::Existing { .. } => xfcc_patch(e),
         // The plugin goes into the owner's namespace: the owner applies it.
         Gateway::ListenerSet { .. } => e.for_the_owner(mesh.plugin.api.file_name()),
         Gateway::Own { .. } => {}
+    }
+}
+
+/// `[monitoring]`: the PrometheusRule and the dashboard ConfigMap.
+fn monitoring_objects(e: &mut Emitter, section: &MonitoringSection, gateway: &Gateway) {
+    let ns = section.namespace.as_deref().unwrap_or(gateway.namespace());
+    if section.alerts {
+        let rule = monitoring::prometheus_rule(section, ns, gateway.is_shared());
+        e.emit(Cluster::B, "prometheusrule.yaml", &rule, false);
+    }
+    if section.dashboard {
+        let map = monitoring::dashboard_config_map(section, ns);
+        e.emit(Cluster::B, "configmap-peergate-dashboard.yaml", &map, false);
     }
 }
 

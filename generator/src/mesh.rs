@@ -731,6 +731,43 @@ pub struct Mesh {
     /// cert-manager's issuer, with `certificates = "cert-manager"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_manager: Option<CertManagerSection>,
+    /// Alerts and a dashboard for the filter's counters; absent: none are written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSection>,
+}
+
+/// `[monitoring]`: a PrometheusRule (prometheus-operator) and a Grafana dashboard in a
+/// ConfigMap, written into cluster B's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MonitoringSection {
+    /// Write the PrometheusRule.
+    pub alerts: bool,
+    /// Write the dashboard ConfigMap.
+    pub dashboard: bool,
+    /// Namespace of both objects; absent: the gateway's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Denials per minute, over 5 minutes and held 10, above which `PeergateDenialsHigh` fires.
+    pub denied_per_minute: u32,
+    /// Labels on the PrometheusRule (what the Prometheus resource's `ruleSelector` selects,
+    /// e.g. `{ release = "kube-prometheus-stack" }`).
+    pub rule_labels: BTreeMap<String, String>,
+    /// The label, set to "1", that the Grafana sidecar looks for on ConfigMaps.
+    pub dashboard_label: String,
+}
+
+impl Default for MonitoringSection {
+    fn default() -> Self {
+        Self {
+            alerts: true,
+            dashboard: true,
+            namespace: None,
+            denied_per_minute: 6,
+            rule_labels: BTreeMap::new(),
+            dashboard_label: "grafana_dashboard".into(),
+        }
+    }
 }
 
 impl Mesh {
@@ -830,6 +867,7 @@ impl Default for Mesh {
             plugin: PluginSection::default(),
             certificates: Certificates::Static,
             cert_manager: None,
+            monitoring: None,
         }
     }
 }
@@ -958,6 +996,62 @@ impl Mesh {
         self.check_plugin_source(&invalid)?;
         self.check_istio_release(&invalid)?;
         self.check_gateway_and_failure(&invalid)?;
+        self.check_monitoring(&invalid)?;
+        Ok(())
+    }
+
+    /// `[monitoring]`: Kubernetes names and labels, a threshold above zero.
+    fn check_monitoring(
+        &self,
+        invalid: &dyn Fn(&str, String) -> MeshError,
+    ) -> Result<(), MeshError> {
+        let Some(m) = &self.monitoring else {
+            return Ok(());
+        };
+        if let Some(ns) = &m.namespace {
+            if !is_dns_label(ns) {
+                return Err(invalid(
+                    "monitoring.namespace",
+                    format!("{ns:?} is not a Kubernetes namespace name"),
+                ));
+            }
+        }
+        if m.denied_per_minute == 0 {
+            return Err(invalid(
+                "monitoring.deniedPerMinute",
+                "must be at least 1: the alert fires above it".into(),
+            ));
+        }
+        let label_ok = |k: &str| {
+            let name = k.rsplit('/').next().unwrap_or(k);
+            !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if !label_ok(&m.dashboard_label) {
+            return Err(invalid(
+                "monitoring.dashboardLabel",
+                format!("{:?} is not a Kubernetes label key", m.dashboard_label),
+            ));
+        }
+        if let Some((k, _)) = m
+            .rule_labels
+            .iter()
+            .find(|(k, v)| !label_ok(k) || v.len() > 63)
+        {
+            return Err(invalid(
+                &format!("monitoring.ruleLabels.{k}"),
+                "is not a Kubernetes label (key and value at most 63 characters)".into(),
+            ));
+        }
+        if !m.alerts && !m.dashboard {
+            return Err(invalid(
+                "monitoring",
+                "alerts and dashboard are both false: remove [monitoring] instead".into(),
+            ));
+        }
         Ok(())
     }
 

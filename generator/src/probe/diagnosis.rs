@@ -352,7 +352,7 @@ fn http_cause(request: &ProbeRequest, answer: &HttpAnswer) -> String {
     match answer.status {
         404 => format!("the gateway has no route for Host {} {}: check the VirtualService or HTTPRoute and the Gateway's hosts", request.host, request.target.path),
         503 => "the gateway could not reach the backend (no healthy upstream): check the backend's Service and endpoints".into(),
-        500 => "the gateway failed the request: a Wasm plugin that did not start answers 500 (peergate's log line `configuration refused` says why; `peergate audit --policy` reads the same configuration)".into(),
+        500 => "the gateway failed the request: a Wasm plugin that did not start answers 500 (peergate's log line `peergate: rejecting configuration` says why; `peergate audit --policy` reads the same configuration)".into(),
         status => format!("the server answered {status}"),
     }
 }
