@@ -102,6 +102,9 @@ type EnvoyOptions struct {
 	// a user who cannot bind them (a sidecar's outbound port 80 is reached through iptables
 	// in a Pod, never bound).
 	ShiftPrivilegedPorts bool
+	// StatsConfig is the bootstrap's stats_config (IstioStatsConfig); nil: Envoy's default,
+	// every stat (what the counter checks of the other tests read).
+	StatsConfig map[string]any
 }
 
 // BoundPort is where a listener istiod generated for port binds on this machine.
@@ -560,6 +563,9 @@ func (e *Envoy) writeBootstrap() {
 			"name":         "envoy.bootstrap.internal_listener",
 			"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"},
 		}},
+	}
+	if e.opts.StatsConfig != nil {
+		bootstrap["stats_config"] = e.opts.StatsConfig
 	}
 	data, err := json.MarshalIndent(bootstrap, "", "  ")
 	if err != nil {

@@ -88,6 +88,7 @@ type TwoMeshes struct {
 	addObjects     func([]*unstructured.Unstructured) []*unstructured.Unstructured
 	ours           *unstructured.Unstructured
 	allowWarming   bool
+	istioStats     bool
 	shiftPorts     bool
 	// onlyOurs launches our gateway and the sidecar, not a shared gateway beside ours.
 	onlyOurs bool
@@ -104,6 +105,7 @@ type MeshOption func(*meshOptions)
 type meshOptions struct {
 	clusterB     func([]*unstructured.Unstructured)
 	allowWarming bool
+	istioStats   bool
 	addObjects   func([]*unstructured.Unstructured) []*unstructured.Unstructured
 }
 
@@ -116,6 +118,12 @@ func WithObjects(add func([]*unstructured.Unstructured) []*unstructured.Unstruct
 // ChangingClusterB changes cluster B's applied objects first (a user's edit).
 func ChangingClusterB(change func([]*unstructured.Unstructured)) MeshOption {
 	return func(o *meshOptions) { o.clusterB = change }
+}
+
+// WithIstioStats gives the gateway's Envoy the stats_config Istio's bootstrap writes for the
+// gateway Pod (IstioStatsConfig): only what Istio's stats matcher admits is scraped.
+func WithIstioStats() MeshOption {
+	return func(o *meshOptions) { o.istioStats = true }
 }
 
 // AllowingWarmListeners starts the gateway even when some listeners never become active.
@@ -142,7 +150,7 @@ func newTwoMeshes(pin Pin, out Output, options []MeshOption) *TwoMeshes {
 		o(&opts)
 	}
 	return &TwoMeshes{Out: out, pin: pin, clusterBChange: opts.clusterB, addObjects: opts.addObjects,
-		allowWarming: opts.allowWarming, fetchWasm: func(t testing.TB, resources []*anypb.Any) { AgentFetch(t, resources) }}
+		allowWarming: opts.allowWarming, istioStats: opts.istioStats, fetchWasm: func(t testing.TB, resources []*anypb.Any) { AgentFetch(t, resources) }}
 }
 
 // build makes both clusters from the output and launches their proxies, with helloworld's
@@ -214,6 +222,10 @@ func (m *TwoMeshes) launchGateway(t *testing.T, name string, clB *Cluster, dep *
 		AgentSecrets:         WorkloadSecrets(t, m.meshB, dep.GetNamespace(), proxy.VerifiedIdentity.ServiceAccount),
 		AllowWarming:         m.allowWarming,
 		ShiftPrivilegedPorts: m.shiftPorts,
+	}
+	if m.istioStats {
+		annotations, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "template", "metadata", "annotations")
+		envoyOpts.StatsConfig = IstioStatsConfig(t, annotations)
 	}
 	var args []string
 	switch {
