@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
+pub use peergate_filter::audit::Outcome;
 pub use target::{Scheme, Target};
 
 /// How long each network step may take.
@@ -94,18 +95,6 @@ pub struct ProbeRequest {
     pub roots: Vec<CertificateDer<'static>>,
     /// Where the roots were read from, for the report.
     pub roots_source: String,
-}
-
-/// How a step came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// It worked.
-    Pass,
-    /// It failed: the probe stops here (or, for the server's chain, before the request).
-    Fail,
-    /// Not reached, or not applicable.
-    Skip,
 }
 
 /// One step of a probe.
