@@ -126,6 +126,47 @@ fn the_generated_alert_rules_pass_promtool_tests() {
     }
 }
 
+/// The dashboard's queries are PromQL Prometheus parses: each becomes a recording rule of a
+/// group `promtool check rules` reads (Grafana's `$__rate_interval` as 5m).
+#[test]
+fn the_dashboard_queries_parse() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate_with_monitoring(dir.path());
+    let map = yaml(
+        &dir.path()
+            .join("out/cluster-b/configmap-peergate-dashboard.yaml"),
+    );
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let model: Value = serde_json::from_str(
+        map["data"]["peergate.json"]
+            .as_str()
+            .expect("peergate.json"),
+    )
+    .expect("the dashboard is JSON");
+    let rules: Vec<Value> = model["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .enumerate()
+        .map(|(i, target)| {
+            let expr = target["expr"].as_str().expect("expr");
+            json!({ "record": format!("peergate:dashboard_query_{i}"), "expr": expr.replace("$__rate_interval", "5m") })
+        })
+        .collect();
+    assert!(rules.len() >= 10, "{rules:?}");
+    let file = dir.path().join("dashboard-queries.yaml");
+    let groups = json!({ "groups": [{ "name": "dashboard", "rules": rules }] });
+    std::fs::write(&file, yaml_serde::to_string(&groups).expect("YAML")).expect("write");
+    println!(
+        "{}",
+        run(Command::new(promtool())
+            .arg("check")
+            .arg("rules")
+            .arg(&file))
+    );
+}
+
 #[test]
 fn envoy_exports_every_metric_the_rules_name_and_counts_cold_and_cached_decisions() {
     let s = Scenario::new(KeyKind::P256);

@@ -40,6 +40,9 @@ type Validator struct {
 	// certManager validates cert-manager's kinds against the pinned cert-manager release's
 	// CRDs (CERT_MANAGER_CRDS), with the same structural-schema and CEL code.
 	certManager *crd.Validator
+	// monitoring validates prometheus-operator's PrometheusRule against the pinned
+	// prometheus-operator release's CRD (PROMETHEUS_OPERATOR_CRDS).
+	monitoring *crd.Validator
 }
 
 var (
@@ -88,7 +91,12 @@ func IstioValidator(t testing.TB) *Validator {
 			validatorErr = err
 			return
 		}
-		validator = &Validator{crds: crds, webhook: mux, certManager: certManager, gatewayAPI: gatewayAPI}
+		monitoring, err := prometheusOperatorValidator()
+		if err != nil {
+			validatorErr = err
+			return
+		}
+		validator = &Validator{crds: crds, webhook: mux, certManager: certManager, gatewayAPI: gatewayAPI, monitoring: monitoring}
 	})
 	if validatorErr != nil {
 		t.Fatal(validatorErr)
@@ -113,6 +121,12 @@ func (v *Validator) Validate(obj *unstructured.Unstructured) error {
 		}
 		return validateNames(obj)
 	}
+	if obj.GroupVersionKind().Group == "monitoring.coreos.com" {
+		if err := v.monitoring.ValidateCustomResource(obj.DeepCopy()); err != nil {
+			return fmt.Errorf("prometheus-operator CRD schema: %v", err)
+		}
+		return validateNames(obj)
+	}
 	if obj.GroupVersionKind().Group == "cert-manager.io" {
 		if err := v.certManager.ValidateCustomResource(obj.DeepCopy()); err != nil {
 			return fmt.Errorf("cert-manager CRD schema: %v", err)
@@ -120,6 +134,21 @@ func (v *Validator) Validate(obj *unstructured.Unstructured) error {
 		return validateNames(obj)
 	}
 	return validateKubernetes(obj)
+}
+
+// prometheusOperatorValidator reads the PrometheusRule CRD of the pinned prometheus-operator
+// release (its Go module's example/prometheus-operator-crd, PROMETHEUS_OPERATOR_CRDS).
+func prometheusOperatorValidator() (*crd.Validator, error) {
+	dir := os.Getenv("PROMETHEUS_OPERATOR_CRDS")
+	if dir == "" {
+		return nil, fmt.Errorf("PROMETHEUS_OPERATOR_CRDS is not set: `cargo make istio` downloads the pinned prometheus-operator module and sets it to its example/prometheus-operator-crd")
+	}
+	file := filepath.Join(dir, "monitoring.coreos.com_prometheusrules.yaml")
+	monitoring, err := crd.NewValidatorFromFiles(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	return monitoring, nil
 }
 
 // GatewayAPISourceDir is the sigs.k8s.io/gateway-api module this binary links (the version

@@ -43,6 +43,8 @@ func outputVariants() []outputVariant {
 		{name: "gateway api", flags: []string{"--gateway-api", "kubernetes"}},
 		{name: "gateway api, revision, cert-manager, issuing CA", flags: []string{"--gateway-api", "kubernetes", "--istio-revision", "stable-1", "--certificates", "cert-manager", "--intermediate", "partner-issuing"}},
 		{name: "gateway api, trafficextension", flags: []string{"--gateway-api", "kubernetes", "--api", "trafficextension"}, since: 30},
+		{name: "monitoring", config: "[monitoring]\nruleLabels = { release = \"kube-prometheus-stack\" }\n"},
+		{name: "monitoring, existing gateway", config: ExistingGateway + "[monitoring]\nnamespace = \"monitoring\"\n"},
 	}
 }
 
@@ -168,7 +170,8 @@ func TestIstioValidationRefusesKnownBadOutput(t *testing.T) {
 	gateway := OfKind(objects, "Gateway")[0]
 	rule := OfKind(objectsA, "DestinationRule")[0]
 	certificate := OfKind(Gen(t, "--certificates", "cert-manager").Objects(t, "cluster-a"), "Certificate")[0]
-	for _, obj := range []*unstructured.Unstructured{plugin, gateway, rule, certificate} {
+	prometheusRule := OfKind(GenWithConfig(t, "[monitoring]\n").Objects(t, "cluster-b"), "PrometheusRule")[0]
+	for _, obj := range []*unstructured.Unstructured{plugin, gateway, rule, certificate, prometheusRule} {
 		if err := v.Validate(obj); err != nil {
 			t.Fatalf("the unchanged %s is refused: %v", obj.GetKind(), err)
 		}
@@ -212,6 +215,14 @@ func TestIstioValidationRefusesKnownBadOutput(t *testing.T) {
 			spec(o)["privateKey"].(map[string]any)["algorithm"] = "rsa"
 		}, true},
 		{"no issuerRef", certificate, func(o map[string]any) { delete(spec(o), "issuerRef") }, true},
+		// prometheus-operator's CRD (PROMETHEUS_OPERATOR_CRDS) too.
+		{"a `for` that is not a duration", prometheusRule, func(o map[string]any) {
+			rule := spec(o)["groups"].([]any)[0].(map[string]any)["rules"].([]any)[0].(map[string]any)
+			rule["for"] = "ten minutes"
+		}, true},
+		{"a rule group without a name", prometheusRule, func(o map[string]any) {
+			delete(spec(o)["groups"].([]any)[0].(map[string]any), "name")
+		}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
