@@ -1574,6 +1574,17 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
         client_cert,
         mesh.cluster_b.domain,
     )];
+    notes.push(format!(
+        "once both clusters are applied, call the gateway as cluster A's sidecar does and see what, if anything, refuses it: peergate probe --from {} --connect <the gateway's address>:{}",
+        out.display(),
+        gateway.public_https_port()
+    ));
+    if mesh.monitoring.as_ref().is_some_and(|m| m.alerts) {
+        notes.push(format!(
+            "{}/prometheusrule.yaml needs prometheus-operator's PrometheusRule CRD in cluster B (kube-prometheus-stack installs it): without it `kubectl apply -k` refuses the kind; set monitoring.alerts = false to leave it out",
+            cluster_b.display()
+        ));
+    }
     if mesh.certificates == Certificates::CertManager {
         notes.push(format!(
             "cert-manager issues the leaves: Certificate {}/{} (Secret {}) in cluster A and {}/{} (Secret {}) in cluster B; kubectl get certificate -A shows them Ready",

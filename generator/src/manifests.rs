@@ -44,6 +44,10 @@ pub const XFCC_PATCH_FILE: &str = "ingressgateway-xfcc-patch.yaml";
 /// What the owner of a shared Gateway API gateway merges into its Gateway (not part of any
 /// kustomization, and not applicable as is).
 pub const OWNER_GATEWAY_FILE: &str = "owner-gateway-fragment.yaml";
+/// `[monitoring]`'s PrometheusRule.
+pub const PROMETHEUS_RULE_FILE: &str = "prometheusrule.yaml";
+/// `[monitoring]`'s dashboard ConfigMap.
+pub const DASHBOARD_FILE: &str = "configmap-peergate-dashboard.yaml";
 /// Files a run may or may not write, by cluster: a run removes those it did not write, so
 /// switching a mode leaves no object of the other one to be applied (nor, switching to
 /// cert-manager, a Secret with a leaf key).
@@ -70,6 +74,8 @@ pub fn optional_files(mesh: &Mesh) -> Vec<(Cluster, String)> {
         (Cluster::B, "referencegrant.yaml"),
         (Cluster::B, "listenerset.yaml"),
         (Cluster::B, OWNER_GATEWAY_FILE),
+        (Cluster::B, PROMETHEUS_RULE_FILE),
+        (Cluster::B, DASHBOARD_FILE),
     ]
     .iter()
     .map(|(c, f)| (*c, (*f).to_owned()))
@@ -755,11 +761,11 @@ fn monitoring_objects(e: &mut Emitter, section: &MonitoringSection, gateway: &Ga
     let ns = section.namespace.as_deref().unwrap_or(gateway.namespace());
     if section.alerts {
         let rule = monitoring::prometheus_rule(section, ns, gateway.is_shared());
-        e.emit(Cluster::B, "prometheusrule.yaml", &rule, false);
+        e.emit(Cluster::B, PROMETHEUS_RULE_FILE, &rule, false);
     }
     if section.dashboard {
         let map = monitoring::dashboard_config_map(section, ns);
-        e.emit(Cluster::B, "configmap-peergate-dashboard.yaml", &map, false);
+        e.emit(Cluster::B, DASHBOARD_FILE, &map, false);
     }
 }
 

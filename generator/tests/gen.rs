@@ -401,6 +401,23 @@ fn bad_input_names_file_line_and_field() {
         ),
         ("[plugin]\nsha256 = \"abc\"\n", "bad.toml: plugin.sha256"),
         ("keyType = \n", "bad.toml:1:"),
+        (
+            "[monitoring]\ndeniedPerMinute = 0\n",
+            "bad.toml: monitoring.deniedPerMinute",
+        ),
+        (
+            "[monitoring]\nnamespace = \"Not_A_Namespace\"\n",
+            "bad.toml: monitoring.namespace",
+        ),
+        (
+            "[monitoring]\nruleLabels = { \"bad key\" = \"x\" }\n",
+            "bad.toml: monitoring.ruleLabels.bad key",
+        ),
+        (
+            "[monitoring]\nalerts = false\ndashboard = false\n",
+            "bad.toml: monitoring",
+        ),
+        ("[monitoring]\ngrafana = true\n", "unknown field `grafana`"),
     ];
     for (text, expected) in cases {
         std::fs::write(dir.path().join("bad.toml"), text).unwrap();
@@ -630,6 +647,8 @@ fn a_gateway_of_its_own_and_everything_that_follows_from_it() {
         "{stdout}"
     );
     assert!(stdout.contains("peergate audit --policy"), "{stdout}");
+    assert!(stdout.contains("peergate probe --from"), "{stdout}");
+    assert!(!stdout.contains("PrometheusRule CRD"), "{stdout}");
     assert!(!stdout.contains("istioctl proxy-config log"), "{stdout}");
 }
 
@@ -1065,4 +1084,75 @@ fn allowed_san_patterns_are_left_to_the_filter() {
     let result = peergate(dir.path(), &["gen", "--out", "o2", "--allowed-san", "a*b"]);
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("clusterB.allowedSans[0]"));
+}
+
+/// `[monitoring]`: the PrometheusRule and the dashboard ConfigMap in cluster B's kustomization,
+/// in the gateway's namespace (or the section's), labelled as the section says; off without it.
+#[test]
+fn monitoring_objects_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ok(dir.path(), &[]);
+    let b = dir.path().join("out/cluster-b");
+    assert!(!b.join("prometheusrule.yaml").exists());
+    assert!(!b.join("configmap-peergate-dashboard.yaml").exists());
+
+    std::fs::write(
+        dir.path().join("mesh.toml"),
+        "[monitoring]\nruleLabels = { release = \"kps\" }\ndeniedPerMinute = 30\n",
+    )
+    .unwrap();
+    let stdout = gen_ok(dir.path(), &["--config", "mesh.toml", "--force"]);
+    assert!(stdout.contains("PrometheusRule CRD"), "{stdout}");
+    let rule = yaml_file(&b.join("prometheusrule.yaml"));
+    let gateway_ns = yaml_file(&b.join("gateway-deployment.yaml"))["metadata"]["namespace"].clone();
+    assert_eq!(rule["metadata"]["namespace"], gateway_ns);
+    assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let denials = rules
+        .iter()
+        .find(|r| r["alert"] == "PeergateDenialsHigh")
+        .unwrap();
+    assert!(
+        denials["expr"].as_str().unwrap().ends_with("* 60 > 30"),
+        "{denials}"
+    );
+    // A gateway of its own: unprotected traffic is alerted on.
+    assert!(rules
+        .iter()
+        .any(|r| r["alert"] == "PeergateUnprotectedTraffic"));
+    let map = yaml_file(&b.join("configmap-peergate-dashboard.yaml"));
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(map["data"]["peergate.json"].as_str().unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "peergate");
+    let kustomization = std::fs::read_to_string(b.join("kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("- prometheusrule.yaml"),
+        "{kustomization}"
+    );
+    assert!(
+        kustomization.contains("- configmap-peergate-dashboard.yaml"),
+        "{kustomization}"
+    );
+
+    // Dashboard only: the rule file goes away, and so does its line.
+    std::fs::write(
+        dir.path().join("mesh.toml"),
+        "[monitoring]\nalerts = false\n",
+    )
+    .unwrap();
+    let stdout = gen_ok(dir.path(), &["--config", "mesh.toml", "--force"]);
+    assert!(!stdout.contains("PrometheusRule CRD"), "{stdout}");
+    assert!(!b.join("prometheusrule.yaml").exists());
+    assert!(b.join("configmap-peergate-dashboard.yaml").exists());
+    let kustomization = std::fs::read_to_string(b.join("kustomization.yaml")).unwrap();
+    assert!(
+        !kustomization.contains("prometheusrule.yaml"),
+        "{kustomization}"
+    );
+
+    // No section: neither.
+    std::fs::write(dir.path().join("mesh.toml"), "").unwrap();
+    gen_ok(dir.path(), &["--config", "mesh.toml", "--force"]);
+    assert!(!b.join("configmap-peergate-dashboard.yaml").exists());
 }
