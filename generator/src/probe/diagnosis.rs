@@ -1,8 +1,6 @@
 //! From what a probe recorded to the steps and the most likely cause, in words an operator
 //! can act on.
 
-use std::time::SystemTime;
-
 use peergate_filter::Reason;
 
 use super::http::{ExchangeFailure, HttpAnswer};
@@ -10,7 +8,7 @@ use super::tls::TlsRecord;
 use super::{Outcome, ProbeReport, ProbeRequest, Record, Scheme, Step, Verdict};
 
 /// The report of one probe.
-pub fn report(request: &ProbeRequest, record: Record, _now: SystemTime) -> ProbeReport {
+pub fn report(request: &ProbeRequest, record: Record) -> ProbeReport {
     let steps = steps(request, &record);
     let answer = record.http.as_ref().and_then(|a| a.as_ref().ok());
     let verdict = match answer {

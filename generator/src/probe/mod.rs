@@ -13,7 +13,7 @@ pub mod target;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
@@ -164,7 +164,7 @@ pub fn run(request: &ProbeRequest) -> Result<ProbeReport, ProbeError> {
         Scheme::Http => None,
     };
     let record = exchange(request, client.as_ref());
-    Ok(diagnosis::report(request, record, SystemTime::now()))
+    Ok(diagnosis::report(request, record))
 }
 
 /// The network steps: resolve, connect, TLS (for https), one HTTP request.
