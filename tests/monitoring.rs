@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use peergate_e2e::backend::Backend;
-use peergate_e2e::envoy::{admin_get, filter_wasm, peergate_binary, workspace_root, Envoy};
+use peergate_e2e::envoy::{admin_get, filter_wasm, gen_with, workspace_root, Envoy};
 use peergate_e2e::gateway::{bootstrap, GatewayTls, MtlsListener, Xfcc};
 use peergate_e2e::pki::KeyKind;
 use peergate_e2e::scenario::{Scenario, DOMAIN};
@@ -27,23 +27,9 @@ fn promtool() -> PathBuf {
     path
 }
 
-/// `gen` with the repository's mesh.toml and `[monitoring]` on, into `out`.
+/// `gen` with the repository's mesh.toml and `[monitoring]` on, into `out/out`.
 fn generate_with_monitoring(out: &Path) {
-    let mesh = std::fs::read_to_string(workspace_root().join("mesh.toml")).expect("mesh.toml");
-    let config = out.join("mesh.toml");
-    std::fs::write(&config, format!("{mesh}\n[monitoring]\n")).expect("write");
-    let gen = Command::new(peergate_binary())
-        .args(["gen", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(out.join("out"))
-        .output()
-        .expect("gen runs");
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    gen_with("[monitoring]\n", &out.join("out"));
 }
 
 fn yaml(path: &Path) -> Value {

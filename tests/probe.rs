@@ -347,18 +347,7 @@ fn bad_input_exits_2_naming_the_input() {
 #[test]
 fn from_a_generated_folder_the_probe_plays_cluster_a_s_sidecar() {
     let out = tempfile::tempdir().expect("dir");
-    let gen = Command::new(peergate_binary())
-        .args(["gen", "--config"])
-        .arg(peergate_e2e::envoy::workspace_root().join("mesh.toml"))
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("gen runs");
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    peergate_e2e::envoy::gen_with("", out.path());
     // Nothing listens on the dialled port: the report still shows what the sidecar would
     // send, read from the DestinationRule and the Secret it mounts.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

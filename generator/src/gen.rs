@@ -1596,6 +1596,13 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
             mesh.server_secret_name(),
         ));
     }
+    notes.extend(gateway_note(mesh, gateway, &cluster_b));
+    notes
+}
+
+/// What the gateway's kind asks of the user: wait for Istio's deployment, the owner's steps
+/// for a shared Gateway API gateway, or the log level an existing gateway needs.
+fn gateway_note(mesh: &Mesh, gateway: &Gateway, cluster_b: &Path) -> Option<String> {
     if let Gateway::Own {
         api: GatewayApi::Kubernetes,
         name,
@@ -1603,7 +1610,7 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
         ..
     } = gateway
     {
-        notes.push(format!(
+        return Some(format!(
             "Istio deploys the gateway for Gateway {namespace}/{name} (Deployment and Service {name}-istio); it is serving when its conditions say so: kubectl -n {namespace} wait --for=condition=Programmed gateway/{name}, and kubectl -n {namespace} get gateway {name} -o yaml shows Accepted, Programmed and each listener's ResolvedRefs"
         ));
     }
@@ -1615,7 +1622,7 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
     } = gateway
     {
         let b = cluster_b.display();
-        notes.push(format!(
+        return Some(format!(
             "for the owner of Gateway {namespace}/{owner_gateway}: merge {b}/{} into the Gateway (allowedListeners for namespace {ns}, and spec.tls.frontend.perPort for port {port}: keep your other entries, and no other listener may use port {port}, since that validation holds for every listener of the port), apply {b}/{} (the plugin, attached to the Gateway, scoped to port {port}), and run `istioctl proxy-config log <pod> -n {namespace} --level wasm:info` on each gateway Pod (kubectl -n {namespace} get pods -l {GATEWAY_NAME_LABEL}={owner_gateway}) for the decision lines; then the partner calls https://{domain}:{port}; kubectl -n {ns} get listenerset {ls} -o yaml shows Accepted and Programmed",
             manifests::OWNER_GATEWAY_FILE,
             mesh.plugin.api.file_name(),
@@ -1629,12 +1636,12 @@ fn notes(mesh: &Mesh, gateway: &Gateway, out: &Path) -> Vec<String> {
     } = gateway
     {
         let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        notes.push(format!(
+        return Some(format!(
             "the decision lines are logged at info, and an existing gateway runs Envoy at warning: on each gateway Pod run `istioctl proxy-config log <pod> -n {namespace} --level wasm:info` (pods: kubectl -n {namespace} get pods -l {})",
             selector.join(",")
         ));
     }
-    notes
+    None
 }
 
 /// At the connection layer a revocation reaches new connections only (Envoy's handshake and

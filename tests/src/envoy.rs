@@ -105,6 +105,28 @@ pub fn peergate_binary() -> PathBuf {
     )
 }
 
+/// Runs `peergate gen` on the repository's `mesh.toml` with `extra` appended (more TOML) into
+/// `out`, in a folder of its own; fails the test when gen does.
+pub fn gen_with(extra: &str, out: &Path) {
+    let mesh = std::fs::read_to_string(workspace_root().join("mesh.toml")).expect("mesh.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("mesh.toml");
+    std::fs::write(&config, format!("{mesh}\n{extra}")).expect("write mesh.toml");
+    let gen = Command::new(peergate_binary())
+        .arg("gen")
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("peergate gen runs");
+    assert!(
+        gen.status.success(),
+        "peergate gen: {}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+}
+
 /// A running Envoy. Dropping it stops the process.
 pub struct Envoy {
     child: Child,
