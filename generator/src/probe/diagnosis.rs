@@ -70,13 +70,13 @@ fn steps(request: &ProbeRequest, record: &Record) -> Vec<Step> {
         None => return steps,
     }
     if let (Scheme::Https, Some(tls)) = (request.target.scheme, &record.tls) {
-        steps.extend(tls_steps(tls, request.client.is_some()));
+        steps.extend(tls_steps(tls, request));
     }
     steps.push(http_step(record));
     steps
 }
 
-fn tls_steps(tls: &TlsRecord, has_client: bool) -> Vec<Step> {
+fn tls_steps(tls: &TlsRecord, request: &ProbeRequest) -> Vec<Step> {
     let handshake = match (&tls.failure, &tls.version) {
         (Some(failure), _) => step("tls_handshake", Outcome::Fail, failure_text(failure)),
         (None, version) => step(
@@ -110,13 +110,23 @@ fn tls_steps(tls: &TlsRecord, has_client: bool) -> Vec<Step> {
                 leaf.issuer,
                 tls.server_chain.len(),
                 match &tls.server_verification_error {
-                    None => format!("verifies to the agreed root for {}", tls.sni),
-                    Some(e) => format!("does not verify to the agreed root for {}: {e}", tls.sni),
+                    None => format!(
+                        "verifies to the agreed root ({}) for {}",
+                        request.roots_source, tls.sni
+                    ),
+                    Some(e) => format!(
+                        "does not verify to the agreed root ({}) for {}: {e}",
+                        request.roots_source, tls.sni
+                    ),
                 }
             ),
         ),
     };
-    vec![handshake, server, client_step(tls, has_client)]
+    vec![
+        handshake,
+        server,
+        client_step(tls, request.client.is_some()),
+    ]
 }
 
 fn client_step(tls: &TlsRecord, has_client: bool) -> Step {
