@@ -125,8 +125,9 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-/// Audits `cert` (PEM) under `config` and returns the exit code and the JSON report.
-fn audit_json(config: &PluginConfig, cert: &str, extra: &[&str]) -> (i32, Value) {
+/// Runs `peergate audit` on `cert` (PEM) under `config` (as a WasmPlugin file), with `extra`
+/// arguments.
+fn audit_run(config: &PluginConfig, cert: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let policy = write(dir.path(), "wasmplugin.yaml", &wasmplugin_yaml(config));
     let cert = write(dir.path(), "peer.pem", cert);
@@ -136,10 +137,14 @@ fn audit_json(config: &PluginConfig, cert: &str, extra: &[&str]) -> (i32, Value)
         policy.to_str().unwrap(),
         "--cert",
         cert.to_str().unwrap(),
-        "--json",
     ];
     args.extend_from_slice(extra);
-    let out = peergate(&args);
+    peergate(&args)
+}
+
+/// Audits `cert` (PEM) under `config` and returns the exit code and the JSON report.
+fn audit_json(config: &PluginConfig, cert: &str, extra: &[&str]) -> (i32, Value) {
+    let out = audit_run(config, cert, &[&["--json"], extra].concat());
     let (stdout, stderr) = text(&out);
     let json: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{stderr}"));
@@ -1061,17 +1066,7 @@ fn expiry_is_machine_readable_and_fail_expiring_sets_the_exit_status() {
 
     // The text report says it too.
     config.expiry_warning_days = 30;
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write(dir.path(), "wasmplugin.yaml", &wasmplugin_yaml(&config));
-    let cert = write(dir.path(), "soon.pem", &soon.cert_pem);
-    let out = peergate(&[
-        "audit",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--cert",
-        cert.to_str().unwrap(),
-        "--fail-expiring",
-    ]);
+    let out = audit_run(&config, &soon.cert_pem, &["--fail-expiring"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("(10 days left, expiring)"), "{stdout}");
