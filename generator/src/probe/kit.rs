@@ -146,20 +146,15 @@ fn mutual_tls_origination(
         .iter()
         .filter(|(_, d)| d.get("kind").is_some_and(|k| k == "DestinationRule"))
     {
-        let at = |v: &'_ Value, path: &str| v.pointer(path).cloned().unwrap_or(Value::Null);
-        let host = at(doc, "/spec/host")
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let subsets = at(doc, "/spec/subsets");
-        let policies = subsets
+        let host = at(doc, "/spec/host").as_str().unwrap_or_default();
+        let policies = at(doc, "/spec/subsets")
             .as_array()
             .into_iter()
             .flatten()
             .map(|s| at(s, "/trafficPolicy"))
             .chain(std::iter::once(at(doc, "/spec/trafficPolicy")));
         for policy in policies {
-            let settings = at(&policy, "/portLevelSettings");
+            let settings = at(policy, "/portLevelSettings");
             for setting in settings.as_array().into_iter().flatten() {
                 if at(setting, "/tls/mode") != "MUTUAL" {
                     continue;
@@ -168,8 +163,8 @@ fn mutual_tls_origination(
                     .as_u64()
                     .and_then(|p| u16::try_from(p).ok());
                 if let Some(port) = port {
-                    let sni = at(setting, "/tls/sni").as_str().unwrap_or(&host).to_owned();
-                    return Ok((host, port, sni));
+                    let sni = at(setting, "/tls/sni").as_str().unwrap_or(host);
+                    return Ok((host.to_owned(), port, sni.to_owned()));
                 }
             }
         }
@@ -180,6 +175,12 @@ fn mutual_tls_origination(
             "no DestinationRule with port-level tls.mode MUTUAL (is this a peergate output folder?)"
                 .into(),
     })
+}
+
+/// The value at a JSON pointer, or null (a missing field reads as absent, not as an error).
+fn at<'v>(value: &'v Value, pointer: &str) -> &'v Value {
+    static NULL: Value = Value::Null;
+    value.pointer(pointer).unwrap_or(&NULL)
 }
 
 /// The Secret holding `tls.crt`, `tls.key` and `ca.crt`.

@@ -2,9 +2,10 @@
 //! by step (address, TCP, TLS, the server's chain, the client certificate the server asked
 //! for, the HTTP answer), with the most likely cause when something refused it.
 //!
-//! The stages run in order and each reads only what the earlier ones produced: [`kit`] turns
-//! a generated folder into a [`ProbeRequest`], [`run`] makes the request (through [`tls`] and
-//! [`http`]), and [`diagnosis`] names the cause from the record.
+//! The stages run in order and each reads only what the earlier ones produced: [`kit`] reads
+//! the inputs (PEM files, or a generated folder as the sidecar sees it) that make a
+//! [`ProbeRequest`], [`run`] makes the request (through [`tls`] and [`http`]), and
+//! [`diagnosis`] names the cause from the record.
 
 pub mod diagnosis;
 pub mod http;

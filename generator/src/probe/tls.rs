@@ -273,10 +273,9 @@ impl Client {
         if record.server_verified != Some(true) {
             return (record, None);
         }
+        // The certificate request came in the server's first flight (TLS 1.3 included), so
+        // the record is complete; a refusal of the client's certificate arrives in the answer.
         let answer = http::exchange(rustls::StreamOwned::new(connection, stream), head);
-        // A TLS 1.3 server reads the client's certificate after the client has finished its
-        // side of the handshake, so a refusal arrives here; what the resolver saw is final now.
-        self.fill(&mut record);
         (record, Some(answer))
     }
 
